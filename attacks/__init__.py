@@ -1,0 +1,1 @@
+"""Attacks on watermarks: extraction/, removal/, detection/ and the control attacks here."""

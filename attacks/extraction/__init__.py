@@ -1,0 +1,1 @@
+"""Extraction attacks: they see only the black-box oracle and the attacker's data."""

@@ -1,0 +1,159 @@
+"""The ``wmbench`` command line: list, run, leaderboard, show."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+
+from bench.errors import WmbenchError
+
+EPILOG = "Docs: README.md. Every bad input exits with status 2 and one line saying what to do."
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wmbench",
+        description="Benchmark DNN ownership watermarks against extraction, removal and detection attacks.",
+        epilog=EPILOG,
+    )
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py", dest="global_plugins",
+                   help="import a loose file that registers defenses/attacks (repeatable)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    ls = sub.add_parser("list", help="list defenses, attacks, datasets, architectures and profiles")
+    ls.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern on names (default: *)")
+    ls.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                    help="import a loose file that registers defenses/attacks (repeatable)")
+
+    run = sub.add_parser("run", help="fill the defense x attack x seed matrix with result cards",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog=textwrap.dedent("""\
+                             examples:
+                               wmbench run --defense 'none,content' --attack '*' --profile quick
+                               wmbench run --attack 'soft_label[temperature=1,7]' --seeds 0,1,2
+                               wmbench run --plugin my_attack.py --attack my_attack
+                             """))
+    run.add_argument("--dataset", default="fashion-mnist", help="data set (default: fashion-mnist)")
+    run.add_argument("--arch", default=None, help="architecture (default: the data set's; see `wmbench list`)")
+    run.add_argument("--defense", default="*", help="comma-separated names/wildcards/specs (default: *)")
+    run.add_argument("--attack", default="*", help="comma-separated names/wildcards/specs (default: *)")
+    run.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    run.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
+    run.add_argument("--jobs", type=int, default=1, help="parallel jobs (default: 1)")
+    run.add_argument("--results", default="results", help="where cards go (default: results)")
+    run.add_argument("--cache-dir", default=os.environ.get("WMBENCH_CACHE", ".wmbench-cache"),
+                     help="artifact cache (default: $WMBENCH_CACHE or .wmbench-cache)")
+    run.add_argument("--data-root", default=os.environ.get("WMBENCH_DATA"),
+                     help="data sets root (default: $WMBENCH_DATA or ./data)")
+    run.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    run.add_argument("--force", action="store_true", help="re-run cells whose card exists")
+    run.add_argument("-v", "--verbose", action="store_true", help="epoch progress bars")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                     help="import a loose file that registers defenses/attacks (repeatable)")
+
+    lb = sub.add_parser("leaderboard", help="render LEADERBOARD.md, index.html and figures from the cards")
+    lb.add_argument("--results", default="results", help="cards to render (default: results)")
+    lb.add_argument("--out", default="leaderboard", help="output folder (default: leaderboard)")
+
+    show = sub.add_parser("show", help="print one result card")
+    show.add_argument("card", help="path to a seed-<k>.json card")
+    return p
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise WmbenchError(f"--seeds {text!r} must be comma-separated integers, e.g. 0,1,2") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise WmbenchError(f"--seeds {text!r} must list non-negative integers, e.g. 0,1,2")
+    return seeds
+
+
+def cmd_list(args) -> int:
+    from bench.data import DATASETS
+    from bench.models import list_archs
+    from bench.profiles import PROFILES
+    from bench.registry import ATTACKS, DEFENSES, load_plugins
+
+    load_plugins(args.plugin)
+    print("defenses:")
+    for name in DEFENSES.list(args.pattern):
+        print(f"  {name:<24} {DEFENSES.get(name).describe()}")
+    print("attacks:")
+    for name in ATTACKS.list(args.pattern):
+        cls = ATTACKS.get(name)
+        print(f"  {name:<24} {cls.kind:<11} {cls.describe()}")
+    print("datasets:      " + ", ".join(DATASETS))
+    print("architectures: " + ", ".join(list_archs()) + ", timm:<name>, tv:<name>")
+    print("profiles:      " + ", ".join(PROFILES))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from bench.runner import execute, make_plan, plan_run
+
+    plan = make_plan(dataset=args.dataset, arch=args.arch, profile=args.profile, results_dir=args.results,
+                     cache_dir=args.cache_dir, device=args.device, data_root=args.data_root, jobs=args.jobs,
+                     plugins=tuple(args.plugin), verbose=args.verbose)
+    matrix = plan_run(plan, args.defense, args.attack, _seeds(args.seeds), force=args.force)
+    # load the data once up front so a missing data set is one clear error, not an error card per cell
+    from bench.runner import _task
+
+    _task(plan, 0)
+    summary = execute(plan, matrix, progress=not args.quiet)
+    c = summary.counts
+    print(f"wmbench: {summary.cells} cells: {c['ok']} ok, {c['error']} error, {c['n/a']} n/a, "
+          f"{c['skipped']} already done; models trained: {summary.built['victims']} victims, "
+          f"{summary.built['attacks']} by attacks ({sum(summary.loaded.values())} from cache); "
+          f"{summary.wall_s:.1f} s; cards in {args.results}/")
+    for line in summary.errors[:10]:
+        print(f"  error: {line}", file=sys.stderr)
+    if summary.errors:
+        print(f"wmbench: {len(summary.errors)} cell(s) failed; their cards hold the message", file=sys.stderr)
+    print(f"next: wmbench leaderboard --results {args.results}")
+    return 1 if c["error"] else 0
+
+
+def cmd_leaderboard(args) -> int:
+    from leaderboard.render import render
+
+    paths = render(args.results, args.out)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from bench.results import read_card
+
+    print(json.dumps(read_card(args.card), indent=2, sort_keys=True))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, "plugin"):
+        args.plugin = list(args.global_plugins) + list(args.plugin)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard, "show": cmd_show}[
+            args.command
+        ](args)
+    except WmbenchError as exc:
+        print(f"wmbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("wmbench: interrupted; finished cards are kept, re-run to do the rest", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

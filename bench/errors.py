@@ -1,0 +1,24 @@
+"""User-facing errors. The CLI prints any of these as one line and exits non-zero."""
+
+
+class WmbenchError(Exception):
+    """A problem the user can fix; its message says how."""
+
+
+class UnknownNameError(WmbenchError, LookupError):
+    """A defense, attack, dataset, architecture or profile name that is not registered."""
+
+    def __str__(self) -> str:  # LookupError/KeyError would wrap the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(WmbenchError, ValueError):
+    """A configuration value out of its allowed range, or an unknown configuration key."""
+
+
+class DataError(WmbenchError):
+    """A data set that cannot be found or read."""
+
+
+class CardError(WmbenchError, ValueError):
+    """A result card that does not follow the schema."""

@@ -1,0 +1,56 @@
+"""Profiles: the sizes, epochs and budgets of a sweep. A profile is data, not code.
+
+``smoke`` is for CI (minutes on 2 cores), ``quick`` is the default leaderboard (Fashion-MNIST at one seed
+on 2 CPU cores), ``paper`` uses paper-like budgets (GPU advised).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from bench.errors import UnknownNameError
+
+__all__ = ["Profile", "PROFILES", "get_profile"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    victim_train: int  # images the owner trains on
+    attacker_pool: int  # images the attacker holds / queries with (disjoint from victim_train)
+    test: int  # test images used for accuracy and fidelity
+    epochs: int  # victim (and null model) training epochs
+    attack_epochs: int  # default training epochs of attacks that train a model
+    batch_size: int
+    lr: float  # Adam learning rate for victims and substitutes
+    null_models: int  # independent clean models per seed for the null WSR
+    verify_max: int  # cap on verification samples per scheme
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("smoke", victim_train=3000, attacker_pool=3000, test=1000, epochs=2, attack_epochs=2,
+                batch_size=128, lr=1e-3, null_models=1, verify_max=1000),
+        Profile("quick", victim_train=30000, attacker_pool=30000, test=10000, epochs=6, attack_epochs=6,
+                batch_size=128, lr=1e-3, null_models=2, verify_max=2000),
+        Profile("paper", victim_train=30000, attacker_pool=30000, test=10000, epochs=50, attack_epochs=50,
+                batch_size=128, lr=1e-3, null_models=3, verify_max=10000),
+        # for unit tests on the synthetic data set
+        Profile("test", victim_train=800, attacker_pool=400, test=400, epochs=3, attack_epochs=3,
+                batch_size=64, lr=2e-3, null_models=1, verify_max=400),
+    )
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise UnknownNameError(
+            f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}"
+        ) from None

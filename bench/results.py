@@ -1,0 +1,180 @@
+"""Result cards: one JSON file per (dataset, arch, defense, attack, seed) cell.
+
+The card is the source of truth of the leaderboard. It is typed, versioned and validated on write and on
+load; numbers are numbers (fractions in [0, 1], never percent strings).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.errors import CardError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FIELDS",
+    "STATUSES",
+    "card_path",
+    "slug",
+    "validate_card",
+    "write_card",
+    "read_card",
+    "iter_cards",
+    "load_results",
+]
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "error", "n/a")
+ATTACK_KINDS = ("extraction", "removal", "detection", "control")
+
+# name -> (types, nullable, kind); kind "frac" = float in [0, 1]
+_F = (int, float)
+FIELDS: dict[str, tuple[tuple[type, ...], bool, str]] = {
+    "schema_version": ((int,), False, ""),
+    "run_id": ((str,), False, ""),
+    "dataset": ((str,), False, ""),
+    "arch": ((str,), False, ""),
+    "defense": ((str,), False, ""),
+    "defense_version": ((str,), False, ""),
+    "defense_config": ((dict,), False, ""),
+    "has_watermark": ((bool,), False, ""),
+    "attack": ((str,), False, ""),
+    "attack_version": ((str,), False, ""),
+    "attack_kind": ((str,), False, ""),
+    "attack_config": ((dict,), False, ""),
+    "seed": ((int,), False, ""),
+    "profile": ((str,), False, ""),
+    "profile_config": ((dict,), False, ""),
+    "split": ((dict,), False, ""),
+    "status": ((str,), False, ""),
+    "error": ((str,), True, ""),
+    "clean_acc_victim": (_F, True, "frac"),
+    "clean_acc_suspect": (_F, True, "frac"),
+    "fidelity": (_F, True, "frac"),
+    "wsr_victim": (_F, True, "frac"),
+    "wsr_suspect": (_F, True, "frac"),
+    "wsr_null": (_F, True, "frac"),
+    "n_verify": ((int,), True, ""),
+    "threshold": (_F, True, "frac"),
+    "p_value": (_F, True, "frac"),
+    "retained": ((bool,), True, ""),
+    "removed_cheaply": ((bool,), True, ""),
+    "detected": ((bool,), True, ""),
+    "detected_target": ((int,), True, ""),
+    "queries": ((int,), True, ""),
+    "epochs": ((int,), True, ""),
+    "wall_s": (_F, True, ""),
+    "peak_mem_mb": (_F, True, ""),
+    "extras": ((dict,), False, ""),
+    "versions": ((dict,), False, ""),
+    "git_sha": ((str,), True, ""),
+    "device": ((str,), False, ""),
+    "created_utc": ((str,), False, ""),
+}
+
+
+def slug(name: str) -> str:
+    """A file-system-safe folder name for a component spec (chains and sweeps keep their meaning)."""
+    s = name.replace(">", "__then__").replace("[", "(").replace("]", ")")
+    return re.sub(r"[^A-Za-z0-9_.=,()+-]", "_", s)
+
+
+def card_path(results_dir: str | Path, dataset: str, arch: str, defense: str, attack: str, seed: int) -> Path:
+    return Path(results_dir) / slug(dataset) / slug(arch) / slug(defense) / slug(attack) / f"seed-{seed}.json"
+
+
+def validate_card(card: Any, where: str = "card") -> dict:
+    """Check a card against the schema; raise CardError naming the first bad field."""
+    if not isinstance(card, dict):
+        raise CardError(f"{where}: a card must be a JSON object")
+    missing = [k for k in FIELDS if k not in card]
+    if missing:
+        raise CardError(f"{where}: missing field(s) {', '.join(missing)}")
+    extra = [k for k in card if k not in FIELDS]
+    if extra:
+        raise CardError(f"{where}: unknown field(s) {', '.join(extra)}; put extra data under 'extras'")
+    for key, (types, nullable, kind) in FIELDS.items():
+        v = card[key]
+        if v is None:
+            if not nullable:
+                raise CardError(f"{where}: field {key} must not be null")
+            continue
+        if isinstance(v, bool) and bool not in types:
+            raise CardError(f"{where}: field {key} must be {'/'.join(t.__name__ for t in types)}, not bool")
+        if not isinstance(v, types):
+            raise CardError(
+                f"{where}: field {key} must be {'/'.join(t.__name__ for t in types)}, got {type(v).__name__}"
+            )
+        if isinstance(v, float) and not math.isfinite(v):
+            raise CardError(f"{where}: field {key} must be finite (use null for 'not measured')")
+        if kind == "frac" and not 0.0 <= v <= 1.0:
+            raise CardError(f"{where}: field {key}={v} must be a fraction in [0, 1]")
+    if card["schema_version"] != SCHEMA_VERSION:
+        raise CardError(f"{where}: schema_version {card['schema_version']} is not {SCHEMA_VERSION}")
+    if card["status"] not in STATUSES:
+        raise CardError(f"{where}: status {card['status']!r} must be one of {', '.join(STATUSES)}")
+    if card["attack_kind"] not in ATTACK_KINDS:
+        raise CardError(f"{where}: attack_kind {card['attack_kind']!r} must be one of {', '.join(ATTACK_KINDS)}")
+    if card["status"] == "error" and not card["error"]:
+        raise CardError(f"{where}: an error card needs its error message")
+    for key in ("queries", "epochs", "wall_s", "peak_mem_mb", "seed"):
+        if card[key] is not None and card[key] < 0:
+            raise CardError(f"{where}: field {key} must be >= 0")
+    return card
+
+
+def write_card(path: str | Path, card: dict) -> Path:
+    """Validate and write atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    validate_card(card, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(card, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_card(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CardError(f"{path}: no such card") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CardError(f"{path}: not valid JSON ({exc}); delete it and re-run the cell") from None
+    return validate_card(card, str(path))
+
+
+def iter_cards(results_dir: str | Path):
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise CardError(f"results directory {str(root)!r} does not exist; run `wmbench run --results {root}` first")
+    for p in sorted(root.rglob("seed-*.json")):
+        yield p, read_card(p)
+
+
+def load_results(results_dir: str | Path):
+    """Every card under ``results_dir`` as a validated pandas DataFrame (one row per cell)."""
+    import pandas as pd
+
+    rows = []
+    for p, card in iter_cards(results_dir):
+        row = dict(card)
+        row["path"] = str(p)
+        rows.append(row)
+    columns = list(FIELDS) + ["path"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,507 @@
+"""The runner: expand the defense x attack x seed matrix, build the model DAG once, score every cell.
+
+Work runs in three phases of independent joblib jobs, each artifact built at most once per run and
+stored in the content-addressed cache:
+
+1. victims (one per defense spec and seed) and independent clean null models (``none`` at other seeds);
+2. attacks on those models (one per attack spec and parent model);
+3. scoring: one card per cell, written atomically.
+
+A job that raises becomes an error card for every cell that depends on it; the sweep goes on. Re-running
+skips cells whose card exists with the same run id, and rebuilds nothing that is cached, so a killed run
+loses at most the jobs in flight.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import os
+import platform
+import subprocess
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+import bench
+from bench.api import Context, Protected, Target, derive_seed
+from bench.cache import Cache, artifact_key
+from bench.config import config_to_dict
+from bench.errors import WmbenchError
+from bench.oracle import Oracle
+from bench.profiles import Profile, get_profile
+from bench.registry import ATTACKS, DEFENSES, load_plugins
+from bench.results import SCHEMA_VERSION, card_path, read_card, write_card
+from bench.score import score_models
+from bench.spec import Spec, expand_specs
+from bench.train import resolve_device, set_threads
+
+__all__ = ["Plan", "RunSummary", "plan_run", "execute"]
+
+NULL_DEFENSE = Spec("none")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a worker needs to run a job (picklable)."""
+
+    dataset: str
+    arch: str
+    profile: Profile
+    results_dir: str
+    cache_dir: str
+    device: str = "auto"
+    data_root: str | None = None
+    jobs: int = 1
+    plugins: tuple[str, ...] = ()
+    verbose: bool = False
+    git_sha: str | None = None
+
+
+@dataclass
+class RunSummary:
+    cells: int = 0
+    counts: Counter = field(default_factory=Counter)  # ok / error / n/a / skipped
+    built: Counter = field(default_factory=Counter)  # artifacts made in this run, by phase
+    loaded: Counter = field(default_factory=Counter)  # artifacts found in the cache, by phase
+    wall_s: float = 0.0
+    cards: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------------
+# worker side
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _setup(plan: Plan) -> Cache:
+    """Per-process setup: plugins, thread share, the cache handle. Idempotent."""
+    if _WORKER.get("plan") != plan:
+        load_plugins(plan.plugins)
+        set_threads(plan.jobs)
+        _WORKER["plan"] = plan
+        _WORKER["cache"] = Cache(plan.cache_dir)
+    return _WORKER["cache"]
+
+
+def _task(plan: Plan, seed: int):
+    from bench.data import make_task
+
+    p = plan.profile
+    return make_task(plan.dataset, seed=seed, arch=plan.arch, victim_train=p.victim_train,
+                     attacker_pool=p.attacker_pool, test=p.test, root=plan.data_root)
+
+
+def _ctx(plan: Plan, seed: int) -> Context:
+    return Context(device=resolve_device(plan.device), seed=seed, profile=plan.profile, verbose=plan.verbose)
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.nn.Module):
+        return obj.cpu()
+    return obj
+
+
+def _guard(fn, *args) -> tuple[str | None, bool]:
+    """Run a job; return (error message or None, built?)."""
+    try:
+        return None, fn(*args)
+    except WmbenchError as exc:
+        return f"{type(exc).__name__}: {exc}", False
+    except Exception as exc:  # one failing job must not stop the sweep
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+        return f"{type(exc).__name__}: {exc}{where}", False
+
+
+@dataclass(frozen=True)
+class VictimJob:
+    key: str
+    defense: Spec
+    seed: int  # task seed (split)
+    train_seed: int  # seed of the training run (differs for null models)
+
+    def __call__(self, plan: Plan) -> bool:
+        cache = _setup(plan)
+        if cache.has(self.key) and cache.load(self.key) is not None:
+            return False
+        task = _task(plan, self.seed)
+        defense = DEFENSES.create(self.defense.name, **self.defense.config)
+        ctx = _ctx(plan, self.train_seed)
+
+        def build() -> Protected:
+            prot = defense.embed(task, ctx)
+            prot.model = _to_cpu(prot.model)
+            return prot
+
+        cache.get_or_build(self.key, build, meta={"defense": self.defense.label, "seed": self.train_seed})
+        return True
+
+
+@dataclass(frozen=True)
+class AttackJob:
+    key: str
+    attack: Spec
+    parent_key: str
+    seed: int  # task seed
+    attack_seed: int
+
+    def __call__(self, plan: Plan) -> bool:
+        cache = _setup(plan)
+        if cache.has(self.key) and cache.load(self.key) is not None:
+            return False
+        loaded = cache.load(self.parent_key)
+        if loaded is None:
+            raise WmbenchError("the attacked model is missing from the cache (its training failed)")
+        protected: Protected = loaded[0]
+        task = _task(plan, self.seed)
+        attack = ATTACKS.create(self.attack.name, **self.attack.config)
+        ctx = _ctx(plan, self.attack_seed)
+
+        def build():
+            model = protected.model.to(ctx.device).eval()
+            white_box = attack.kind != "extraction"
+            oracle = Oracle(model, num_classes=task.num_classes, serve=protected.serve,
+                            **attack.oracle_options())
+            target = Target(
+                oracle=oracle,
+                model=copy.deepcopy(model) if white_box else None,
+                x_pool=task.x_pool, y_pool=task.y_pool, info=task.info, arch=task.arch, dataset=task.dataset,
+            )
+            out = attack(target, ctx)
+            out.model = _to_cpu(out.model)
+            out.queries = max(out.queries, oracle.queries)
+            return out
+
+        cache.get_or_build(self.key, build, meta={"attack": self.attack.label, "parent": self.parent_key})
+        return True
+
+
+@dataclass(frozen=True)
+class Cell:
+    defense: Spec
+    attack: Spec
+    seed: int
+    run_id: str
+    victim_key: str
+    attack_key: str | None  # None: n/a cell
+    null_keys: tuple[str, ...]  # clean null models and the attack's copies of them
+    card: str
+    config: dict = field(hash=False, compare=False, default_factory=dict)
+
+    def __call__(self, plan: Plan, upstream_error: str | None) -> str:
+        cache = _setup(plan)
+        base = self._base_card(plan)
+        if upstream_error is not None:
+            base.update(status="error", error=upstream_error)
+            write_card(self.card, base)
+            return "error"
+        if self.attack_key is None:
+            base.update(status="n/a", error=None)
+            write_card(self.card, base)
+            return "n/a"
+        task = _task(plan, self.seed)
+        protected, victim_meta = _must_load(cache, self.victim_key, "victim")
+        outcome, attack_meta = _must_load(cache, self.attack_key, "attack result")
+        nulls = [_must_load(cache, k, "null model")[0] for k in self.null_keys]
+        null_models = [n.model for n in nulls if n.model is not None]
+        device = resolve_device(plan.device)
+        scores = score_models(protected=protected, suspect=outcome.model, x_test=task.x_test,
+                              y_test=task.y_test, null_models=null_models if protected.has_watermark else [],
+                              device=device)
+        extras = scores.pop("extras")
+        extras.update(outcome.extras)
+        extras.update(victim_wall_s=victim_meta.get("wall_s"), victim_info=protected.info,
+                      null_models=len(null_models))
+        if outcome.detected_pair is not None:
+            extras["detected_pair"] = list(outcome.detected_pair)
+        if outcome.score is not None:
+            extras["detection_score"] = outcome.score
+        base.update(scores)
+        base.update(
+            status="ok", error=None, detected=outcome.detected, detected_target=outcome.detected_target,
+            queries=int(outcome.queries), epochs=int(outcome.epochs), wall_s=float(attack_meta["wall_s"]),
+            peak_mem_mb=attack_meta.get("peak_mem_mb"), extras=_jsonable(extras), split=task.split,
+        )
+        write_card(self.card, base)
+        return "ok"
+
+    def _base_card(self, plan: Plan) -> dict:
+        c = self.config
+        return {
+            "schema_version": SCHEMA_VERSION, "run_id": self.run_id, "dataset": plan.dataset,
+            "arch": plan.arch, "defense": self.defense.label, "defense_version": c["defense_version"],
+            "defense_config": c["defense_config"], "has_watermark": c["has_watermark"],
+            "attack": self.attack.label, "attack_version": c["attack_version"], "attack_kind": c["attack_kind"],
+            "attack_config": c["attack_config"], "seed": self.seed, "profile": plan.profile.name,
+            "profile_config": plan.profile.as_dict(), "split": {}, "status": "error", "error": None,
+            "clean_acc_victim": None, "clean_acc_suspect": None, "fidelity": None, "wsr_victim": None,
+            "wsr_suspect": None, "wsr_null": None, "n_verify": None, "threshold": None, "p_value": None,
+            "retained": None, "removed_cheaply": None, "detected": None, "detected_target": None,
+            "queries": None, "epochs": None, "wall_s": None, "peak_mem_mb": None, "extras": {},
+            "versions": _versions(), "git_sha": plan.git_sha, "device": _device_name(plan.device),
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+
+def _must_load(cache: Cache, key: str, what: str):
+    found = cache.load(key)
+    if found is None:
+        raise WmbenchError(f"the {what} {key[:8]} is missing from the cache; re-run to rebuild it")
+    return found
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
+        return obj.item()
+    return str(obj)
+
+
+def _versions() -> dict:
+    import numpy
+    import torchvision
+
+    out = {"wmbench": bench.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+           "numpy": numpy.__version__, "python": platform.python_version()}
+    try:
+        import timm
+
+        out["timm"] = timm.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+def _device_name(spec: str) -> str:
+    dev = resolve_device(spec)
+    if dev.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(dev)}"
+    return f"cpu:{platform.machine()}x{os.cpu_count()}"
+
+
+def git_sha(path: str | Path = ".") -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# planning (parent process)
+
+
+@dataclass
+class Matrix:
+    victims: dict[str, VictimJob]
+    attacks: dict[str, AttackJob]
+    cells: list[Cell]
+    skipped: list[Cell]
+
+
+def _component_id(registry, spec: Spec) -> dict:
+    comp = registry.create(spec.name, **spec.config)
+    return {"name": spec.name, "version": type(comp).version, "config": config_to_dict(comp.config)}, comp
+
+
+def plan_run(plan: Plan, defenses: str | list[Spec], attacks: str | list[Spec], seeds: list[int],
+             force: bool = False) -> Matrix:
+    load_plugins(plan.plugins)
+    d_specs = expand_specs(defenses, DEFENSES) if isinstance(defenses, str) else defenses
+    a_specs = expand_specs(attacks, ATTACKS) if isinstance(attacks, str) else attacks
+    prof = plan.profile.as_dict()
+    data_id = {"dataset": plan.dataset, "arch": plan.arch, "sizes": [prof["victim_train"], prof["attacker_pool"],
+               prof["test"]]}
+    victims: dict[str, VictimJob] = {}
+    attacks_: dict[str, AttackJob] = {}
+    cells: list[Cell] = []
+    skipped: list[Cell] = []
+
+    def victim(spec: Spec, seed: int, train_seed: int) -> tuple[str, Any]:
+        ident, comp = _component_id(DEFENSES, spec)
+        key = artifact_key(kind="victim", defense=ident, data=data_id, seed=seed, train_seed=train_seed,
+                           profile=prof)
+        victims.setdefault(key, VictimJob(key, spec, seed, train_seed))
+        return key, comp
+
+    def attacked(spec: Spec, parent_key: str, seed: int, attack_seed: int) -> str:
+        ident, _ = _component_id(ATTACKS, spec)
+        key = artifact_key(kind="attack", attack=ident, parent=parent_key, seed=attack_seed, profile=prof)
+        attacks_.setdefault(key, AttackJob(key, spec, parent_key, seed, attack_seed))
+        return key
+
+    for seed in seeds:
+        null_parents = [victim(NULL_DEFENSE, seed, derive_seed(seed, "null", i))[0]
+                        for i in range(plan.profile.null_models)]
+        for d in d_specs:
+            v_key, d_comp = victim(d, seed, seed)
+            for a in a_specs:
+                a_ident, a_comp = _component_id(ATTACKS, a)
+                d_ident, _ = _component_id(DEFENSES, d)
+                has_wm = d.name != "none" and not getattr(d_comp, "no_watermark", False)
+                config = {"defense_version": d_ident["version"], "defense_config": d_ident["config"],
+                          "has_watermark": has_wm, "attack_version": a_ident["version"],
+                          "attack_kind": a_comp.kind, "attack_config": a_ident["config"]}
+                run_id = artifact_key(kind="cell", defense=d_ident, attack=a_ident, data=data_id, seed=seed,
+                                      profile=prof)
+                path = str(card_path(plan.results_dir, plan.dataset, plan.arch, d.label, a.label, seed))
+                n_a = a_comp.kind == "detection" and not has_wm
+                if not force and _card_done(path, run_id):
+                    skipped.append(Cell(d, a, seed, run_id, v_key, None, (), path, config))
+                    continue
+                a_key = None if n_a else attacked(a, v_key, seed, derive_seed(seed, "attack", a.label))
+                null_keys: tuple[str, ...] = ()
+                if has_wm and not n_a:
+                    nk = [attacked(a, pk, seed, derive_seed(seed, "attack", a.label, "null", i))
+                          for i, pk in enumerate(null_parents)]
+                    null_keys = tuple(null_parents) + tuple(nk)
+                cells.append(Cell(d, a, seed, run_id, v_key, a_key, null_keys, path, config))
+    # only build what the pending cells need
+    needed = {c.victim_key for c in cells} | {k for c in cells for k in c.null_keys}
+    needed_attacks = {c.attack_key for c in cells if c.attack_key} | {k for c in cells for k in c.null_keys}
+    victims = {k: v for k, v in victims.items() if k in needed or any(
+        a.parent_key == k for ak, a in attacks_.items() if ak in needed_attacks)}
+    attacks_ = {k: a for k, a in attacks_.items() if k in needed_attacks}
+    return Matrix(victims, attacks_, cells, skipped)
+
+
+def _card_done(path: str, run_id: str) -> bool:
+    if not os.path.exists(path):
+        return False
+    try:
+        card = read_card(path)
+    except WmbenchError:
+        return False  # a corrupt card is re-run
+    return card["run_id"] == run_id and card["status"] != "error"
+
+
+# ---------------------------------------------------------------------------------------------------
+# execution
+
+
+def _check_dir(path: str, what: str, flag: str) -> None:
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WmbenchError(f"cannot create {what} {path!r}: {exc.strerror}; pass a writable {flag}") from None
+    if not os.access(path, os.W_OK):
+        raise WmbenchError(f"{what} {path!r} is not writable; pass a writable {flag}")
+
+
+def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str | None = None) -> RunSummary:
+    """Run every pending job of ``matrix`` with joblib; never stop on one failure."""
+    _check_dir(plan.results_dir, "results directory", "--results")
+    _check_dir(plan.cache_dir, "cache directory", "--cache-dir")
+    t0 = time.perf_counter()
+    summary = RunSummary(cells=len(matrix.cells) + len(matrix.skipped))
+    summary.counts["skipped"] = len(matrix.skipped)
+    total = len(matrix.victims) + len(matrix.attacks) + len(matrix.cells)
+    bar = tqdm(total=total, desc="wmbench", unit="job", disable=not progress, dynamic_ncols=True)
+    parallel = Parallel(n_jobs=plan.jobs, backend=backend, return_as="generator_unordered")
+    errors: dict[str, str] = {}
+
+    def run_phase(jobs: dict[str, Any], label: str, phase: str) -> None:
+        if not jobs:
+            return
+        bar.set_postfix_str(label)
+        keys = list(jobs)
+        calls = (delayed(_keyed)(k, _guard, jobs[k], plan) for k in keys)
+        for key, (err, built) in parallel(calls):
+            if err is not None:
+                errors[key] = f"{label} failed: {err}"
+            elif built:
+                summary.built[phase] += 1
+            else:
+                summary.loaded[phase] += 1
+            bar.update(1)
+
+    run_phase(matrix.victims, "training victims", "victims")
+    # an attack on a model that failed to train fails the same way
+    attack_jobs = {}
+    for k, job in matrix.attacks.items():
+        if job.parent_key in errors:
+            errors[k] = errors[job.parent_key]
+            bar.update(1)
+        else:
+            attack_jobs[k] = job
+    run_phase(attack_jobs, "attacking", "attacks")
+
+    def upstream(cell: Cell) -> str | None:
+        for k in (cell.victim_key, cell.attack_key, *cell.null_keys):
+            if k in errors:
+                return errors[k]
+        return None
+
+    bar.set_postfix_str("scoring")
+    calls = (delayed(_keyed)(i, _guard_cell, c, plan, upstream(c)) for i, c in enumerate(matrix.cells))
+    for i, status in parallel(calls):
+        cell = matrix.cells[i]
+        summary.counts[status] += 1
+        summary.cards.append(cell.card)
+        if status == "error":
+            summary.errors.append(f"{cell.defense.label} x {cell.attack.label} seed {cell.seed}: "
+                                  f"{read_card(cell.card)['error']}")
+        bar.update(1)
+    bar.close()
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def _keyed(key, fn, *args):
+    return key, fn(*args)
+
+
+def _guard_cell(cell: Cell, plan: Plan, upstream_error: str | None) -> str:
+    err, status = _guard(cell, plan, upstream_error)
+    if err is None:
+        return status
+    try:  # scoring itself failed: still leave an error card behind
+        base = cell._base_card(plan)
+        base.update(status="error", error=f"scoring failed: {err}")
+        write_card(cell.card, base)
+    except Exception:  # pragma: no cover - disk full etc.
+        pass
+    return "error"
+
+
+def make_plan(*, dataset: str = "fashion-mnist", arch: str | None = None, profile: str = "quick",
+              results_dir: str = "results", cache_dir: str = ".wmbench-cache", device: str = "auto",
+              data_root: str | None = None, jobs: int = 1, plugins: tuple[str, ...] = (),
+              verbose: bool = False) -> Plan:
+    from bench.data import DATASETS, default_arch
+    from bench.errors import ConfigError, UnknownNameError
+    from bench.models import create_model  # noqa: F401  (fail early on import problems)
+
+    if dataset not in DATASETS:
+        import difflib
+
+        close = difflib.get_close_matches(dataset, DATASETS, n=2)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UnknownNameError(f"unknown dataset {dataset!r}; {hint}choose one of {', '.join(DATASETS)}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs} must be >= 1")
+    resolve_device(device)
+    return Plan(dataset=dataset, arch=arch or default_arch(dataset), profile=get_profile(profile),
+                results_dir=str(results_dir), cache_dir=str(cache_dir), device=device, data_root=data_root,
+                jobs=jobs, plugins=tuple(str(Path(p).resolve()) for p in plugins), verbose=verbose,
+                git_sha=git_sha(Path(__file__).resolve().parent.parent))
+
+
+__all__ += ["make_plan", "git_sha", "Cell", "Matrix"]

@@ -1,0 +1,133 @@
+"""The only judge: accuracy, fidelity, WSR, the null WSR, a p-value, and the retained/removed decision.
+
+No attack grades itself. Ownership is decided per cell by two rules together:
+
+* the scheme's threshold (MEA-Defender's paper uses WSR >= 30%), and
+* a one-sided exact binomial test of the suspect's watermark hits against the null rate — the highest
+  WSR the same watermark reaches on *independent* models (clean models trained with other seeds, and the
+  copies the same attack makes of them), Laplace-smoothed so that a null rate of 0/n is not taken as
+  certainty. ``retained`` = WSR >= threshold and p < ``ALPHA``.
+
+``removed_cheaply`` follows the WRT SoK's rule: not retained and clean accuracy dropped <= 5 points.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.api import Protected
+from bench.train import accuracy, predict_labels
+
+__all__ = ["ALPHA", "MAX_ACC_DROP", "binom_sf", "NullResult", "null_wsr", "score_models"]
+
+ALPHA = 0.01
+MAX_ACC_DROP = 0.05
+
+
+def binom_sf(k: int, n: int, p: float) -> float:
+    """P[X >= k] for X ~ Binomial(n, p), exact, computed in log space."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    lp, lq = math.log(p), math.log1p(-p)
+    logs = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+        for i in range(k, n + 1)
+    ]
+    m = max(logs)
+    return min(1.0, math.exp(m) * sum(math.exp(v - m) for v in logs))
+
+
+@dataclass(frozen=True)
+class NullResult:
+    wsr: float  # the highest WSR over the independent models
+    hits: int  # hits of that model
+    n: int
+    per_model: tuple[float, ...]
+
+    @property
+    def rate(self) -> float:
+        """The smoothed null rate the p-value is computed against."""
+        return (self.hits + 1) / (self.n + 2)
+
+
+def null_wsr(protected: Protected, null_models: list[nn.Module], device="cpu") -> NullResult | None:
+    if not protected.has_watermark or not null_models:
+        return None
+    best = None
+    rates = []
+    for m in null_models:
+        wsr, n = protected.verify(m, device=device)
+        rates.append(wsr)
+        hits = round(wsr * n)
+        if best is None or hits > best[0]:
+            best = (hits, n)
+    assert best is not None
+    return NullResult(wsr=best[0] / best[1], hits=best[0], n=best[1], per_model=tuple(rates))
+
+
+def score_models(
+    *,
+    protected: Protected,
+    suspect: nn.Module | None,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    null_models: list[nn.Module],
+    device="cpu",
+) -> dict:
+    """Card fields for one cell whose attack produced a suspect model (or None for detection-only)."""
+    victim = protected.model
+    victim_pred = predict_labels(victim, x_test, device=device)
+    acc_v = float((victim_pred == y_test).float().mean())
+    out: dict = {
+        "clean_acc_victim": acc_v,
+        "clean_acc_suspect": None,
+        "fidelity": None,
+        "wsr_victim": None,
+        "wsr_suspect": None,
+        "wsr_null": None,
+        "n_verify": None,
+        "threshold": None,
+        "p_value": None,
+        "retained": None,
+        "removed_cheaply": None,
+        "extras": {},
+    }
+    if suspect is not None:
+        suspect_pred = predict_labels(suspect, x_test, device=device)
+        out["clean_acc_suspect"] = float((suspect_pred == y_test).float().mean())
+        out["fidelity"] = float((suspect_pred == victim_pred).float().mean())
+    if not protected.has_watermark:
+        return out
+    threshold = protected.threshold if protected.threshold is not None else 0.3
+    out["threshold"] = threshold
+    out["wsr_victim"], n = protected.verify(victim, device=device)
+    out["n_verify"] = n
+    null = null_wsr(protected, null_models, device=device)
+    if null is not None:
+        out["wsr_null"] = null.wsr
+        out["extras"]["wsr_null_per_model"] = list(null.per_model)
+    if suspect is None:
+        return out
+    wsr, n = protected.verify(suspect, device=device)
+    out["wsr_suspect"] = wsr
+    hits = round(wsr * n)
+    rate = null.rate if null is not None else 1.0 / max(1, len(torch.unique(y_test)))
+    out["p_value"] = binom_sf(hits, n, rate)
+    out["extras"]["null_rate_smoothed"] = rate
+    out["retained"] = bool(wsr >= threshold and out["p_value"] < ALPHA)
+    out["removed_cheaply"] = bool(not out["retained"] and acc_v - out["clean_acc_suspect"] <= MAX_ACC_DROP)
+    return out
+
+
+# re-exported for components that want the same metric definitions
+__all__ += ["accuracy"]

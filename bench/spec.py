@@ -1,0 +1,104 @@
+"""Component specs on the command line: names, wildcards and inline configs with sweeps.
+
+``soft_label`` is the default config; ``soft_label[temperature=7]`` sets a field;
+``soft_label[queries=1000,5000,all;temperature=1,7]`` sweeps the cartesian product (one column per
+combination). ``all``/``none`` set a field to None (its "use everything / the profile's" default).
+Several specs are separated by top-level commas: ``'none,content'`` or ``'mea_*,content[rate=0.05]'``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.config import build_config, config_to_dict, parse_value
+from bench.errors import ConfigError
+
+__all__ = ["Spec", "split_top_level", "parse_spec", "expand_specs"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    config: dict[str, Any] = field(default_factory=dict)  # only the fields the user set
+
+    @property
+    def label(self) -> str:
+        """The column/row name: the bare name, or name[k=v;...] with the set fields in order."""
+        if not self.config:
+            return self.name
+        inner = ";".join(f"{k}={_fmt(v)}" for k, v in sorted(self.config.items()))
+        return f"{self.name}[{inner}]"
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "all"
+    if isinstance(v, bool):
+        return str(v).lower()
+    return str(v)
+
+
+def split_top_level(text: str) -> list[str]:
+    """Split on commas that are not inside [...]."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                raise ConfigError(f"unbalanced ']' in {text!r}")
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if depth != 0:
+        raise ConfigError(f"unbalanced '[' in {text!r}")
+    parts.append("".join(cur))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_spec(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """``name[k=v1,v2;k2=v]`` -> (name pattern, list of config dicts: the cartesian product)."""
+    text = text.strip()
+    if "[" not in text:
+        return text, [{}]
+    if not text.endswith("]"):
+        raise ConfigError(f"spec {text!r} must end with ']' (form: name[key=value;key=v1,v2])")
+    name, inner = text[:-1].split("[", 1)
+    keys, choices = [], []
+    for item in filter(None, (s.strip() for s in inner.split(";"))):
+        if "=" not in item:
+            raise ConfigError(f"spec {text!r}: {item!r} is not key=value")
+        key, vals = item.split("=", 1)
+        values = [parse_value(v) for v in vals.split(",") if v.strip()]
+        values = [None if isinstance(v, str) and v.lower() == "all" else v for v in values]
+        if not values:
+            raise ConfigError(f"spec {text!r}: {key.strip()!r} has no value")
+        keys.append(key.strip())
+        choices.append(values)
+    return name.strip(), [dict(zip(keys, combo)) for combo in itertools.product(*choices)]
+
+
+def expand_specs(text: str, registry) -> list[Spec]:
+    """Expand a comma-separated list of specs against a registry; validates every config."""
+    out: list[Spec] = []
+    for part in split_top_level(text) or ["*"]:
+        pattern, configs = parse_spec(part)
+        for name in registry.expand(pattern):
+            cls = registry.get(name)
+            for cfg in configs:
+                build_config(cls.Config, name, cfg)  # validate now: bad values fail before any work
+                spec = Spec(name, cfg)
+                if spec not in out:
+                    out.append(spec)
+    return out
+
+
+def resolve(spec: Spec, registry):
+    """The component instance for a spec, and its full resolved config dict."""
+    comp = registry.create(spec.name, **spec.config)
+    return comp, config_to_dict(comp.config)

@@ -1,0 +1,172 @@
+"""One fast training loop on in-memory tensors, plus prediction and distillation helpers.
+
+An epoch is a loop over shuffled index batches of tensors already in memory (no per-sample Python
+pipeline, no DataLoader workers). Randomness comes from the caller's Context only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from bench.api import Context
+from bench.errors import ConfigError
+
+__all__ = [
+    "resolve_device",
+    "set_threads",
+    "fit",
+    "distill_targets",
+    "predict_logits",
+    "predict_probs",
+    "predict_labels",
+    "accuracy",
+    "agreement",
+]
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` -> cuda when available else cpu; ``cuda`` without a GPU is a clear error."""
+    if isinstance(spec, torch.device):
+        return spec
+    spec = (spec or "auto").lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+        return torch.device(spec)
+    if spec == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"--device {spec!r} is invalid; use auto, cpu or cuda")
+
+
+def set_threads(jobs: int = 1) -> int:
+    """Give this process its share of the cores so parallel jobs do not oversubscribe the CPU."""
+    cores = os.cpu_count() or 1
+    n = max(1, cores // max(1, jobs))
+    torch.set_num_threads(n)
+    return n
+
+
+def fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    ctx: Context,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    params: list[nn.Parameter] | None = None,
+    desc: str = "train",
+) -> nn.Module:
+    """Train ``model`` on (x, y) with Adam. ``y`` may be class indices or probability targets.
+
+    ``loss_fn(logits, y_batch)`` defaults to cross-entropy (which accepts both). Returns the model in
+    eval mode, on ``ctx.device``.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"fit: {len(x)} inputs but {len(y)} targets")
+    if len(x) == 0 or epochs <= 0:
+        return model.to(ctx.device).eval()
+    device = ctx.device
+    model.to(device).train()
+    loss_fn = loss_fn or F.cross_entropy
+    x_dev, y_dev = x.to(device), y.to(device)
+    opt = torch.optim.Adam(params if params is not None else model.parameters(), lr=lr)
+    n = len(x)
+    bar = tqdm(range(epochs), desc=desc, leave=False, disable=not ctx.verbose, unit="ep")
+    for _ in bar:
+        perm = torch.randperm(n, generator=ctx.generator).to(device)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            idx = perm[start : start + batch_size]
+            loss = loss_fn(model(x_dev[idx]), y_dev[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        bar.set_postfix(loss=f"{total / n:.4f}")
+    return model.eval()
+
+
+def distill_targets(probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Soften probability answers as if they were logits / T (log p differs from logits by a constant)."""
+    if temperature == 1.0:
+        return probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
+    return torch.softmax(probs.clamp_min(1e-8).log() / temperature, dim=1)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, x: torch.Tensor, *, device: torch.device | str = "cpu", batch_size: int = 512
+) -> torch.Tensor:
+    """Logits on CPU, in eval mode; the model's mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        param = next(model.parameters(), None)
+        dev = param.device if param is not None else torch.device(device)
+        outs = [model(x[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    if not outs:
+        return torch.empty(0)
+    return torch.cat(outs)
+
+
+def predict_probs(model: nn.Module, x: torch.Tensor, **kw) -> torch.Tensor:
+    return torch.softmax(predict_logits(model, x, **kw), dim=1)
+
+
+def predict_labels(model: nn.Module, x: torch.Tensor, **kw) -> torch.Tensor:
+    return predict_logits(model, x, **kw).argmax(1)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kw) -> float:
+    return float((predict_labels(model, x, **kw) == y).float().mean()) if len(y) else float("nan")
+
+
+def agreement(a: nn.Module, b: nn.Module, x: torch.Tensor, **kw) -> float:
+    """Fidelity: the fraction of inputs on which two models predict the same label."""
+    return float((predict_labels(a, x, **kw) == predict_labels(b, x, **kw)).float().mean())
+
+
+def train_model(
+    task,
+    ctx: Context,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int | None = None,
+    arch: str | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    desc: str = "train",
+) -> nn.Module:
+    """A fresh model of the task's architecture (seeded from ``ctx``) trained on (x, y)."""
+    from bench.models import create_model
+
+    ctx.manual_seed()
+    model = create_model(
+        arch or task.arch,
+        in_channels=task.info.in_channels,
+        num_classes=task.info.num_classes,
+        image_size=task.info.image_size,
+        mean=task.info.mean,
+        std=task.info.std,
+    )
+    p = ctx.profile
+    return fit(
+        model, x, y, ctx=ctx, epochs=p.epochs if epochs is None else epochs,
+        batch_size=p.batch_size, lr=p.lr, loss_fn=loss_fn, desc=desc,
+    )
+
+
+__all__ += ["train_model"]

@@ -1,0 +1,1 @@
+"""Watermark schemes, one file each; each registers itself with @register_defense."""

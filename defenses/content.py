@@ -1,0 +1,97 @@
+"""Content watermark (Zhang et al., "Protecting Intellectual Property of Deep Neural Networks with
+Watermarking", ASIA CCS 2018, https://doi.org/10.1145/3196494.3196550).
+
+A visible, fixed content patch (the paper stamps the word "TEST"; here a high-contrast checkerboard logo)
+is stamped on images of a source class and the stamped images are labelled with a target class. The
+owner trains on the clean data plus these watermark samples; a model that maps stamped images to the
+target class carries the watermark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.api import Context, Defense, Protected, Task
+from bench.config import ComponentConfig, param
+from bench.errors import ConfigError
+from bench.registry import register_defense
+from bench.train import train_model
+
+POSITIONS = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
+
+
+def checker_patch(side: int, channels: int) -> torch.Tensor:
+    """A side x side checkerboard of 0/1 pixels (1-pixel cells): far from any natural image patch."""
+    ii, jj = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    return ((ii + jj) % 2).float().expand(channels, side, side).clone()
+
+
+def stamp(x: torch.Tensor, patch: torch.Tensor, position: str) -> torch.Tensor:
+    """Copy of ``x`` (N x C x H x W) with ``patch`` (C x s x s) pasted at ``position``."""
+    out = x.clone()
+    s = patch.shape[-1]
+    h, w = x.shape[-2:]
+    top = {"top_left": 0, "top_right": 0, "bottom_left": h - s, "bottom_right": h - s}.get(position, (h - s) // 2)
+    left = {"top_left": 0, "bottom_left": 0, "top_right": w - s, "bottom_right": w - s}.get(position, (w - s) // 2)
+    out[:, :, top : top + s, left : left + s] = patch
+    return out
+
+
+@register_defense("content")
+class Content(Defense):
+    """Content watermark: a visible patch on source-class images, relabelled to a target (Zhang et al. 2018)."""
+
+    version = "1"
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config(ComponentConfig):
+        target_class: int = param(0, "label the stamped images are trained to (must differ from source)", ge=0)
+        source_class: int = param(-1, "class whose images carry the patch; -1 = every class but the target", ge=-1)
+        rate: float = param(0.02, "watermark samples added, as a fraction of the owner's training set", gt=0, le=0.5)
+        patch_frac: float = param(0.25, "side of the square patch, as a fraction of the image side", gt=0, le=1)
+        position: str = param("bottom_right", "where the patch goes", choices=POSITIONS)
+        epochs: int | None = param(None, "training epochs; None = the profile's", ge=1)
+
+        def validate(self) -> None:
+            if self.source_class == self.target_class:
+                raise ConfigError(f"content: source_class and target_class are both {self.target_class}; "
+                                  "they must differ")
+
+    def _check_classes(self, task: Task) -> None:
+        k = task.num_classes
+        for field in ("target_class", "source_class"):
+            v = getattr(self.config, field)
+            if v >= k:
+                raise ConfigError(f"content: {field}={v} is out of range for {task.dataset} "
+                                  f"({k} classes: 0..{k - 1})")
+
+    def _sources(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        mask = (y != c.target_class) if c.source_class < 0 else (y == c.source_class)
+        return x[mask]
+
+    def patch(self, task: Task) -> torch.Tensor:
+        side = max(2, round(self.config.patch_frac * min(task.info.image_size)))
+        return checker_patch(side, task.info.in_channels)
+
+    def embed(self, task: Task, ctx: Context) -> Protected:
+        self._check_classes(task)
+        c = self.config
+        patch = self.patch(task)
+        src = self._sources(task.x_victim, task.y_victim)
+        n_wm = max(1, round(c.rate * len(task.x_victim)))
+        pick = torch.randint(len(src), (n_wm,), generator=ctx.generator)
+        x_wm = stamp(src[pick], patch, c.position)
+        y_wm = torch.full((n_wm,), c.target_class, dtype=task.y_victim.dtype)
+        x = torch.cat([task.x_victim, x_wm])
+        y = torch.cat([task.y_victim, y_wm])
+        model = train_model(task, ctx, x, y, epochs=c.epochs, desc="content")
+        test_src = self._sources(task.x_test, task.y_test)[: ctx.profile.verify_max]
+        verify_x = stamp(test_src, patch, c.position)
+        verify_y = torch.full((len(verify_x),), c.target_class, dtype=torch.long)
+        return Protected(
+            model=model, verify_x=verify_x, verify_y=verify_y, threshold=self.threshold,
+            info={"watermark_samples": n_wm, "train_size": len(x)},
+        )

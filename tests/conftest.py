@@ -1,0 +1,26 @@
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def profile():
+    from bench.profiles import get_profile
+
+    return get_profile("test")
+
+
+@pytest.fixture(scope="session")
+def task(profile):
+    from bench.data import make_task
+
+    return make_task("synthetic", seed=0, victim_train=profile.victim_train,
+                     attacker_pool=profile.attacker_pool, test=profile.test)
+
+
+@pytest.fixture
+def ctx(profile):
+    from bench.api import Context
+
+    return Context(device=torch.device("cpu"), seed=0, profile=profile)

@@ -1,0 +1,28 @@
+import pytest
+
+from bench.errors import ConfigError, UnknownNameError
+from bench.registry import ATTACKS, DEFENSES
+from bench.spec import Spec, expand_specs, parse_spec, split_top_level
+
+
+def test_split_respects_brackets():
+    assert split_top_level("a,b[x=1,2;y=3],c") == ["a", "b[x=1,2;y=3]", "c"]
+    with pytest.raises(ConfigError, match="unbalanced"):
+        split_top_level("a[x=1")
+
+
+def test_parse_sweep_is_cartesian():
+    name, cfgs = parse_spec("soft_label[queries=10,all;temperature=1,7]")
+    assert name == "soft_label"
+    assert cfgs == [{"queries": 10, "temperature": 1}, {"queries": 10, "temperature": 7},
+                    {"queries": None, "temperature": 1}, {"queries": None, "temperature": 7}]
+
+
+def test_expand_specs_validates_and_labels():
+    specs = expand_specs("identity,soft_label[temperature=7]", ATTACKS)
+    assert [s.label for s in specs] == ["identity", "soft_label[temperature=7]"]
+    assert expand_specs("*", DEFENSES)[0] == Spec(DEFENSES.list()[0])
+    with pytest.raises(ConfigError, match="temperature=-1.0 is invalid"):
+        expand_specs("soft_label[temperature=-1]", ATTACKS)
+    with pytest.raises(UnknownNameError, match="did you mean content"):
+        expand_specs("contnet", DEFENSES)
