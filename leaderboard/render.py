@@ -1,0 +1,921 @@
+"""Render the leaderboard from the result cards alone: ``LEADERBOARD.md``, ``index.html`` and a heatmap.
+
+Everything here is a pure function of the cards (no clock, no host, no randomness), so the same cards give
+byte-identical Markdown and HTML, and a byte-identical PNG for a given matplotlib version.
+
+Aggregation rules (one *cell* = one defense x attack pair, over the seeds seen in its dataset/arch group):
+
+* a seed with no card is "not run"; a cell shows its WSR as mean ± sd over its ``ok`` seeds and says how
+  many of the expected seeds that is when some are missing or failed;
+* a cell is *retained* (✓) when the majority of its ``ok`` seeds are retained, else removed (✗);
+  a detection cell *survives* when the majority of its ``ok`` seeds are not detected;
+* a scheme's robustness = extraction and removal attacks it survives / those with an ``ok`` cell
+  (``n/a``, errors and missing cells are left out of the denominator, which is shown);
+* accuracy cost = the scheme's victim clean accuracy minus that of ``none``, seed by seed, in points.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from bench.errors import WmbenchError
+from bench.results import load_results
+
+__all__ = ["render", "summarize", "Stat", "Cell", "DefenseRow", "AttackRow", "Group", "KIND_ORDER"]
+
+KIND_ORDER = ("control", "extraction", "removal", "detection")
+CONTROL_DEFENSE = "none"
+NOT_RUN = "not run"
+ROBUSTNESS_KINDS = ("extraction", "removal")
+ERROR_CHARS = 80
+HEATMAP_DPI = 110
+HEATMAP_NAME = "figures/wsr_heatmap.png"
+DEFAULT_TITLE = "wmbench leaderboard"
+
+MARK_OK = "✓"
+MARK_BAD = "✗"
+DASH = "—"
+NOT_RUN_MARK = "·"
+
+
+# ----------------------------------------------------------------------------------------------- model
+@dataclass(frozen=True)
+class Stat:
+    """Mean, sample sd (None for one value) and count of some finite numbers."""
+
+    mean: float
+    sd: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values) -> Stat | None:
+        vals = [float(v) for v in values if v is not None]
+        if not vals:
+            return None
+        mean = math.fsum(vals) / len(vals)
+        sd = statistics.stdev(vals) if len(vals) > 1 else None
+        return cls(mean, sd, len(vals))
+
+
+@dataclass
+class Cell:
+    """One defense x attack pair of a dataset/arch group, over the group's seeds."""
+
+    defense: str
+    attack: str
+    kind: str
+    seeds: tuple[int, ...]
+    cards: list[dict]  # sorted by seed
+
+    def with_status(self, status: str) -> list[dict]:
+        return [c for c in self.cards if c["status"] == status]
+
+    @property
+    def ok(self) -> list[dict]:
+        return self.with_status("ok")
+
+    @property
+    def missing_seeds(self) -> tuple[int, ...]:
+        have = {c["seed"] for c in self.cards}
+        return tuple(s for s in self.seeds if s not in have)
+
+    @property
+    def status(self) -> str:
+        """ok if any seed is ok; else error if any failed; else n/a if any is n/a; else not run."""
+        for status in ("ok", "error", "n/a"):
+            if self.with_status(status):
+                return status
+        return NOT_RUN
+
+    @property
+    def complete(self) -> bool:
+        return len(self.ok) == len(self.seeds)
+
+    def stat(self, name: str) -> Stat | None:
+        return Stat.of(c[name] for c in self.ok)
+
+    def majority(self, name: str) -> bool | None:
+        """True when more than half of the ok seeds that report ``name`` say True."""
+        vals = [bool(c[name]) for c in self.ok if c[name] is not None]
+        if not vals:
+            return None
+        return sum(vals) * 2 > len(vals)
+
+    @property
+    def survived(self) -> bool | None:
+        """Ownership still provable (removal/extraction/control) or not detected (detection)."""
+        if self.kind == "detection":
+            detected = self.majority("detected")
+            return None if detected is None else not detected
+        return self.majority("retained")
+
+
+@dataclass
+class DefenseRow:
+    name: str
+    has_watermark: bool
+    victim_acc: Stat | None
+    acc_cost: Stat | None  # in points; None for the control itself or without a `none` baseline
+    victim_wsr: Stat | None
+    null_wsr: Stat | None  # the identity (control attack) cell's null WSR
+    threshold: tuple[float, float] | None  # (min, max) over cards
+    survived: int = 0
+    total: int = 0  # extraction + removal attacks with an ok cell and a verdict
+    worst: dict[str, Cell | None] = field(default_factory=dict)  # per kind in ROBUSTNESS_KINDS
+    det_undetected: int = 0
+    det_total: int = 0
+    detected_by: tuple[str, ...] = ()
+
+    @property
+    def is_control(self) -> bool:
+        return self.name == CONTROL_DEFENSE or not self.has_watermark
+
+    @property
+    def robustness(self) -> float | None:
+        return self.survived / self.total if self.total else None
+
+
+@dataclass
+class AttackRow:
+    name: str
+    kind: str
+    counts: dict[str, int]  # ok / error / n/a / not run over the cell x seed grid
+    removed_cheaply: tuple[int, int]  # (schemes removed cheaply, watermarked schemes with a verdict)
+    detected: tuple[int, int]  # (schemes detected, watermarked schemes with a verdict)
+    suspect_acc: Stat | None
+    fidelity: Stat | None
+    queries: Stat | None
+    wall_s: Stat | None
+
+
+@dataclass
+class Group:
+    dataset: str
+    arch: str
+    seeds: tuple[int, ...]
+    profiles: tuple[str, ...]
+    defenses: tuple[str, ...]
+    attacks: tuple[str, ...]
+    kinds: dict[str, str]
+    has_watermark: dict[str, bool]
+    cells: dict[tuple[str, str], Cell]
+    defense_rows: list[DefenseRow]
+    attack_rows: list[AttackRow]
+    n_cards: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset} / {self.arch}"
+
+    @property
+    def not_run(self) -> int:
+        return sum(len(c.missing_seeds) for c in self.cells.values())
+
+
+def _defense_key(name: str):
+    return (name != CONTROL_DEFENSE, name)
+
+
+def _attack_key(kinds: dict[str, str]):
+    def key(name: str):
+        kind = kinds[name]
+        return (KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), name)
+
+    return key
+
+
+def _clean(v: Any) -> Any:
+    """pandas NaN -> None, numpy scalars -> Python."""
+    if v is None:
+        return None
+    if hasattr(v, "item") and not isinstance(v, (dict, list, str)):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+def _records(df) -> list[dict]:
+    cards = [{k: _clean(v) for k, v in row.items()} for row in df.to_dict("records")]
+    for c in cards:
+        c["seed"] = int(c["seed"])
+    return cards
+
+
+def summarize(df) -> list[Group]:
+    """Aggregate a ``load_results`` DataFrame into one :class:`Group` per (dataset, arch)."""
+    cards = _records(df)
+    by_group: dict[tuple[str, str], list[dict]] = {}
+    for c in cards:
+        by_group.setdefault((c["dataset"], c["arch"]), []).append(c)
+    return [_group(ds, arch, by_group[(ds, arch)]) for ds, arch in sorted(by_group)]
+
+
+def _group(dataset: str, arch: str, cards: list[dict]) -> Group:
+    cards = sorted(cards, key=lambda c: (c["defense"], c["attack"], c["seed"]))
+    kinds: dict[str, str] = {}
+    has_wm: dict[str, bool] = {}
+    for c in cards:
+        kinds.setdefault(c["attack"], c["attack_kind"])
+        has_wm[c["defense"]] = has_wm.get(c["defense"], False) or bool(c["has_watermark"])
+    defenses = tuple(sorted(has_wm, key=_defense_key))
+    attacks = tuple(sorted(kinds, key=_attack_key(kinds)))
+    seeds = tuple(sorted({c["seed"] for c in cards}))
+    profiles = tuple(sorted({c["profile"] for c in cards}))
+    cells = {
+        (d, a): Cell(d, a, kinds[a], seeds, [c for c in cards if c["defense"] == d and c["attack"] == a])
+        for d in defenses
+        for a in attacks
+    }
+    g = Group(dataset, arch, seeds, profiles, defenses, attacks, kinds, has_wm, cells, [], [], len(cards))
+    victim_acc = {d: _per_seed(cards, d, "clean_acc_victim") for d in defenses}
+    g.defense_rows = [_defense_row(g, d, cards, victim_acc) for d in defenses]
+    g.attack_rows = [_attack_row(g, a) for a in attacks]
+    return g
+
+
+def _per_seed(cards: list[dict], defense: str, name: str) -> dict[int, float]:
+    """Per seed, the mean of a victim-level field over every card of the defense that reports it."""
+    vals: dict[int, list[float]] = {}
+    for c in cards:
+        if c["defense"] == defense and c[name] is not None:
+            vals.setdefault(c["seed"], []).append(float(c[name]))
+    return {s: math.fsum(v) / len(v) for s, v in sorted(vals.items())}
+
+
+def _defense_row(g: Group, d: str, cards: list[dict], victim_acc: dict[str, dict[int, float]]) -> DefenseRow:
+    acc = victim_acc[d]
+    cost = None
+    if d != CONTROL_DEFENSE and CONTROL_DEFENSE in victim_acc:
+        base = victim_acc[CONTROL_DEFENSE]
+        cost = Stat.of(100.0 * (acc[s] - base[s]) for s in sorted(acc) if s in base)
+    thresholds = [c["threshold"] for c in cards if c["defense"] == d and c["threshold"] is not None]
+    identity = [a for a in g.attacks if g.kinds[a] == "control"]
+    null = None
+    for a in identity:
+        null = g.cells[(d, a)].stat("wsr_null")
+        if null is not None:
+            break
+    row = DefenseRow(
+        name=d,
+        has_watermark=g.has_watermark[d],
+        victim_acc=Stat.of(acc.values()),
+        acc_cost=cost,
+        victim_wsr=Stat.of(_per_seed(cards, d, "wsr_victim").values()),
+        null_wsr=null,
+        threshold=(min(thresholds), max(thresholds)) if thresholds else None,
+    )
+    if not row.has_watermark:
+        return row
+    for kind in ROBUSTNESS_KINDS:
+        judged = [
+            g.cells[(d, a)]
+            for a in g.attacks
+            if g.kinds[a] == kind and g.cells[(d, a)].status == "ok" and g.cells[(d, a)].survived is not None
+        ]
+        row.total += len(judged)
+        row.survived += sum(1 for c in judged if c.survived)
+        row.worst[kind] = min(judged, key=_worst_key) if judged else None
+    det = [
+        g.cells[(d, a)]
+        for a in g.attacks
+        if g.kinds[a] == "detection"
+        and g.cells[(d, a)].status == "ok"
+        and g.cells[(d, a)].survived is not None
+    ]
+    row.det_total = len(det)
+    row.det_undetected = sum(1 for c in det if c.survived)
+    row.detected_by = tuple(c.attack for c in det if not c.survived)
+    return row
+
+
+def _worst_key(cell: Cell):
+    """Removed before retained, then the lowest mean WSR, then by name."""
+    wsr = cell.stat("wsr_suspect")
+    return (bool(cell.survived), wsr.mean if wsr else math.inf, cell.attack)
+
+
+def _attack_row(g: Group, a: str) -> AttackRow:
+    cells = [g.cells[(d, a)] for d in g.defenses]
+    counts = Counter()
+    for c in cells:
+        counts.update(card["status"] for card in c.cards)
+        counts[NOT_RUN] += len(c.missing_seeds)
+    wm_ok = [c for c in cells if g.has_watermark[c.defense] and c.status == "ok"]
+    cheap = [c.majority("removed_cheaply") for c in wm_ok]
+    cheap = [v for v in cheap if v is not None]
+    det = [c.majority("detected") for c in wm_ok]
+    det = [v for v in det if v is not None]
+    ok_cards = [card for c in cells for card in c.ok]
+    return AttackRow(
+        name=a,
+        kind=g.kinds[a],
+        counts={s: counts.get(s, 0) for s in ("ok", "error", "n/a", NOT_RUN)},
+        removed_cheaply=(sum(cheap), len(cheap)),
+        detected=(sum(det), len(det)),
+        suspect_acc=Stat.of(card["clean_acc_suspect"] for card in ok_cards),
+        fidelity=Stat.of(card["fidelity"] for card in ok_cards),
+        queries=Stat.of(card["queries"] for card in ok_cards),
+        wall_s=Stat.of(card["wall_s"] for card in ok_cards),
+    )
+
+
+# -------------------------------------------------------------------------------------------- formatting
+def _num(x: float, nd: int = 1) -> float:
+    """Round for display, never printing -0.0."""
+    r = round(x, nd)
+    return 0.0 if r == 0 else r
+
+
+def pct(x: float | None) -> str:
+    return DASH if x is None else f"{_num(100.0 * x):.1f}%"
+
+
+def pct_stat(s: Stat | None) -> str:
+    if s is None:
+        return DASH
+    if s.sd is None:
+        return pct(s.mean)
+    return f"{_num(100.0 * s.mean):.1f} ± {_num(100.0 * s.sd):.1f}%"
+
+
+def pts_stat(s: Stat | None) -> str:
+    if s is None:
+        return DASH
+    text = f"{_num(s.mean):+.1f}"
+    if s.sd is not None:
+        text += f" ± {_num(s.sd):.1f}"
+    return text + " pts"
+
+
+def share(k: int, n: int) -> str:
+    return DASH if n == 0 else f"{k}/{n} ({_num(100.0 * k / n):.1f}%)"
+
+
+def sci(x: float | None) -> str:
+    return DASH if x is None else f"{x:.1e}"
+
+
+def count(x: float | None) -> str:
+    return DASH if x is None else f"{int(round(x)):,}"
+
+
+def seconds(x: float | None) -> str:
+    return DASH if x is None else f"{_num(x):.1f}"
+
+
+def truncate(text: str | None, n: int = ERROR_CHARS) -> str:
+    if not text:
+        return ""
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def threshold_text(t: tuple[float, float] | None) -> str:
+    if t is None:
+        return DASH
+    return pct(t[0]) if t[0] == t[1] else f"{pct(t[0])}–{pct(t[1])}"
+
+
+def _partial(cell: Cell) -> str:
+    return "" if cell.complete else f" ({len(cell.ok)}/{len(cell.seeds)})"
+
+
+def cell_text(cell: Cell, has_watermark: bool) -> str:
+    """The short text of a defense-table cell (shared by Markdown and HTML)."""
+    status = cell.status
+    if status == "error":
+        return "ERR"
+    if status == "n/a":
+        return "n/a"
+    if status == NOT_RUN:
+        return NOT_RUN_MARK
+    if cell.kind == "detection":
+        detected = cell.majority("detected")
+        if detected is None:
+            text = DASH
+        elif has_watermark:
+            text = f"{MARK_BAD} detected" if detected else f"{MARK_OK} undetected"
+        else:  # on the clean control a detection is a false alarm
+            text = "flagged" if detected else "not flagged"
+        return text + _partial(cell)
+    if not has_watermark:
+        acc = cell.stat("clean_acc_suspect")
+        return (DASH if acc is None else f"acc {pct_stat(acc)}") + _partial(cell)
+    wsr = cell.stat("wsr_suspect")
+    text = pct_stat(wsr)
+    survived = cell.survived
+    if survived is not None:
+        text += f" {MARK_OK if survived else MARK_BAD}"
+    return text + _partial(cell)
+
+
+def cell_detail(cell: Cell) -> str:
+    """One line per seed for tooltips: WSR, null WSR, p-value and accuracy, or the error / n/a note."""
+    parts = []
+    for c in cell.cards:
+        if c["status"] == "error":
+            parts.append(f"seed {c['seed']}: error: {truncate(c['error'], 300)}")
+        elif c["status"] == "n/a":
+            parts.append(f"seed {c['seed']}: n/a" + (f" ({truncate(c['error'], 300)})" if c["error"] else ""))
+        elif cell.kind == "detection":
+            parts.append(f"seed {c['seed']}: detected={c['detected']} target={c['detected_target']}")
+        else:
+            parts.append(
+                f"seed {c['seed']}: WSR {pct(c['wsr_suspect'])}, null {pct(c['wsr_null'])}, "
+                f"p {sci(c['p_value'])}, acc {pct(c['clean_acc_suspect'])}"
+            )
+    parts += [f"seed {s}: not run" for s in cell.missing_seeds]
+    return "\n".join(parts)
+
+
+def worst_text(cell: Cell | None) -> str:
+    if cell is None:
+        return DASH
+    return f"{cell.attack}: {pct_stat(cell.stat('wsr_suspect'))} {MARK_OK if cell.survived else MARK_BAD}"
+
+
+def detection_text(row: DefenseRow) -> str:
+    if not row.det_total:
+        return DASH
+    if not row.detected_by:
+        return f"{MARK_OK} {row.det_undetected}/{row.det_total} undetected"
+    by = ", ".join(row.detected_by)
+    return f"{MARK_BAD} {row.det_undetected}/{row.det_total} undetected; detected by {by}"
+
+
+def robustness_text(row: DefenseRow) -> str:
+    return DASH if not row.has_watermark else share(row.survived, row.total)
+
+
+def status_counts(groups: list[Group]) -> tuple[int, Counter, int]:
+    counts: Counter = Counter()
+    for g in groups:
+        for c in g.cells.values():
+            counts.update(card["status"] for card in c.cards)
+    return sum(g.n_cards for g in groups), counts, sum(g.not_run for g in groups)
+
+
+def _meta(groups: list[Group]) -> list[tuple[str, str]]:
+    n, counts, not_run = status_counts(groups)
+    status = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "error", "n/a"))
+    seeds = sorted({s for g in groups for s in g.seeds})
+    return [
+        ("Datasets", ", ".join(sorted({g.dataset for g in groups}))),
+        ("Architectures", ", ".join(sorted({g.arch for g in groups}))),
+        ("Profiles", ", ".join(sorted({p for g in groups for p in g.profiles}))),
+        ("Seeds", ", ".join(str(s) for s in seeds)),
+        ("Cards", f"{n} ({status}); {not_run} cell-seed(s) not run"),
+    ]
+
+
+CONTROL_NOTE = (
+    "The `none` row is the null/control: a clean model with no watermark. Its models are the independent "
+    "clean models every scheme is judged against: a scheme's null WSR is its watermark measured on `none` "
+    "models trained with other seeds and on the copies the same attack makes of them. For `none` the attack "
+    "columns show the suspect's clean accuracy (detection columns: whether the clean model is flagged)."
+)
+RULES_NOTE = (
+    "WSR cells: mean ± sd over ok seeds; (k/n) = only k of the n seeds are ok. ✓ = ownership still "
+    "provable (WSR ≥ threshold and p < 0.01, majority of seeds); ✗ = removed. Detection columns: ✓ "
+    "undetected, ✗ detected. Robustness = extraction and removal attacks survived / those with an ok cell "
+    "(n/a, errors and cells not run are left out). Worst case per threat class: the attack that removes the "
+    "watermark (else the lowest WSR). Acc Δ = victim clean accuracy minus that of `none`, same seeds."
+)
+LEGEND = (("✓", "retained"), ("✗", "removed"), ("ERR", "error"), ("n/a", "not applicable"), ("·", "not run"))
+
+DEFENSE_HEAD = ("Scheme", "Victim acc", "Acc Δ vs none", "Victim WSR", "Null WSR", "Threshold")
+TAIL_HEAD = ("Robustness", "Worst extraction", "Worst removal", "Detection")
+ATTACK_HEAD = (
+    "Attack",
+    "Kind",
+    "Runs ok / err / n/a / not run",
+    "Removed cheaply",
+    "Detected",
+    "Suspect acc",
+    "Fidelity",
+    "Queries",
+    "Wall s",
+)
+DETAIL_HEAD = (
+    "Defense",
+    "Attack",
+    "Seed",
+    "Status",
+    "Verdict",
+    "Acc victim",
+    "Acc suspect",
+    "Fidelity",
+    "WSR suspect",
+    "WSR null",
+    "p-value",
+    "Queries",
+    "Wall s",
+    "Error / note",
+)
+
+
+def _defense_values(row: DefenseRow) -> tuple[list[str], list[str]]:
+    head = [
+        pct_stat(row.victim_acc),
+        "(reference)" if row.name == CONTROL_DEFENSE else pts_stat(row.acc_cost),
+        pct_stat(row.victim_wsr),
+        pct_stat(row.null_wsr),
+        threshold_text(row.threshold),
+    ]
+    tail = [
+        robustness_text(row),
+        worst_text(row.worst.get("extraction")),
+        worst_text(row.worst.get("removal")),
+        detection_text(row) if row.has_watermark else DASH,
+    ]
+    return head, tail
+
+
+def _attack_values(r: AttackRow) -> list[str]:
+    c = r.counts
+    return [
+        r.kind,
+        f"{c['ok']} / {c['error']} / {c['n/a']} / {c[NOT_RUN]}",
+        share(*r.removed_cheaply) if r.kind != "detection" else DASH,
+        share(*r.detected) if r.kind == "detection" else DASH,
+        pct(r.suspect_acc.mean if r.suspect_acc else None),
+        pct(r.fidelity.mean if r.fidelity else None),
+        count(r.queries.mean if r.queries else None),
+        seconds(r.wall_s.mean if r.wall_s else None),
+    ]
+
+
+def _verdict(card: dict) -> str:
+    if card["status"] != "ok":
+        return ""
+    if card["attack_kind"] == "detection":
+        return "" if card["detected"] is None else ("detected" if card["detected"] else "undetected")
+    if card["retained"] is None:
+        return ""
+    return f"{MARK_OK} retained" if card["retained"] else f"{MARK_BAD} removed"
+
+
+def _detail_rows(g: Group):
+    """(status, values, full error) for every card and every seed not run, in table order."""
+    for d in g.defenses:
+        for a in g.attacks:
+            cell = g.cells[(d, a)]
+            by_seed = {c["seed"]: c for c in cell.cards}
+            for s in g.seeds:
+                c = by_seed.get(s)
+                if c is None:
+                    yield NOT_RUN, [d, a, str(s), NOT_RUN] + [NOT_RUN_MARK] * 9 + [""], ""
+                    continue
+                yield (
+                    c["status"],
+                    [
+                        d,
+                        a,
+                        str(s),
+                        c["status"],
+                        _verdict(c),
+                        pct(c["clean_acc_victim"]),
+                        pct(c["clean_acc_suspect"]),
+                        pct(c["fidelity"]),
+                        pct(c["wsr_suspect"]),
+                        pct(c["wsr_null"]),
+                        sci(c["p_value"]),
+                        count(c["queries"]),
+                        seconds(c["wall_s"]),
+                        truncate(c["error"]),
+                    ],
+                    c["error"] or "",
+                )
+
+
+# ---------------------------------------------------------------------------------------------- markdown
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|])")
+
+
+def md(text: str) -> str:
+    """Escape free text for a Markdown table cell."""
+    text = _MD_SPECIAL.sub(r"\\\1", re.sub(r"\s+", " ", text))
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code(name: str) -> str:
+    return "`" + name.replace("|", "\\|") + "`"
+
+
+def _md_table(head, rows, align) -> list[str]:
+    out = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|",
+    ]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out + [""]
+
+
+def render_markdown(groups: list[Group], title: str) -> str:
+    lines = [
+        f"# {md(title)}",
+        "",
+        "Rendered by `wmbench leaderboard` from the result cards alone; do not edit.",
+        "",
+    ]
+    lines += [f"- **{k}:** {md(v)}" for k, v in _meta(groups)] + [""]
+    lines += ["**Legend:** " + ", ".join(f"`{m}` {t}" for m, t in LEGEND), ""]
+    lines += [CONTROL_NOTE, "", RULES_NOTE, ""]
+    for g in groups:
+        lines += [f"## {md(g.label)}", "", "### Defenses", ""]
+        head = list(DEFENSE_HEAD) + list(TAIL_HEAD) + [f"{code(a)} ({g.kinds[a]})" for a in g.attacks]
+        rows = []
+        for r in g.defense_rows:
+            h, t = _defense_values(r)
+            name = code(r.name) + (" (control)" if r.name == CONTROL_DEFENSE else "")
+            cells = [md(cell_text(g.cells[(r.name, a)], r.has_watermark)) for a in g.attacks]
+            rows.append([name] + [md(v) for v in h + t] + cells)
+        lines += _md_table(head, rows, "l" + "r" * (len(head) - 1))
+        lines += ["### Attacks", ""]
+        rows = [[code(r.name)] + [md(v) for v in _attack_values(r)] for r in g.attack_rows]
+        lines += _md_table(ATTACK_HEAD, rows, "ll" + "r" * (len(ATTACK_HEAD) - 2))
+    lines += ["## WSR after attack", "", f"![WSR heatmap]({HEATMAP_NAME})", ""]
+    lines += [
+        "Mean WSR of the suspect model after each attack (watermarked schemes; detection attacks, which "
+        "produce no suspect model, are left out). Masked cells: ERR error, n/a not applicable, · not run.",
+        "",
+    ]
+    for g in groups:
+        lines += [f"## Per-cell detail: {md(g.label)}", ""]
+        rows = []
+        for _status, vals, _err in _detail_rows(g):
+            rows.append([code(vals[0]), code(vals[1])] + [md(v) for v in vals[2:]])
+        lines += _md_table(DETAIL_HEAD, rows, "lll" + "l" * 2 + "r" * 8 + "l")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# -------------------------------------------------------------------------------------------------- html
+_STATUS_CLASS = {"ok": "cell-ok", "error": "cell-error", "n/a": "cell-na", NOT_RUN: "cell-notrun"}
+_RED, _YELLOW, _GREEN = (0xF4, 0xA6, 0xA6), (0xFA, 0xE3, 0x9C), (0x9E, 0xD9, 0xA3)
+
+
+def wsr_colour(x: float) -> str:
+    """Red (0) -> yellow (0.5) -> green (1), as #rrggbb."""
+    x = min(1.0, max(0.0, x))
+    lo, hi, t = (_RED, _YELLOW, x * 2) if x < 0.5 else (_YELLOW, _GREEN, (x - 0.5) * 2)
+    return "#" + "".join(f"{round(a + (b - a) * t):02x}" for a, b in zip(lo, hi, strict=True))
+
+
+def e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _td(text: str, cls: str = "", style: str = "", title: str = "") -> str:
+    attrs = ""
+    if cls:
+        attrs += f' class="{e(cls)}"'
+    if style:
+        attrs += f' style="{e(style)}"'
+    if title:
+        attrs += f' title="{e(title)}"'
+    return f"<td{attrs}>{e(text)}</td>"
+
+
+def _html_cell(cell: Cell, has_watermark: bool) -> str:
+    cls = [_STATUS_CLASS[cell.status]]
+    style = ""
+    if cell.status == "ok":
+        if not cell.complete:
+            cls.append("partial")
+        if cell.kind == "detection" and has_watermark and cell.survived is not None:
+            style = f"background-color: {wsr_colour(1.0 if cell.survived else 0.0)}"
+        elif has_watermark and (wsr := cell.stat("wsr_suspect")) is not None:
+            style = f"background-color: {wsr_colour(wsr.mean)}"
+        else:
+            cls.append("neutral")
+    return _td(cell_text(cell, has_watermark), " ".join(cls), style, cell_detail(cell))
+
+
+def _html_table(head_cells: list[str], rows: list[str], cls: str) -> str:
+    head = "<tr>" + "".join(head_cells) + "</tr>"
+    body = "\n".join(rows)
+    return (
+        f'<div class="scroll"><table class="{cls}">\n<thead>{head}</thead>\n'
+        f"<tbody>\n{body}\n</tbody>\n</table></div>"
+    )
+
+
+def _th(text: str, sub: str = "", cls: str = "") -> str:
+    c = f' class="{cls}"' if cls else ""
+    return f"<th{c}>{e(text)}" + (f"<br><small>{e(sub)}</small>" if sub else "") + "</th>"
+
+
+def _defense_html(g: Group) -> str:
+    head = [_th(DEFENSE_HEAD[0], cls="name")] + [_th(h) for h in DEFENSE_HEAD[1:]]
+    head += [_th(h) for h in TAIL_HEAD] + [_th(a, g.kinds[a], cls="attack") for a in g.attacks]
+    rows = []
+    for r in g.defense_rows:
+        h, t = _defense_values(r)
+        name = f'<td class="name"><code>{e(r.name)}</code>'
+        if r.name == CONTROL_DEFENSE:
+            name += ' <span class="tag">control</span>'
+        name += "</td>"
+        cells = "".join(_html_cell(g.cells[(r.name, a)], r.has_watermark) for a in g.attacks)
+        score = ""
+        if r.robustness is not None:
+            score = f"background-color: {wsr_colour(r.robustness)}"
+        tail = _td(t[0], "score", score) + "".join(_td(v, "worst") for v in t[1:])
+        tr_cls = ' class="control"' if r.name == CONTROL_DEFENSE else ""
+        rows.append(f"<tr{tr_cls}>{name}{''.join(_td(v) for v in h)}{tail}{cells}</tr>")
+    return _html_table(head, rows, "defenses")
+
+
+def _attack_html(g: Group) -> str:
+    head = [_th(ATTACK_HEAD[0], cls="name")] + [_th(h) for h in ATTACK_HEAD[1:]]
+    rows = []
+    for r in g.attack_rows:
+        vals = _attack_values(r)
+        rows.append(
+            f'<tr><td class="name"><code>{e(r.name)}</code></td>{_td(vals[0], "kind kind-" + r.kind)}'
+            + "".join(_td(v) for v in vals[1:])
+            + "</tr>"
+        )
+    return _html_table(head, rows, "attacks")
+
+
+def _detail_html(g: Group) -> str:
+    head = [_th(h, cls="name" if i in (0, 1, 13) else "") for i, h in enumerate(DETAIL_HEAD)]
+    rows = []
+    for status, vals, err in _detail_rows(g):
+        cls = _STATUS_CLASS[status]
+        tds = (
+            f'<td class="name"><code>{e(vals[0])}</code></td><td class="name"><code>{e(vals[1])}</code></td>'
+            + _td(vals[2])
+            + _td(vals[3], f"{cls} status")
+            + "".join(_td(v) for v in vals[4:13])
+            + _td(vals[13], "name error-text", title=err if err != vals[13] else "")
+        )
+        rows.append(f'<tr class="row-{cls[5:]}">{tds}</tr>')
+    return _html_table(head, rows, "detail")
+
+
+def _md_inline_to_html(text: str) -> str:
+    """The notes use `code` spans only; escape, then turn those into <code>."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", e(text))
+
+
+def render_html(groups: list[Group], title: str) -> str:
+    meta = "\n".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in _meta(groups))
+    legend = "\n".join(
+        f'<li><span class="swatch {c}">{e(m)}</span> {e(t)}</li>'
+        for (m, t), c in zip(
+            LEGEND,
+            ("cell-ok mark-ok", "cell-ok mark-bad", "cell-error", "cell-na", "cell-notrun"),
+            strict=True,
+        )
+    )
+    sections = []
+    for g in groups:
+        sections.append(
+            f"<section>\n<h2>{e(g.label)}</h2>\n<h3>Defenses</h3>\n{_defense_html(g)}\n"
+            f"<h3>Attacks</h3>\n{_attack_html(g)}\n</section>"
+        )
+    details = [
+        f"<section>\n<h2>Per-cell detail: {e(g.label)}</h2>\n{_detail_html(g)}\n</section>" for g in groups
+    ]
+    template = Template(resources.files("leaderboard").joinpath("templates/page.html").read_text("utf-8"))
+    return template.substitute(
+        title=e(title),
+        meta=meta,
+        legend=legend,
+        control_note=_md_inline_to_html(CONTROL_NOTE),
+        rules_note=_md_inline_to_html(RULES_NOTE),
+        sections="\n".join(sections),
+        heatmap=e(HEATMAP_NAME),
+        details="\n".join(details),
+    )
+
+
+# ----------------------------------------------------------------------------------------------- heatmap
+def render_heatmap(groups: list[Group], path: Path) -> Path:
+    """Mean WSR after each attack, one panel per dataset/arch; non-numeric cells masked and labelled."""
+    import matplotlib
+    import matplotlib.ticker
+    import numpy as np
+    import seaborn as sns
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    panels = []
+    for g in groups:
+        rows = [d for d in g.defenses if g.has_watermark[d]]
+        cols = [a for a in g.attacks if g.kinds[a] != "detection"]
+        panels.append((g, rows, cols))
+    heights = [0.6 * max(1, len(rows)) + 1.8 for _, rows, _ in panels]
+    ncols = max(max(1, len(cols)) for _, _, cols in panels)
+    width = max(6.0, 1.15 * ncols + 3.2)
+    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10}):
+        fig = Figure(figsize=(width, sum(heights)), layout="constrained")
+        axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+        for ax, (g, rows, cols) in zip(axes, panels, strict=True):
+            ax.set_title(f"{g.label}: WSR after attack (mean over ok seeds)", loc="left")
+            if not rows or not cols:
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, "no watermarked scheme or no attack with a suspect model", ha="center")
+                continue
+            data = np.full((len(rows), len(cols)), np.nan)
+            annot = np.full((len(rows), len(cols)), "", dtype=object)
+            masked: dict[tuple[int, int], str] = {}
+            for i, d in enumerate(rows):
+                for j, a in enumerate(cols):
+                    cell = g.cells[(d, a)]
+                    wsr = cell.stat("wsr_suspect") if cell.status == "ok" else None
+                    if wsr is None:
+                        masked[(i, j)] = cell.status
+                        continue
+                    data[i, j] = wsr.mean
+                    mark = "" if cell.survived is None else (MARK_OK if cell.survived else MARK_BAD)
+                    annot[i, j] = f"{_num(100.0 * wsr.mean):.1f}% {mark}".rstrip() + _partial(cell)
+            sns.heatmap(
+                data,
+                mask=np.isnan(data),
+                annot=annot,
+                fmt="",
+                cmap="RdYlGn",
+                vmin=0.0,
+                vmax=1.0,
+                linewidths=1.0,
+                linecolor="white",
+                xticklabels=[f"{a}\n({g.kinds[a]})" for a in cols],
+                yticklabels=rows,
+                cbar_kws={"label": "WSR", "format": matplotlib.ticker.PercentFormatter(1.0, decimals=0)},
+                ax=ax,
+            )
+            for (i, j), status in sorted(masked.items()):
+                face, hatch, edge, style, label = {
+                    "error": ("#f8d7da", "///", "#d9534f", "-", "ERR"),
+                    "n/a": ("#d9d9d9", None, "#d9d9d9", "-", "n/a"),
+                    NOT_RUN: ("#ffffff", None, "#8c959f", ":", f"{NOT_RUN_MARK} not run"),
+                }.get(status, ("#eeeeee", None, "#eeeeee", "-", DASH))
+                ax.add_patch(
+                    Rectangle(
+                        (j + 0.04, i + 0.04),
+                        0.92,
+                        0.92,
+                        facecolor=face,
+                        hatch=hatch,
+                        edgecolor=edge,
+                        linestyle=style,
+                        linewidth=1.0,
+                    )
+                )
+                colour = "#842029" if status == "error" else "#57606a"
+                weight = "bold" if status == "error" else "normal"
+                ax.text(
+                    j + 0.5,
+                    i + 0.5,
+                    label,
+                    ha="center",
+                    va="center",
+                    color=colour,
+                    fontweight=weight,
+                    bbox={"facecolor": face, "edgecolor": "none", "pad": 1.5} if hatch else None,
+                )
+            ax.set_xlabel("")
+            ax.set_ylabel("")
+            ax.tick_params(axis="x", labelrotation=0)
+            ax.tick_params(axis="y", labelrotation=0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=HEATMAP_DPI, metadata={"Software": None}, facecolor="white")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ render
+def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = None) -> dict[str, Path]:
+    """Write ``LEADERBOARD.md``, ``index.html`` and ``figures/wsr_heatmap.png`` under ``out_dir``.
+
+    Returns their paths under the keys ``markdown``, ``html`` and ``heatmap``. Raises
+    :class:`bench.errors.CardError` for a missing directory or an invalid card, and
+    :class:`bench.errors.WmbenchError` when there is no card at all.
+    """
+    df = load_results(results_dir)
+    if df.empty:
+        raise WmbenchError(f"no result cards under {results_dir}; run `wmbench run` first")
+    groups = summarize(df)
+    title = title or DEFAULT_TITLE
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "markdown": out / "LEADERBOARD.md",
+        "html": out / "index.html",
+        "heatmap": out / HEATMAP_NAME,
+    }
+    paths["markdown"].write_text(render_markdown(groups, title), encoding="utf-8", newline="\n")
+    paths["html"].write_text(render_html(groups, title), encoding="utf-8", newline="\n")
+    render_heatmap(groups, paths["heatmap"])
+    return paths

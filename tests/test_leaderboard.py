@@ -1,0 +1,315 @@
+"""The leaderboard is a pure function of the cards: golden renders, determinism, status looks, numbers.
+
+Regenerate the goldens after an intended change with
+``WMBENCH_UPDATE_GOLDEN=1 pytest tests/test_leaderboard.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+from cardfactory import make_card
+
+from bench.errors import CardError, WmbenchError
+from bench.results import card_path, load_results, validate_card, write_card
+from leaderboard import render
+from leaderboard.render import summarize
+
+GOLDEN = Path(__file__).parent / "golden"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+OOM = (
+    "RuntimeError: CUDA out of memory while fine-tuning <layer 'fc'> & co | "
+    "tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total capacity)"
+)
+EXTRACTION = {"attack": "soft_label", "attack_kind": "extraction", "queries": 20000, "epochs": 10}
+
+
+def write_cards(root: Path, cards) -> Path:
+    for c in cards:
+        write_card(card_path(root, c["dataset"], c["arch"], c["defense"], c["attack"], c["seed"]), c)
+    return root
+
+
+def golden_cards() -> list[dict]:
+    """none/content/noise x identity/soft_label/...: an error, n/a cells, missing cells, two seeds."""
+    return [
+        make_card(defense="none", clean_acc_victim=0.880, clean_acc_suspect=0.880, wall_s=0.5),
+        make_card(defense="none", seed=1, clean_acc_victim=0.884, clean_acc_suspect=0.884, wall_s=0.5),
+        make_card(
+            defense="none",
+            clean_acc_victim=0.880,
+            clean_acc_suspect=0.852,
+            fidelity=0.91,
+            wall_s=12.3,
+            **EXTRACTION,
+        ),
+        make_card(
+            defense="none",
+            attack="neural_cleanse",
+            attack_kind="detection",
+            status="n/a",
+            error="nothing to detect: the defense has no watermark",
+        ),
+        make_card(
+            clean_acc_victim=0.871,
+            clean_acc_suspect=0.871,
+            wsr_victim=0.97,
+            wsr_suspect=0.97,
+            wsr_null=0.06,
+            p_value=1.2e-50,
+            wall_s=0.6,
+        ),
+        make_card(
+            seed=1,
+            clean_acc_victim=0.869,
+            clean_acc_suspect=0.869,
+            wsr_victim=0.95,
+            wsr_suspect=0.95,
+            wsr_null=0.08,
+            p_value=3.4e-45,
+            wall_s=0.7,
+        ),
+        make_card(
+            clean_acc_victim=0.871,
+            clean_acc_suspect=0.850,
+            fidelity=0.9,
+            wsr_victim=0.97,
+            wsr_suspect=0.12,
+            wsr_null=0.10,
+            p_value=0.31,
+            retained=False,
+            removed_cheaply=True,
+            wall_s=13.1,
+            **EXTRACTION,
+        ),
+        make_card(attack="fine_tune", attack_kind="removal", status="error", error=OOM),
+        # a second scheme run only under the control attack, and n/a for fine-tuning
+        make_card(defense="noise", wsr_victim=0.64, wsr_suspect=0.64, wsr_null=0.21, p_value=2.5e-9),
+        make_card(
+            defense="noise",
+            attack="fine_tune",
+            attack_kind="removal",
+            status="n/a",
+            error="the scheme serves its watermark from the API; nothing to fine-tune",
+        ),
+        make_card(
+            attack="neural_cleanse",
+            attack_kind="detection",
+            clean_acc_victim=0.871,
+            clean_acc_suspect=None,
+            fidelity=None,
+            wsr_victim=0.97,
+            wsr_suspect=None,
+            wsr_null=None,
+            p_value=None,
+            retained=None,
+            removed_cheaply=None,
+            detected=False,
+            wall_s=40.2,
+        ),
+    ]
+
+
+@pytest.fixture
+def golden_results(tmp_path: Path) -> Path:
+    return write_cards(tmp_path / "results", golden_cards())
+
+
+def assert_png(path: Path) -> None:
+    import matplotlib.image
+
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 50
+
+
+def test_make_card_is_valid_and_follows_the_defense():
+    validate_card(make_card())
+    clean = make_card(defense="none")
+    assert clean["has_watermark"] is False and clean["wsr_suspect"] is None and clean["retained"] is None
+    err = make_card(status="error")
+    assert err["error"] and err["clean_acc_victim"] is None
+    with pytest.raises(CardError):
+        make_card(wsr_suspect=1.5)
+
+
+def test_golden_render(golden_results: Path, tmp_path: Path):
+    paths = render(golden_results, tmp_path / "out")
+    assert set(paths) == {"markdown", "html", "heatmap"}
+    assert paths["heatmap"] == tmp_path / "out" / "figures" / "wsr_heatmap.png"
+    assert_png(paths["heatmap"])
+    for key, name in (("markdown", "LEADERBOARD.md"), ("html", "index.html")):
+        got = paths[key].read_bytes()
+        golden = GOLDEN / name
+        if os.environ.get("WMBENCH_UPDATE_GOLDEN") == "1":
+            golden.parent.mkdir(parents=True, exist_ok=True)
+            golden.write_bytes(got)
+        assert golden.is_file(), f"{golden} missing; run with WMBENCH_UPDATE_GOLDEN=1 to create it"
+        assert got == golden.read_bytes(), f"{name} differs from {golden}; if intended, regenerate the golden"
+
+
+def test_render_is_deterministic(golden_results: Path, tmp_path: Path):
+    a = render(golden_results, tmp_path / "a")
+    b = render(golden_results, tmp_path / "b")
+    for key in ("markdown", "html", "heatmap"):
+        assert a[key].read_bytes() == b[key].read_bytes(), key
+
+
+def test_render_has_no_timestamps_or_paths(golden_results: Path, tmp_path: Path):
+    paths = render(golden_results, tmp_path / "out", title="My board")
+    for key in ("markdown", "html"):
+        text = paths[key].read_text(encoding="utf-8")
+        assert "2024-01-01" not in text  # created_utc of the cards
+        assert str(tmp_path) not in text
+        assert "My board" in text
+
+
+def test_status_looks_differ_and_errors_are_escaped(golden_results: Path, tmp_path: Path):
+    page = render(golden_results, tmp_path / "out")["html"].read_text(encoding="utf-8")
+    for cls in ("cell-ok", "cell-error", "cell-na", "cell-notrun"):
+        assert f'class="{cls}' in page, cls
+    assert "&lt;layer &#x27;fc&#x27;&gt; &amp; co" in page  # in the error cell's tooltip and the detail table
+    assert "<layer" not in page
+    assert 'title="seed 0: error: RuntimeError: CUDA out of memory' in page
+    assert '<img src="figures/wsr_heatmap.png"' in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+
+
+def test_markdown_shows_control_legend_and_marks(golden_results: Path, tmp_path: Path):
+    text = render(golden_results, tmp_path / "out")["markdown"].read_text(encoding="utf-8")
+    assert "| `none` (control) |" in text
+    assert "null/control" in text
+    assert "96.0 ± 1.4% ✓" in text  # identity, two seeds
+    assert "12.0% ✗ (1/2)" in text  # soft_label, one of two seeds
+    assert "| ERR |" in text and "| n/a |" in text and "| · |" in text
+    assert "![WSR heatmap](figures/wsr_heatmap.png)" in text
+    assert "3.1e-01" in text  # p-values in scientific notation
+    error_row = next(line for line in text.splitlines() if "| error |" in line)
+    assert "tried to…" in error_row and "7.79 GiB" not in error_row  # truncated to 80 characters
+    assert "\\|" in error_row  # a pipe in the message does not break the table
+
+
+VICTIM_ACC = {0: 0.88, 1: 0.89, 2: 0.87}  # of the `wm` victims; `none` victims: 0.90 and 0.92
+
+
+def wm(attack: str = "identity", kind: str = "control", seed: int = 0, **kw) -> dict:
+    base = {"clean_acc_victim": VICTIM_ACC[seed]} if kw.get("status", "ok") == "ok" else {}
+    return make_card(defense="wm", attack=attack, attack_kind=kind, seed=seed, **{**base, **kw})
+
+
+def hand_cards() -> list[dict]:
+    """A scheme `wm` judged against `none`; the expected numbers are worked out in the test."""
+    no_suspect = {"wsr_suspect": None, "retained": None, "removed_cheaply": None}
+    return [
+        make_card(defense="none", seed=0, clean_acc_victim=0.90),
+        make_card(defense="none", seed=1, clean_acc_victim=0.92),
+        wm(seed=0, wsr_null=0.10),
+        wm(seed=1, wsr_null=0.20),
+        # ext1: retained on 2 of 3 seeds -> survives (majority); seed 2 exists only here
+        wm("ext1", "extraction", 0, wsr_suspect=0.8),
+        wm("ext1", "extraction", 1, wsr_suspect=0.7),
+        wm("ext1", "extraction", 2, wsr_suspect=0.2, retained=False),
+        # ext2: removed cheaply
+        wm(
+            "ext2",
+            "extraction",
+            wsr_suspect=0.1,
+            retained=False,
+            removed_cheaply=True,
+            clean_acc_suspect=0.87,
+        ),
+        # rem1: retained on 1 of 2 seeds -> not a majority -> removed
+        wm("rem1", "removal", 0, wsr_suspect=0.6),
+        wm("rem1", "removal", 1, wsr_suspect=0.2, retained=False, clean_acc_suspect=0.5),
+        # rem2 n/a and rem3 error: left out of the denominator
+        wm("rem2", "removal", status="n/a"),
+        wm("rem3", "removal", status="error", error="boom"),
+        # det1 detects the watermark; det2 does not
+        wm("det1", "detection", detected=True, **no_suspect),
+        wm("det2", "detection", detected=False, **no_suspect),
+    ]
+
+
+def test_robustness_and_cost_by_hand(tmp_path: Path):
+    root = write_cards(tmp_path / "results", hand_cards())
+    (g,) = summarize(load_results(root))
+    assert g.seeds == (0, 1, 2)
+    assert g.defenses == ("none", "wm")
+    assert g.attacks == ("identity", "ext1", "ext2", "rem1", "rem2", "rem3", "det1", "det2")
+    none, row = g.defense_rows
+    assert none.total == 0 and none.acc_cost is None
+    # cost: (0.88 - 0.90, 0.89 - 0.92) = (-2, -3) points; seed 2 has no `none` victim and is left out
+    assert row.acc_cost.n == 2
+    assert row.acc_cost.mean == pytest.approx(-2.5)
+    assert row.acc_cost.sd == pytest.approx(math.sqrt(0.5))
+    assert row.victim_acc.mean == pytest.approx(0.88) and row.victim_acc.n == 3
+    assert row.null_wsr.mean == pytest.approx(0.15)
+    # ext1 survives, ext2 and rem1 do not; rem2 (n/a) and rem3 (error) are not counted
+    assert (row.survived, row.total) == (1, 3)
+    assert row.robustness == pytest.approx(1 / 3)
+    assert row.worst["extraction"].attack == "ext2"
+    assert row.worst["removal"].attack == "rem1"
+    assert (row.det_undetected, row.det_total, row.detected_by) == (1, 2, ("det1",))
+    rows = {r.name: r for r in g.attack_rows}
+    assert rows["ext2"].removed_cheaply == (1, 1)
+    assert rows["ext1"].removed_cheaply == (0, 1)
+    assert rows["det1"].detected == (1, 1)
+    assert rows["rem2"].counts == {"ok": 0, "error": 0, "n/a": 1, "not run": 5}
+    assert rows["rem1"].suspect_acc.mean == pytest.approx((0.9 + 0.5) / 2)
+
+    text = render(root, tmp_path / "out")["markdown"].read_text(encoding="utf-8")
+    wm_row = next(line for line in text.splitlines() if line.startswith("| `wm` |"))
+    assert "1/3 (33.3%)" in wm_row
+    assert "-2.5 ± 0.7 pts" in wm_row
+    assert "ext2: 10.0% ✗" in wm_row and "rem1: 40.0 ± 28.3% ✗" in wm_row
+    assert "✗ 1/2 undetected; detected by det1" in wm_row
+    assert "| 56.7 ± 32.1% ✓ |" in wm_row  # ext1: all three seeds ok, so no (k/n)
+    assert "| 40.0 ± 28.3% ✗ (2/3) |" in wm_row  # rem1: two of the three seeds
+    assert "| 95.0 ± 0.0% ✓ (2/3) |" in wm_row  # identity
+    assert "| 88.0 ± 1.0% | -2.5 ± 0.7 pts |" in wm_row
+
+
+def test_several_datasets_get_their_own_sections(tmp_path: Path):
+    root = write_cards(
+        tmp_path / "results",
+        [
+            make_card(defense="none"),
+            make_card(),
+            make_card(dataset="mnist", arch="lenet"),
+            make_card(arch="lenet"),
+        ],
+    )
+    paths = render(root, tmp_path / "out")
+    text = paths["markdown"].read_text(encoding="utf-8")
+    for label in ("## mnist / lenet", "## synthetic / lenet", "## synthetic / small\\_cnn"):
+        assert label in text
+    assert text.index("## mnist / lenet") < text.index("## synthetic / lenet")
+    assert_png(paths["heatmap"])
+
+
+def test_only_the_control_still_renders(tmp_path: Path):
+    root = write_cards(tmp_path / "results", [make_card(defense="none")])
+    paths = render(root, tmp_path / "out")
+    assert "| `none` (control) |" in paths["markdown"].read_text(encoding="utf-8")
+    assert_png(paths["heatmap"])
+
+
+def test_empty_results_dir_is_a_clear_error(tmp_path: Path):
+    (tmp_path / "results").mkdir()
+    with pytest.raises(WmbenchError, match="no result cards under .*wmbench run"):
+        render(tmp_path / "results", tmp_path / "out")
+    with pytest.raises(CardError, match="does not exist"):
+        render(tmp_path / "missing", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_invalid_card_is_reported(tmp_path: Path):
+    bad = card_path(tmp_path / "results", "synthetic", "small_cnn", "content", "identity", 0)
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"schema_version": 1}', encoding="utf-8")
+    with pytest.raises(CardError, match="missing field"):
+        render(tmp_path / "results", tmp_path / "out")
