@@ -95,16 +95,13 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from bench.runner import execute, make_plan, plan_run
+    from bench.runner import execute, make_plan, plan_run, preflight
 
     plan = make_plan(dataset=args.dataset, arch=args.arch, profile=args.profile, results_dir=args.results,
                      cache_dir=args.cache_dir, device=args.device, data_root=args.data_root, jobs=args.jobs,
                      plugins=tuple(args.plugin), verbose=args.verbose)
     matrix = plan_run(plan, args.defense, args.attack, _seeds(args.seeds), force=args.force)
-    # load the data once up front so a missing data set is one clear error, not an error card per cell
-    from bench.runner import _task
-
-    _task(plan, 0)
+    preflight(plan)
     summary = execute(plan, matrix, progress=not args.quiet)
     c = summary.counts
     print(f"wmbench: {summary.cells} cells: {c['ok']} ok, {c['error']} error, {c['n/a']} n/a, "

@@ -61,7 +61,9 @@ def _check_field(owner: str, f: dataclasses.Field, value: Any) -> None:
     if isinstance(default, (int, float)) or any(meta.get(k) is not None for k in ("ge", "gt", "le", "lt")):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}; it must be a number ({_allowed(meta)})")
-        if isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
+        wants_int = (isinstance(default, int) and not isinstance(default, bool)) or str(f.type).replace(
+            " ", "") in ("int", "int|None", "Optional[int]")
+        if wants_int and not isinstance(value, int):
             raise ConfigError(f"{where}; it must be an integer ({_allowed(meta)})")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{where}; it must be finite ({_allowed(meta)})")

@@ -114,7 +114,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.5)
+            close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.6)
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; {hint}run `wmbench list` to see all "

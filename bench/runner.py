@@ -147,6 +147,16 @@ class VictimJob:
         return True
 
 
+def make_target(protected: Protected, attack, task, device: torch.device | str = "cpu") -> Target:
+    """What ``attack`` may see of a protected model: an oracle for every kind, a white-box *copy* for
+    all kinds but extraction, the attacker's pool; never the watermark secret."""
+    model = protected.model.to(device).eval()
+    oracle = Oracle(model, num_classes=task.num_classes, serve=protected.serve, **attack.oracle_options())
+    white_box = attack.kind != "extraction"
+    return Target(oracle=oracle, model=copy.deepcopy(model) if white_box else None, x_pool=task.x_pool,
+                  y_pool=task.y_pool, info=task.info, arch=task.arch, dataset=task.dataset)
+
+
 @dataclass(frozen=True)
 class AttackJob:
     key: str
@@ -168,18 +178,11 @@ class AttackJob:
         ctx = _ctx(plan, self.attack_seed)
 
         def build():
-            model = protected.model.to(ctx.device).eval()
-            white_box = attack.kind != "extraction"
-            oracle = Oracle(model, num_classes=task.num_classes, serve=protected.serve,
-                            **attack.oracle_options())
-            target = Target(
-                oracle=oracle,
-                model=copy.deepcopy(model) if white_box else None,
-                x_pool=task.x_pool, y_pool=task.y_pool, info=task.info, arch=task.arch, dataset=task.dataset,
-            )
+            target = make_target(protected, attack, task, ctx.device)
             out = attack(target, ctx)
             out.model = _to_cpu(out.model)
-            out.queries = max(out.queries, oracle.queries)
+            if target.oracle is not None:
+                out.queries = max(out.queries, target.oracle.queries)
             return out
 
         cache.get_or_build(self.key, build, meta={"attack": self.attack.label, "parent": self.parent_key})
@@ -504,4 +507,12 @@ def make_plan(*, dataset: str = "fashion-mnist", arch: str | None = None, profil
                 git_sha=git_sha(Path(__file__).resolve().parent.parent))
 
 
-__all__ += ["make_plan", "git_sha", "Cell", "Matrix"]
+def preflight(plan: Plan) -> None:
+    """Load the data and build one model up front, so a missing data set or a bad architecture is one
+    clear error instead of an error card in every cell."""
+    from bench.models import model_for_task
+
+    model_for_task(_task(plan, 0))
+
+
+__all__ += ["preflight", "make_plan", "make_target", "git_sha", "Cell", "Matrix"]

@@ -1,0 +1,95 @@
+"""CLI: every bad input exits 2 with one clear line and no traceback."""
+
+import json
+
+import pytest
+
+from bench.cli import main
+
+
+def _err(capsys, argv):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["run", "--defense", "contnet"], "unknown defense 'contnet'; did you mean content"),
+        (["run", "--attack", "soft_lable"], "unknown attack 'soft_lable'; did you mean soft_label?"),
+        (["run", "--attack", "zz_*"], "no attack matches 'zz_*'"),
+        (["run", "--dataset", "fashion_mnist"], "unknown dataset 'fashion_mnist'; did you mean fashion-mnist?"),
+        (["run", "--profile", "huge"], "unknown profile 'huge'; choose one of smoke, quick, paper"),
+        (["run", "--seeds", "a,b"], "--seeds 'a,b' must be comma-separated integers"),
+        (["run", "--jobs", "0"], "--jobs 0 must be >= 1"),
+        (["run", "--device", "tpu"], "--device 'tpu' is invalid; use auto, cpu or cuda"),
+        (["run", "--attack", "soft_label[temperature=0]"], "soft_label: temperature=0.0 is invalid; it must be > 0"),
+        (["run", "--attack", "soft_label[tempreature=2]"], "did you mean temperature?"),
+        (["run", "--arch", "resnet1"], "unknown architecture 'resnet1'"),
+        (["--plugin", "nowhere.py", "list"], "plugin 'nowhere.py' is not a .py file"),
+        (["show", "missing.json"], "missing.json: no such card"),
+        (["leaderboard", "--results", "no_such_dir"], "no_such_dir"),
+    ],
+)
+def test_bad_input_is_one_line(capsys, tmp_path, monkeypatch, argv, needle):
+    monkeypatch.chdir(tmp_path)
+    if argv[0] == "run":
+        argv = argv + ["--cache-dir", str(tmp_path / "c"), "-q"]
+        argv += [] if "--dataset" in argv else ["--dataset", "synthetic"]
+        argv += [] if "--profile" in argv else ["--profile", "test"]
+    code, _, err = _err(capsys, argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wmbench: error: "), err
+    assert needle in lines[0]
+    assert "Traceback" not in err
+
+
+def test_unwritable_results_dir(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = _err(capsys, ["run", "--dataset", "synthetic", "--profile", "test", "--attack", "identity",
+                                 "--defense", "none", "--results", str(blocker / "sub"), "-q",
+                                 "--cache-dir", str(tmp_path / "c")])
+    assert code == 2 and "pass a writable --results" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_data_is_one_line(capsys, tmp_path, monkeypatch):
+    import bench.data as data
+
+    def no_data(name, root=None):
+        raise data.DataError("Fashion-MNIST not found; install it with `apt-get install dataset-fashion-mnist`")
+
+    monkeypatch.setattr(data, "load_raw", no_data)
+    code, _, err = _err(capsys, ["run", "--profile", "smoke", "--results", str(tmp_path / "r"),
+                                 "--cache-dir", str(tmp_path / "c"), "-q"])
+    assert code == 2 and "apt-get install dataset-fashion-mnist" in err
+
+
+def test_list_shows_components(capsys):
+    code, out, _ = _err(capsys, ["list"])
+    assert code == 0
+    assert "content" in out and "soft_label" in out and "extraction" in out
+    assert "fashion-mnist" in out and "small_cnn" in out and "quick" in out
+
+
+def test_help_everywhere(capsys):
+    for argv in (["--help"], ["run", "--help"], ["leaderboard", "--help"], ["list", "--help"], ["show", "--help"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 0
+        assert "usage: wmbench" in capsys.readouterr().out
+
+
+def test_run_show_and_leaderboard(capsys, tmp_path):
+    code, out, _ = _err(capsys, ["run", "--dataset", "synthetic", "--profile", "test", "--defense", "none",
+                                 "--attack", "identity", "--results", str(tmp_path / "r"),
+                                 "--cache-dir", str(tmp_path / "c"), "--device", "cpu", "-q"])
+    assert code == 0 and "1 cells: 1 ok" in out
+    card = next((tmp_path / "r").rglob("seed-0.json"))
+    code, out, _ = _err(capsys, ["show", str(card)])
+    assert code == 0 and json.loads(out)["defense"] == "none"
+    code, out, _ = _err(capsys, ["leaderboard", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "lb")])
+    assert code == 0
+    assert (tmp_path / "lb" / "LEADERBOARD.md").exists() and (tmp_path / "lb" / "index.html").exists()

@@ -1,0 +1,211 @@
+"""The runner end to end on the synthetic data set: cards, caching, failures, drop-in attacks."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench.registry import ATTACKS
+from bench.results import load_results, read_card
+from bench.runner import execute, make_plan, plan_run
+
+REPO = Path(__file__).resolve().parent.parent
+SLICE_DEFENSES = "none,content[rate=0.1]"
+
+
+def _plan(tmp_path, **kw):
+    return make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "results"),
+                     cache_dir=str(tmp_path / "cache"), device="cpu", **kw)
+
+
+def _run(plan, defenses=SLICE_DEFENSES, attacks="identity,soft_label", seeds=(0,), **kw):
+    return execute(plan, plan_run(plan, defenses, attacks, list(seeds), **kw), progress=False)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    plan = _plan(tmp)
+    summary = _run(plan)
+    return tmp, plan, summary
+
+
+def test_slice_writes_valid_cards(finished):
+    tmp, plan, summary = finished
+    assert summary.counts["ok"] == 4 and summary.counts["error"] == 0
+    df = load_results(tmp / "results")
+    assert sorted(zip(df.defense, df.attack)) == [
+        ("content[rate=0.1]", "identity"), ("content[rate=0.1]", "soft_label"),
+        ("none", "identity"), ("none", "soft_label")]
+    content = df[(df.defense == "content[rate=0.1]") & (df.attack == "identity")].iloc[0]
+    assert content.wsr_victim >= 0.9 and content.retained
+    assert content.wsr_null <= 0.2 and content.p_value < 0.01
+    none = df[(df.defense == "none") & (df.attack == "identity")].iloc[0]
+    assert none.has_watermark is False or not none.has_watermark
+    assert none.wsr_suspect is None or none.wsr_suspect != none.wsr_suspect  # null/NaN
+    stolen = df[(df.defense == "none") & (df.attack == "soft_label")].iloc[0]
+    assert stolen.queries == plan.profile.attacker_pool and stolen.epochs == plan.profile.attack_epochs
+    assert stolen.wall_s > 0 and stolen.peak_mem_mb > 0 and stolen.fidelity > 0.5
+    for p in df.path:
+        card = read_card(p)
+        assert card["split"]["victim_train"] == plan.profile.victim_train
+        assert card["versions"]["torch"] and card["device"].startswith("cpu")
+    # one victim per defense and one clean null model were trained; attacks ran on victims and nulls
+    assert summary.built["victims"] == 3
+    assert summary.built["attacks"] == 2 * 2 + 2
+
+
+def test_rerun_skips_done_cells(finished):
+    tmp, plan, _ = finished
+    again = _run(plan)
+    assert again.counts["skipped"] == 4 and sum(again.built.values()) == 0
+
+
+def test_rerun_without_cards_trains_nothing(finished, tmp_path):
+    tmp, plan, _ = finished
+    fresh = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r2"),
+                      cache_dir=plan.cache_dir, device="cpu")
+    summary = _run(fresh)
+    assert summary.counts["ok"] == 4 and sum(summary.built.values()) == 0
+    a = load_results(tmp / "results").sort_values(["defense", "attack"]).reset_index(drop=True)
+    b = load_results(tmp_path / "r2").sort_values(["defense", "attack"]).reset_index(drop=True)
+    for col in ("clean_acc_victim", "clean_acc_suspect", "wsr_suspect", "fidelity", "run_id"):
+        assert a[col].equals(b[col]), col
+
+
+BOOM = '''
+from dataclasses import dataclass
+from bench.api import Attack
+from bench.config import ComponentConfig
+from bench.registry import register_attack
+
+@register_attack("boom")
+class Boom(Attack):
+    """An attack that always raises (runner test)."""
+    kind = "removal"
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config(ComponentConfig):
+        pass
+
+    def run(self, target, ctx):
+        raise RuntimeError("kaboom")
+'''
+
+
+def test_raising_attack_gives_error_card_and_sweep_goes_on(finished, tmp_path):
+    _, plan, _ = finished
+    plugin = tmp_path / "boom.py"
+    plugin.write_text(BOOM)
+    try:
+        p = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+                      cache_dir=plan.cache_dir, device="cpu", plugins=(str(plugin),))
+        summary = _run(p, attacks="identity,boom")
+    finally:
+        ATTACKS.unregister("boom")
+    assert summary.counts["error"] == 2 and summary.counts["ok"] == 2
+    df = load_results(tmp_path / "r")
+    err = df[df.attack == "boom"]
+    assert set(err.status) == {"error"}
+    assert all("RuntimeError: kaboom" in e for e in err.error)
+    assert sum(summary.built.values()) == 0  # victims and nulls came from the cache
+
+
+DETECT = '''
+from dataclasses import dataclass
+from bench.api import Attack, Outcome
+from bench.config import ComponentConfig
+from bench.registry import register_attack
+
+@register_attack("always_flag")
+class AlwaysFlag(Attack):
+    """A detector that flags every model as watermarked, target class 0 (runner test)."""
+    kind = "detection"
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config(ComponentConfig):
+        pass
+
+    def run(self, target, ctx):
+        return Outcome(detected=True, detected_target=0, score=9.0)
+'''
+
+
+def test_detection_cells_and_na(finished, tmp_path):
+    _, plan, _ = finished
+    plugin = tmp_path / "det.py"
+    plugin.write_text(DETECT)
+    try:
+        p = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+                      cache_dir=plan.cache_dir, device="cpu", plugins=(str(plugin),))
+        summary = _run(p, attacks="always_flag")
+    finally:
+        ATTACKS.unregister("always_flag")
+    assert summary.counts["n/a"] == 1 and summary.counts["ok"] == 1
+    df = load_results(tmp_path / "r").set_index("defense")
+    assert df.loc["none", "status"] == "n/a"
+    assert bool(df.loc["content[rate=0.1]", "detected"]) and df.loc["content[rate=0.1]", "detected_target"] == 0
+
+
+def test_parallel_jobs_give_same_cards(finished, tmp_path):
+    tmp, plan, _ = finished
+    p = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+                  cache_dir=str(tmp_path / "c"), device="cpu", jobs=2)
+    summary = _run(p, defenses="none", attacks="identity,soft_label")
+    assert summary.counts["ok"] == 2
+    a = load_results(tmp / "results").set_index(["defense", "attack"])
+    b = load_results(tmp_path / "r").set_index(["defense", "attack"])
+    for attack in ("identity", "soft_label"):
+        assert a.loc[("none", attack), "clean_acc_suspect"] == b.loc[("none", attack), "clean_acc_suspect"]
+
+
+EXAMPLE = '''"""Example removal attack dropped in as one file (test fixture)."""
+
+from dataclasses import dataclass
+
+from bench.api import Attack, Context, Outcome, Target
+from bench.config import ComponentConfig, param
+from bench.registry import register_attack
+from bench.train import fit
+
+
+@register_attack("example")
+class Example(Attack):
+    """Fine-tune the white-box copy on the attacker's labelled pool for a few epochs."""
+
+    kind = "removal"
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config(ComponentConfig):
+        epochs: int = param(1, "fine-tuning epochs", ge=1)
+
+    def run(self, target: Target, ctx: Context) -> Outcome:
+        fit(target.model, target.x_pool, target.y_pool, ctx=ctx, epochs=self.config.epochs,
+            batch_size=ctx.profile.batch_size, lr=1e-4)
+        return Outcome(model=target.model, epochs=self.config.epochs)
+'''
+
+
+def test_dropped_in_attack_file_fills_its_column_from_cached_victims(finished):
+    tmp, plan, _ = finished
+    path = REPO / "attacks" / "removal" / "example.py"
+    assert not path.exists(), "attacks/removal/example.py must not be committed"
+    path.write_text(EXAMPLE)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.cli", "run", "--dataset", "synthetic", "--profile", "test",
+             "--defense", SLICE_DEFENSES, "--attack", "example", "--results", str(tmp / "results"),
+             "--cache-dir", plan.cache_dir, "--device", "cpu", "-q"],
+            capture_output=True, text=True, env=env, cwd=tmp, timeout=600,
+        )
+    finally:
+        path.unlink()
+    assert proc.returncode == 0, proc.stderr
+    assert "models trained: 0 victims" in proc.stdout
+    df = load_results(tmp / "results")
+    assert set(df[df.attack == "example"].status) == {"ok"}
+    assert len(df[df.attack == "example"]) == 2
