@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 
 import torch
 
+from bench.atomic import atomic_write
 from bench.cost import measure
 from bench.errors import WmbenchError
 
@@ -80,8 +80,8 @@ class Cache:
         buf = io.BytesIO()
         torch.save({"obj": obj, "meta": meta}, buf)
         data = buf.getvalue()
-        _atomic_write(p, data)
-        _atomic_write(p.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
+        atomic_write(p, data)
+        atomic_write(p.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
 
     def get_or_build(self, key: str, build: Callable[[], Any], meta: dict | None = None) -> tuple[Any, dict]:
         """Load the artifact, or build it (timed, memory-measured), store it and return it."""
@@ -97,15 +97,3 @@ class Cache:
         self.stats.builds.append(key)
         return obj, full_meta
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

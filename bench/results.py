@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.atomic import atomic_write
 from bench.errors import CardError
 
 __all__ = [
@@ -135,16 +134,7 @@ def write_card(path: str | Path, card: dict) -> Path:
     validate_card(card, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(card, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text.encode("utf-8"))
     return path
 
 

@@ -80,7 +80,7 @@ def parse_spec(text: str) -> tuple[str, list[dict[str, Any]]]:
             raise ConfigError(f"spec {text!r}: {key.strip()!r} has no value")
         keys.append(key.strip())
         choices.append(values)
-    return name.strip(), [dict(zip(keys, combo)) for combo in itertools.product(*choices)]
+    return name.strip(), [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*choices)]
 
 
 def expand_specs(text: str, registry) -> list[Spec]:

@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -37,7 +36,7 @@ def test_slice_writes_valid_cards(finished):
     tmp, plan, summary = finished
     assert summary.counts["ok"] == 4 and summary.counts["error"] == 0
     df = load_results(tmp / "results")
-    assert sorted(zip(df.defense, df.attack)) == [
+    assert sorted(zip(df.defense, df.attack, strict=True)) == [
         ("content[rate=0.1]", "identity"), ("content[rate=0.1]", "soft_label"),
         ("none", "identity"), ("none", "soft_label")]
     content = df[(df.defense == "content[rate=0.1]") & (df.attack == "identity")].iloc[0]
