@@ -208,7 +208,9 @@ def _load_idx_dataset(name: str, root: Path) -> RawData:
     spec = _SPECS[name]
     raw_dir = root / spec.folder / "raw"
     system = SYSTEM_DIRS.get(name)
-    places = [raw_dir, root] + ([system] if system is not None else [])
+    # A flat folder of IDX files is accepted for Fashion-MNIST only (Debian's layout, which users may pass as
+    # --data-root): MNIST's files have the same names, so MNIST must sit in its own MNIST/raw folder.
+    places = [raw_dir] + ([root, system] if system is not None else [])
     for folder in places:
         files = _idx_files_in(folder)
         if files is not None:

@@ -34,7 +34,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
-        Profile("smoke", victim_train=3000, attacker_pool=3000, test=1000, epochs=2, attack_epochs=2,
+        Profile("smoke", victim_train=3000, attacker_pool=3000, test=1000, epochs=3, attack_epochs=3,
                 batch_size=128, lr=1e-3, null_models=1, verify_max=1000),
         Profile("quick", victim_train=30000, attacker_pool=30000, test=10000, epochs=6, attack_epochs=6,
                 batch_size=128, lr=1e-3, null_models=2, verify_max=2000),

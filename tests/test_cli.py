@@ -93,3 +93,33 @@ def test_run_show_and_leaderboard(capsys, tmp_path):
     code, out, _ = _err(capsys, ["leaderboard", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "lb")])
     assert code == 0
     assert (tmp_path / "lb" / "LEADERBOARD.md").exists() and (tmp_path / "lb" / "index.html").exists()
+
+
+def test_plugin_flag_registers_a_loose_file(capsys, tmp_path):
+    from bench.registry import ATTACKS
+
+    f = tmp_path / "loose.py"
+    f.write_text(
+        "from dataclasses import dataclass\n"
+        "from bench.api import Attack, Outcome\n"
+        "from bench.config import ComponentConfig\n"
+        "from bench.registry import register_attack\n\n"
+        "@register_attack('loose_demo')\n"
+        "class LooseDemo(Attack):\n"
+        "    '''A loose-file attack (CLI test).'''\n"
+        "    kind = 'removal'\n\n"
+        "    @dataclass(frozen=True, kw_only=True)\n"
+        "    class Config(ComponentConfig):\n"
+        "        pass\n\n"
+        "    def run(self, target, ctx):\n"
+        "        return Outcome(model=target.model)\n"
+    )
+    try:
+        code, out, _ = _err(capsys, ["--plugin", str(f), "list", "loose_*"])
+        assert code == 0 and "loose_demo" in out and "A loose-file attack" in out
+        code, out, _ = _err(capsys, ["run", "--plugin", str(f), "--dataset", "synthetic", "--profile", "test",
+                                     "--defense", "none", "--attack", "loose_demo", "--device", "cpu", "-q",
+                                     "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c")])
+        assert code == 0 and "1 ok" in out
+    finally:
+        ATTACKS.unregister("loose_demo")
