@@ -23,7 +23,7 @@ class Profile:
     epochs: int  # victim (and null model) training epochs
     attack_epochs: int  # default training epochs of attacks that train a model
     batch_size: int
-    lr: float  # Adam learning rate for victims and substitutes
+    lr: float  # peak Adam learning rate (cosine-annealed to 0) for victims and substitutes
     null_models: int  # independent clean models per seed for the null WSR
     verify_max: int  # cap on verification samples per scheme
 
@@ -35,13 +35,13 @@ PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
         Profile("smoke", victim_train=3000, attacker_pool=3000, test=1000, epochs=3, attack_epochs=3,
-                batch_size=128, lr=1e-3, null_models=1, verify_max=1000),
+                batch_size=128, lr=2e-3, null_models=1, verify_max=1000),
         Profile("quick", victim_train=30000, attacker_pool=30000, test=10000, epochs=6, attack_epochs=6,
-                batch_size=128, lr=1e-3, null_models=2, verify_max=2000),
+                batch_size=128, lr=2e-3, null_models=2, verify_max=2000),
         Profile("paper", victim_train=30000, attacker_pool=30000, test=10000, epochs=50, attack_epochs=50,
                 batch_size=128, lr=1e-3, null_models=3, verify_max=10000),
         # for unit tests on the synthetic data set
-        Profile("test", victim_train=800, attacker_pool=400, test=400, epochs=3, attack_epochs=3,
+        Profile("test", victim_train=800, attacker_pool=400, test=400, epochs=4, attack_epochs=3,
                 batch_size=64, lr=2e-3, null_models=1, verify_max=400),
     )
 }
