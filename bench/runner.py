@@ -40,7 +40,7 @@ from bench.profiles import Profile, get_profile
 from bench.registry import ATTACKS, DEFENSES, load_plugins
 from bench.results import SCHEMA_VERSION, card_path, read_card, write_card
 from bench.score import score_models
-from bench.spec import Spec, expand_specs
+from bench.spec import Chain, Spec, expand_chains, expand_specs
 from bench.train import resolve_device, set_threads
 
 __all__ = ["Plan", "RunSummary", "plan_run", "execute"]
@@ -161,9 +161,10 @@ def make_target(protected: Protected, attack, task, device: torch.device | str =
 class AttackJob:
     key: str
     attack: Spec
-    parent_key: str
+    parent_key: str  # a victim (Protected) or, inside a chain, the previous step's Outcome
     seed: int  # task seed
     attack_seed: int
+    depth: int = 0  # position in its chain: jobs run in order of depth
 
     def __call__(self, plan: Plan) -> bool:
         cache = _setup(plan)
@@ -172,7 +173,11 @@ class AttackJob:
         loaded = cache.load(self.parent_key)
         if loaded is None:
             raise WmbenchError("the attacked model is missing from the cache (its training failed)")
-        protected: Protected = loaded[0]
+        protected = loaded[0]
+        if not isinstance(protected, Protected):  # a chain step attacks the previous step's suspect
+            if protected.model is None:
+                raise WmbenchError("the previous step of this chain produced no model to attack")
+            protected = Protected(model=protected.model)
         task = _task(plan, self.seed)
         attack = ATTACKS.create(self.attack.name, **self.attack.config)
         ctx = _ctx(plan, self.attack_seed)
@@ -192,11 +197,11 @@ class AttackJob:
 @dataclass(frozen=True)
 class Cell:
     defense: Spec
-    attack: Spec
+    attack: Chain
     seed: int
     run_id: str
     victim_key: str
-    attack_key: str | None  # None: n/a cell
+    attack_keys: tuple[str, ...]  # one per chain step; empty: n/a cell
     null_keys: tuple[str, ...]  # clean null models and the attack's copies of them
     card: str
     config: dict = field(hash=False, compare=False, default_factory=dict)
@@ -208,13 +213,14 @@ class Cell:
             base.update(status="error", error=upstream_error)
             write_card(self.card, base)
             return "error"
-        if self.attack_key is None:
+        if not self.attack_keys:
             base.update(status="n/a", error=None)
             write_card(self.card, base)
             return "n/a"
         task = _task(plan, self.seed)
         protected, victim_meta = _must_load(cache, self.victim_key, "victim")
-        outcome, attack_meta = _must_load(cache, self.attack_key, "attack result")
+        steps = [_must_load(cache, k, "attack result") for k in self.attack_keys]
+        outcome = steps[-1][0]
         nulls = [_must_load(cache, k, "null model")[0] for k in self.null_keys]
         null_models = [n.model for n in nulls if n.model is not None]
         device = resolve_device(plan.device)
@@ -229,11 +235,16 @@ class Cell:
             extras["detected_pair"] = list(outcome.detected_pair)
         if outcome.score is not None:
             extras["detection_score"] = outcome.score
+        if len(steps) > 1:
+            extras["chain"] = [{"attack": a.label, "queries": o.queries, "epochs": o.epochs, "wall_s": m["wall_s"]}
+                               for a, (o, m) in zip(self.attack.steps, steps, strict=True)]
         base.update(scores)
         base.update(
             status="ok", error=None, detected=outcome.detected, detected_target=outcome.detected_target,
-            queries=int(outcome.queries), epochs=int(outcome.epochs), wall_s=float(attack_meta["wall_s"]),
-            peak_mem_mb=attack_meta.get("peak_mem_mb"), extras=_jsonable(extras), split=task.split,
+            queries=sum(int(o.queries) for o, _ in steps), epochs=sum(int(o.epochs) for o, _ in steps),
+            wall_s=float(sum(m["wall_s"] for _, m in steps)),
+            peak_mem_mb=max((m["peak_mem_mb"] for _, m in steps if m.get("peak_mem_mb") is not None), default=None),
+            extras=_jsonable(extras), split=task.split,
         )
         write_card(self.card, base)
         return "ok"
@@ -328,7 +339,7 @@ def plan_run(plan: Plan, defenses: str | list[Spec], attacks: str | list[Spec], 
              force: bool = False) -> Matrix:
     load_plugins(plan.plugins)
     d_specs = expand_specs(defenses, DEFENSES) if isinstance(defenses, str) else defenses
-    a_specs = expand_specs(attacks, ATTACKS) if isinstance(attacks, str) else attacks
+    a_specs = expand_chains(attacks, ATTACKS) if isinstance(attacks, str) else attacks
     prof = plan.profile.as_dict()
     data_id = {"dataset": plan.dataset, "arch": plan.arch, "sizes": [prof["victim_train"], prof["attacker_pool"],
                prof["test"]]}
@@ -344,11 +355,19 @@ def plan_run(plan: Plan, defenses: str | list[Spec], attacks: str | list[Spec], 
         victims.setdefault(key, VictimJob(key, spec, seed, train_seed))
         return key, comp
 
-    def attacked(spec: Spec, parent_key: str, seed: int, attack_seed: int) -> str:
-        ident, _ = _component_id(ATTACKS, spec)
-        key = artifact_key(kind="attack", attack=ident, parent=parent_key, seed=attack_seed, profile=prof)
-        attacks_.setdefault(key, AttackJob(key, spec, parent_key, seed, attack_seed))
-        return key
+    def attacked(chain: Chain, parent_key: str, seed: int, *tag) -> tuple[str, ...]:
+        """Keys of every step of ``chain`` applied to ``parent_key``. A step's seed depends only on the chain
+        prefix, so ``soft_label``, ``soft_label>prune`` and ``soft_label>fine_tune`` share one extraction."""
+        keys = []
+        for depth, spec in enumerate(chain.steps):
+            ident, _ = _component_id(ATTACKS, spec)
+            prefix = ">".join(s.label for s in chain.steps[: depth + 1])
+            attack_seed = derive_seed(seed, "attack", prefix, *tag)
+            key = artifact_key(kind="attack", attack=ident, parent=parent_key, seed=attack_seed, profile=prof)
+            attacks_.setdefault(key, AttackJob(key, spec, parent_key, seed, attack_seed, depth))
+            keys.append(key)
+            parent_key = key
+        return tuple(keys)
 
     for seed in seeds:
         null_parents = [victim(NULL_DEFENSE, seed, derive_seed(seed, "null", i))[0]
@@ -356,33 +375,52 @@ def plan_run(plan: Plan, defenses: str | list[Spec], attacks: str | list[Spec], 
         for d in d_specs:
             v_key, d_comp = victim(d, seed, seed)
             for a in a_specs:
-                a_ident, a_comp = _component_id(ATTACKS, a)
+                a_ident = [_component_id(ATTACKS, step)[0] for step in a.steps]
+                kind = chain_kind(a)
                 d_ident, _ = _component_id(DEFENSES, d)
                 has_wm = d.name != "none" and not getattr(d_comp, "no_watermark", False)
+                single = len(a.steps) == 1
                 config = {"defense_version": d_ident["version"], "defense_config": d_ident["config"],
-                          "has_watermark": has_wm, "attack_version": a_ident["version"],
-                          "attack_kind": a_comp.kind, "attack_config": a_ident["config"]}
+                          "has_watermark": has_wm,
+                          "attack_version": "+".join(i["version"] for i in a_ident),
+                          "attack_kind": kind,
+                          "attack_config": a_ident[0]["config"] if single else {
+                              step.label: i["config"] for step, i in zip(a.steps, a_ident, strict=True)}}
                 run_id = artifact_key(kind="cell", defense=d_ident, attack=a_ident, data=data_id, seed=seed,
                                       profile=prof)
                 path = str(card_path(plan.results_dir, plan.dataset, plan.arch, d.label, a.label, seed))
-                n_a = a_comp.kind == "detection" and not has_wm
+                n_a = kind == "detection" and not has_wm
                 if not force and _card_done(path, run_id):
-                    skipped.append(Cell(d, a, seed, run_id, v_key, None, (), path, config))
+                    skipped.append(Cell(d, a, seed, run_id, v_key, (), (), path, config))
                     continue
-                a_key = None if n_a else attacked(a, v_key, seed, derive_seed(seed, "attack", a.label))
+                a_keys = () if n_a else attacked(a, v_key, seed)
                 null_keys: tuple[str, ...] = ()
                 if has_wm and not n_a:
-                    nk = [attacked(a, pk, seed, derive_seed(seed, "attack", a.label, "null", i))
-                          for i, pk in enumerate(null_parents)]
+                    nk = [attacked(a, pk, seed, "null", i)[-1] for i, pk in enumerate(null_parents)]
                     null_keys = tuple(null_parents) + tuple(nk)
-                cells.append(Cell(d, a, seed, run_id, v_key, a_key, null_keys, path, config))
+                cells.append(Cell(d, a, seed, run_id, v_key, a_keys, null_keys, path, config))
     # only build what the pending cells need
     needed = {c.victim_key for c in cells} | {k for c in cells for k in c.null_keys}
-    needed_attacks = {c.attack_key for c in cells if c.attack_key} | {k for c in cells for k in c.null_keys}
-    victims = {k: v for k, v in victims.items() if k in needed or any(
-        a.parent_key == k for ak, a in attacks_.items() if ak in needed_attacks)}
+    needed_attacks = {k for c in cells for k in c.attack_keys} | {k for c in cells for k in c.null_keys}
+    # a needed chain step needs every step before it
+    for key in sorted(needed_attacks):
+        while key in attacks_ and attacks_[key].parent_key in attacks_:
+            key = attacks_[key].parent_key
+            needed_attacks.add(key)
     attacks_ = {k: a for k, a in attacks_.items() if k in needed_attacks}
+    victims = {k: v for k, v in victims.items() if k in needed or any(a.parent_key == k for a in attacks_.values())}
     return Matrix(victims, attacks_, cells, skipped)
+
+
+def chain_kind(chain: Chain) -> str:
+    """The threat class of a column: detection if it ends in detection; extraction if it starts with one
+    (the attacker never had white-box access to the victim); otherwise the last step's kind."""
+    kinds = [ATTACKS.get(s.name).kind for s in chain.steps]
+    if kinds[-1] == "detection":
+        return "detection"
+    if kinds[0] == "extraction":
+        return "extraction"
+    return kinds[-1]
 
 
 def _card_done(path: str, run_id: str) -> bool:
@@ -436,18 +474,21 @@ def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str |
             bar.update(1)
 
     run_phase(matrix.victims, "training victims", "victims")
-    # an attack on a model that failed to train fails the same way
-    attack_jobs = {}
-    for k, job in matrix.attacks.items():
-        if job.parent_key in errors:
-            errors[k] = errors[job.parent_key]
-            bar.update(1)
-        else:
-            attack_jobs[k] = job
-    run_phase(attack_jobs, "attacking", "attacks")
+    # chain steps run in order of depth; an attack on a model that failed fails the same way
+    for depth in sorted({job.depth for job in matrix.attacks.values()}):
+        attack_jobs = {}
+        for k, job in matrix.attacks.items():
+            if job.depth != depth:
+                continue
+            if job.parent_key in errors:
+                errors[k] = errors[job.parent_key]
+                bar.update(1)
+            else:
+                attack_jobs[k] = job
+        run_phase(attack_jobs, "attacking" if depth == 0 else f"attacking (chain step {depth + 1})", "attacks")
 
     def upstream(cell: Cell) -> str | None:
-        for k in (cell.victim_key, cell.attack_key, *cell.null_keys):
+        for k in (cell.victim_key, *cell.attack_keys, *cell.null_keys):
             if k in errors:
                 return errors[k]
         return None

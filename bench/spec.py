@@ -4,6 +4,8 @@
 ``soft_label[queries=1000,5000,all;temperature=1,7]`` sweeps the cartesian product (one column per
 combination). ``all``/``none`` set a field to None (its "use everything / the profile's" default).
 Several specs are separated by top-level commas: ``'none,content'`` or ``'mea_*,content[rate=0.05]'``.
+Attacks chain with ``>``: ``soft_label>fine_tune[mode=ftal]`` runs the second step on the first step's
+suspect model, as one column (the paper's "synthesized attacks").
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from bench.config import build_config, config_to_dict, parse_value
 from bench.errors import ConfigError
 
-__all__ = ["Spec", "split_top_level", "parse_spec", "expand_specs"]
+__all__ = ["Spec", "Chain", "split_top_level", "parse_spec", "expand_specs", "expand_chains"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,19 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def split_top_level(text: str) -> list[str]:
-    """Split on commas that are not inside [...]."""
+@dataclass(frozen=True)
+class Chain:
+    """An attack column: one step, or several steps each attacking the previous step's suspect."""
+
+    steps: tuple[Spec, ...]
+
+    @property
+    def label(self) -> str:
+        return ">".join(s.label for s in self.steps)
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` where it is not inside [...]."""
     parts, depth, cur = [], 0, []
     for ch in text:
         if ch == "[":
@@ -50,7 +63,7 @@ def split_top_level(text: str) -> list[str]:
             depth -= 1
             if depth < 0:
                 raise ConfigError(f"unbalanced ']' in {text!r}")
-        if ch == "," and depth == 0:
+        if ch == sep and depth == 0:
             parts.append("".join(cur))
             cur = []
         else:
@@ -95,6 +108,28 @@ def expand_specs(text: str, registry) -> list[Spec]:
                 spec = Spec(name, cfg)
                 if spec not in out:
                     out.append(spec)
+    return out
+
+
+def expand_chains(text: str, registry) -> list[Chain]:
+    """Attack specs with ``>`` chains; wildcards and sweeps expand within each step (cartesian product).
+
+    Only the last step of a chain may be a detection attack (detection produces no model to attack).
+    """
+    out: list[Chain] = []
+    for part in split_top_level(text) or ["*"]:
+        steps = split_top_level(part, ">")
+        if not steps:
+            raise ConfigError(f"attack spec {part!r} is empty")
+        options = [expand_specs(step, registry) for step in steps]
+        for combo in itertools.product(*options):
+            for spec in combo[:-1]:
+                if registry.get(spec.name).kind == "detection":
+                    raise ConfigError(f"chain {'>'.join(s.label for s in combo)!r}: {spec.name} is a detection "
+                                      "attack and produces no model; put it last")
+            chain = Chain(tuple(combo))
+            if chain not in out:
+                out.append(chain)
     return out
 
 

@@ -208,3 +208,41 @@ def test_dropped_in_attack_file_fills_its_column_from_cached_victims(finished):
     df = load_results(tmp / "results")
     assert set(df[df.attack == "example"].status) == {"ok"}
     assert len(df[df.attack == "example"]) == 2
+
+
+def test_chain_reuses_its_first_step_and_scores_the_last(finished, tmp_path):
+    _, plan, _ = finished
+    p = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+                  cache_dir=plan.cache_dir, device="cpu")
+    summary = _run(p, attacks="soft_label,soft_label>identity")
+    assert summary.counts["ok"] == 4
+    # the extraction (victims and nulls) came from the cache; only the identity steps on its copies ran
+    assert summary.built["victims"] == 0 and summary.built["attacks"] == 2 + plan.profile.null_models
+    df = load_results(tmp_path / "r").set_index(["defense", "attack"])
+    d = "content[rate=0.1]"
+    chain, single = df.loc[(d, "soft_label>identity")], df.loc[(d, "soft_label")]
+    assert chain.wsr_suspect == single.wsr_suspect and chain.queries == single.queries
+    assert chain.attack_kind == "extraction" and [s["attack"] for s in chain.extras["chain"]] == [
+        "soft_label", "identity"]
+    assert "soft_label__then__identity" in chain.path
+
+
+def test_chain_with_detection_in_the_middle_is_rejected():
+    from bench.errors import ConfigError
+    from bench.spec import expand_chains
+
+    from bench.config import ComponentConfig
+
+    class Det:  # a stand-in registry with one detection attack
+        kind = "detection"
+        Config = ComponentConfig
+
+    class Reg:
+        def expand(self, pattern):
+            return [pattern]
+
+        def get(self, name):
+            return Det if name == "det" else ATTACKS.get(name)
+
+    with pytest.raises(ConfigError, match="det is a detection attack and produces no model; put it last"):
+        expand_chains("det>identity", Reg())
