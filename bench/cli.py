@@ -59,6 +59,21 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("--results", default="results", help="cards to render (default: results)")
     lb.add_argument("--out", default="leaderboard", help="output folder (default: leaderboard)")
 
+    rep = sub.add_parser("reproduce", help="re-run a pinned published result and compare it with the paper")
+    rep.add_argument("name", help="e.g. mea-defender-fmnist (see `wmbench reproduce --list`)", nargs="?")
+    rep.add_argument("--list", action="store_true", help="list the pinned reproductions")
+    rep.add_argument("--arch", default=None, help="architecture (default: the data set's)")
+    rep.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    rep.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
+    rep.add_argument("--jobs", type=int, default=1, help="parallel jobs (default: 1)")
+    rep.add_argument("--results", default="results", help="where cards go (default: results)")
+    rep.add_argument("--cache-dir", default=os.environ.get("WMBENCH_CACHE", ".wmbench-cache"),
+                     help="artifact cache (default: $WMBENCH_CACHE or .wmbench-cache)")
+    rep.add_argument("--data-root", default=os.environ.get("WMBENCH_DATA"), help="data sets root")
+    rep.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    rep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    rep.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help=argparse.SUPPRESS)
+
     show = sub.add_parser("show", help="print one result card")
     show.add_argument("card", help="path to a seed-<k>.json card")
     return p
@@ -116,6 +131,25 @@ def cmd_run(args) -> int:
     return 1 if c["error"] else 0
 
 
+def cmd_reproduce(args) -> int:
+    from bench.reproduce import REPRODUCTIONS, get_reproduction, run_reproduction
+    from bench.runner import make_plan, preflight
+
+    if args.list or not args.name:
+        for r in REPRODUCTIONS.values():
+            print(f"{r.name:<24} {r.title}")
+        return 0 if args.list else 2
+    rep = get_reproduction(args.name)
+    plan = make_plan(dataset=rep.dataset, arch=args.arch, profile=args.profile, results_dir=args.results,
+                     cache_dir=args.cache_dir, device=args.device, data_root=args.data_root, jobs=args.jobs,
+                     plugins=tuple(args.plugin))
+    preflight(plan)
+    text, path = run_reproduction(rep.name, plan, _seeds(args.seeds), progress=not args.quiet)
+    print(text)
+    print(f"written to {path}")
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from leaderboard.render import render
 
@@ -141,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard, "show": cmd_show}[
+        return {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard, "show": cmd_show,
+                "reproduce": cmd_reproduce}[
             args.command
         ](args)
     except WmbenchError as exc:
