@@ -49,6 +49,17 @@ class Cache:
         if not os.access(self.root, os.W_OK):
             raise WmbenchError(f"cache directory {str(self.root)!r} is not writable; pass a writable --cache-dir")
         self.stats = CacheStats()
+        self._sweep_stale_temporaries()
+
+    def _sweep_stale_temporaries(self, age_s: float = 3600.0) -> None:
+        """Remove half-written files left by killed runs (old enough not to belong to a live writer)."""
+        now = time.time()
+        for tmp in self.root.glob("*/.tmp-*"):
+            try:
+                if now - tmp.stat().st_mtime > age_s:
+                    tmp.unlink()
+            except OSError:
+                pass
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.pt"

@@ -228,10 +228,9 @@ def test_chain_reuses_its_first_step_and_scores_the_last(finished, tmp_path):
 
 
 def test_chain_with_detection_in_the_middle_is_rejected():
+    from bench.config import ComponentConfig
     from bench.errors import ConfigError
     from bench.spec import expand_chains
-
-    from bench.config import ComponentConfig
 
     class Det:  # a stand-in registry with one detection attack
         kind = "detection"
@@ -246,3 +245,34 @@ def test_chain_with_detection_in_the_middle_is_rejected():
 
     with pytest.raises(ConfigError, match="det is a detection attack and produces no model; put it last"):
         expand_chains("det>identity", Reg())
+
+
+def test_killed_run_resumes_without_duplicates_or_corrupt_cards(tmp_path):
+    import signal
+    import time
+
+    results, cache = tmp_path / "r", tmp_path / "c"
+    argv = [sys.executable, "-m", "bench.cli", "run", "--dataset", "synthetic", "--profile", "test",
+            "--defense", "none,content[rate=0.1],content[rate=0.2]", "--attack", "identity,soft_label",
+            "--results", str(results), "--cache-dir", str(cache), "--device", "cpu", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(cache.rglob("*.sha256"))) < 3 and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(cache.rglob("*.sha256")))
+    assert done_before >= 3
+    again = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "6 cells: 6 ok" in again.stdout
+    df = load_results(results)
+    assert len(df) == 6 and set(df.status) == {"ok"}
+    assert len(set(df.path)) == 6
+    assert not list(results.rglob(".tmp-*"))
+    # what was finished before the kill was not trained again
+    total = len(list(cache.rglob("*.sha256")))
+    trained = again.stdout.split("models trained: ")[1]
+    victims, attacks = int(trained.split(" victims")[0]), int(trained.split(", ")[1].split(" by attacks")[0])
+    assert victims + attacks == total - done_before
