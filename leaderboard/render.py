@@ -1,4 +1,5 @@
-"""Render the leaderboard from the result cards alone: ``LEADERBOARD.md``, ``index.html`` and a heatmap.
+"""Render the leaderboard from the result cards alone: ``LEADERBOARD.md``, ``index.html``, a heatmap and,
+when the cards hold a query-budget sweep, WSR and stolen accuracy versus queries (MEA-Defender's Fig. 2).
 
 Everything here is a pure function of the cards (no clock, no host, no randomness), so the same cards give
 byte-identical Markdown and HTML, and a byte-identical PNG for a given matplotlib version.
@@ -11,12 +12,15 @@ Aggregation rules (one *cell* = one defense x attack pair, over the seeds seen i
   a detection cell *survives* when the majority of its ``ok`` seeds are not detected;
 * a scheme's robustness = extraction and removal attacks it survives / those with an ``ok`` cell
   (``n/a``, errors and missing cells are left out of the denominator, which is shown);
-* accuracy cost = the scheme's victim clean accuracy minus that of ``none``, seed by seed, in points.
+* accuracy cost = the scheme's victim clean accuracy minus that of ``none``, seed by seed, in points;
+* a *query sweep* is a set of at least two attack columns of one dataset/arch group whose cards differ only
+  in ``attack_config["queries"]`` (None = the whole attacker pool, ``profile_config["attacker_pool"]``).
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 import statistics
@@ -30,7 +34,8 @@ from typing import Any
 from bench.errors import WmbenchError
 from bench.results import load_results
 
-__all__ = ["render", "summarize", "Stat", "Cell", "DefenseRow", "AttackRow", "Group", "KIND_ORDER"]
+__all__ = ["render", "summarize", "find_sweeps", "Stat", "Cell", "DefenseRow", "AttackRow", "Group", "Sweep",
+           "KIND_ORDER"]
 
 KIND_ORDER = ("control", "extraction", "removal", "detection")
 CONTROL_DEFENSE = "none"
@@ -39,6 +44,8 @@ ROBUSTNESS_KINDS = ("extraction", "removal")
 ERROR_CHARS = 80
 HEATMAP_DPI = 110
 HEATMAP_NAME = "figures/wsr_heatmap.png"
+QUERIES_NAME = "figures/wsr_vs_queries.png"
+QUERIES_DPI = 110
 DEFAULT_TITLE = "wmbench leaderboard"
 
 MARK_OK = "✓"
@@ -329,6 +336,56 @@ def _attack_row(g: Group, a: str) -> AttackRow:
     )
 
 
+@dataclass
+class Sweep:
+    """Attack columns of one group that differ only in their query budget: ``points`` is (queries, attack
+    label) sorted by queries; ``family`` is the label with its ``queries=`` item removed."""
+
+    group: Group
+    family: str
+    kind: str
+    points: list[tuple[int, str]]
+    whole: str | None = None  # the label whose budget is None (the whole attacker pool)
+
+    def cell(self, defense: str, attack: str) -> Cell:
+        return self.group.cells[(defense, attack)]
+
+
+_QUERIES_ITEM = re.compile(r"(?<=[\[;])queries=[^;\]>]*;?")
+
+
+def family_label(label: str) -> str:
+    """``soft_label[output=label;queries=1000]`` -> ``soft_label[output=label]``; ``x[queries=5]`` -> ``x``."""
+    return _QUERIES_ITEM.sub("", label).replace(";]", "]").replace("[]", "")
+
+
+def find_sweeps(groups: list[Group]) -> list[Sweep]:
+    """Every query-budget sweep of every group (at least two distinct budgets), in a stable order."""
+    sweeps = []
+    for g in groups:
+        families: dict[tuple[str, str, str], dict[int, str]] = {}
+        wholes: dict[tuple[str, str, str], str] = {}
+        for a in g.attacks:
+            cards = [c for d in g.defenses for c in g.cells[(d, a)].cards]
+            card = next((c for c in cards if "queries" in (c["attack_config"] or {})), None)
+            if card is None:
+                continue
+            config = dict(card["attack_config"])
+            budget = config.pop("queries")
+            pool = (card["profile_config"] or {}).get("attacker_pool")
+            if budget is None and not isinstance(pool, int):
+                continue  # "the whole pool" of an unknown size: no place on the axis
+            key = (family_label(a), g.kinds[a], json.dumps(config, sort_keys=True, default=str))
+            queries = int(budget if budget is not None else pool)
+            if families.setdefault(key, {}).setdefault(queries, a) == a and budget is None:
+                wholes[key] = a
+        for key in sorted(families):
+            points = sorted(families[key].items())
+            if len(points) >= 2:
+                sweeps.append(Sweep(g, key[0], key[1], points, wholes.get(key)))
+    return sweeps
+
+
 # -------------------------------------------------------------------------------------------- formatting
 def _num(x: float, nd: int = 1) -> float:
     """Round for display, never printing -0.0."""
@@ -598,6 +655,43 @@ def _detail_rows(g: Group):
                 )
 
 
+QUERIES_NOTE = (
+    "WSR (watermarked schemes) and the stolen model's clean accuracy (every scheme) for each attack whose "
+    "cards differ only in their query budget; one line per scheme, mean over ok seeds. Filled markers: "
+    "ownership still provable (✓); hollow: removed (✗); dashed: the scheme's WSR threshold. \"all\" = the "
+    "whole attacker pool."
+)
+
+
+def queries_text(queries: int, sweep: Sweep, label: str) -> str:
+    return f"{queries:,}" + (" (all)" if label == sweep.whole else "")
+
+
+def sweep_title(sweep: Sweep) -> str:
+    return f"{sweep.group.label}: {sweep.family} ({sweep.kind})"
+
+
+def sweep_point_text(cell: Cell, has_watermark: bool) -> str:
+    """``WSR 12.0% ✗ · acc 85.0%`` (just ``acc 85.0%`` for schemes without a watermark), or the cell's mark."""
+    if cell.status != "ok":
+        return cell_text(cell, has_watermark)
+    acc = cell.stat("clean_acc_suspect")
+    acc_text = f"acc {pct_stat(acc)}" if acc is not None else ""
+    wsr = cell.stat("wsr_suspect") if has_watermark else None
+    if wsr is None:
+        return (acc_text or DASH) + _partial(cell)
+    mark = "" if cell.survived is None else f" {MARK_OK if cell.survived else MARK_BAD}"
+    return f"WSR {pct_stat(wsr)}{mark}" + (f" · {acc_text}" if acc_text else "") + _partial(cell)
+
+
+def _sweep_rows(sweep: Sweep) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    head = [queries_text(q, sweep, a) for q, a in sweep.points]
+    g = sweep.group
+    rows = [(d, [sweep_point_text(sweep.cell(d, a), g.has_watermark[d]) for _, a in sweep.points])
+            for d in g.defenses]
+    return head, rows
+
+
 # ---------------------------------------------------------------------------------------------- markdown
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|])")
 
@@ -621,7 +715,7 @@ def _md_table(head, rows, align) -> list[str]:
     return out + [""]
 
 
-def render_markdown(groups: list[Group], title: str) -> str:
+def render_markdown(groups: list[Group], title: str, sweeps: list[Sweep] | None = None) -> str:
     lines = [
         f"# {md(title)}",
         "",
@@ -650,6 +744,14 @@ def render_markdown(groups: list[Group], title: str) -> str:
         "produce no suspect model, are left out). Masked cells: ERR error, n/a not applicable, · not run.",
         "",
     ]
+    if sweeps:
+        lines += ["## WSR versus queries", "", f"![WSR and stolen accuracy versus queries]({QUERIES_NAME})", ""]
+        lines += [md(QUERIES_NOTE), ""]
+        for sw in sweeps:
+            head, rows = _sweep_rows(sw)
+            lines += [f"### {md(sweep_title(sw))}", ""]
+            table = [[code(d)] + [md(v) for v in vals] for d, vals in rows]
+            lines += _md_table(["Scheme"] + head, table, "l" + "r" * len(head))
     for g in groups:
         lines += [f"## Per-cell detail: {md(g.label)}", ""]
         rows = []
@@ -769,7 +871,26 @@ def _md_inline_to_html(text: str) -> str:
     return re.sub(r"`([^`]*)`", r"<code>\1</code>", e(text))
 
 
-def render_html(groups: list[Group], title: str) -> str:
+def _sweeps_html(sweeps: list[Sweep]) -> str:
+    if not sweeps:
+        return ""
+    parts = [
+        "<section>\n<h2>WSR versus queries</h2>\n<figure>",
+        f'<img src="{e(QUERIES_NAME)}" alt="WSR and stolen accuracy of each scheme versus the query budget">',
+        f"<figcaption>{e(QUERIES_NOTE)}</figcaption>\n</figure>",
+    ]
+    for sw in sweeps:
+        head, rows = _sweep_rows(sw)
+        cells = [_th("Scheme", "queries", cls="name")] + [_th(h) for h in head]
+        body = [
+            f'<tr><td class="name"><code>{e(d)}</code></td>' + "".join(_td(v) for v in vals) + "</tr>"
+            for d, vals in rows
+        ]
+        parts += [f"<h3>{e(sweep_title(sw))}</h3>", _html_table(cells, body, "sweep")]
+    return "\n".join(parts) + "\n</section>\n"
+
+
+def render_html(groups: list[Group], title: str, sweeps: list[Sweep] | None = None) -> str:
     meta = "\n".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in _meta(groups))
     legend = "\n".join(
         f'<li><span class="swatch {c}">{e(m)}</span> {e(t)}</li>'
@@ -797,7 +918,7 @@ def render_html(groups: list[Group], title: str) -> str:
         rules_note=_md_inline_to_html(RULES_NOTE),
         sections="\n".join(sections),
         heatmap=e(HEATMAP_NAME),
-        details="\n".join(details),
+        details=_sweeps_html(sweeps or []) + "\n".join(details),
     )
 
 
@@ -895,12 +1016,71 @@ def render_heatmap(groups: list[Group], path: Path) -> Path:
     return path
 
 
+# ----------------------------------------------------------------------------------------- query sweeps
+def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
+    """One row per sweep: WSR versus queries (watermarked schemes) and stolen accuracy versus queries (every
+    scheme), one line per scheme, log-scaled budgets; filled markers = retained, hollow = removed."""
+    import matplotlib
+    import matplotlib.ticker
+    from matplotlib.figure import Figure
+
+    colours = matplotlib.colormaps["tab10"].colors
+    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10}):
+        fig = Figure(figsize=(11.0, 3.6 * len(sweeps)), layout="constrained")
+        axes = fig.subplots(len(sweeps), 2, squeeze=False)
+        for (ax_wsr, ax_acc), sw in zip(axes, sweeps, strict=True):
+            g = sw.group
+            xs = [q for q, _ in sw.points]
+            thresholds = set()
+            for i, d in enumerate(g.defenses):
+                colour = colours[i % len(colours)]
+                cells = [(q, sw.cell(d, a)) for q, a in sw.points]
+                acc = [(q, c.stat("clean_acc_suspect")) for q, c in cells if c.status == "ok"]
+                acc = [(q, st.mean) for q, st in acc if st is not None]
+                if acc:
+                    ax_acc.plot(*zip(*acc, strict=True), marker="o", color=colour, label=d)
+                if not g.has_watermark[d]:
+                    continue
+                wsr = [(q, c.stat("wsr_suspect"), c.survived) for q, c in cells if c.status == "ok"]
+                wsr = [(q, st.mean, kept) for q, st, kept in wsr if st is not None]
+                if not wsr:
+                    continue
+                ax_wsr.plot([q for q, _, _ in wsr], [w for _, w, _ in wsr], marker="o", color=colour, label=d)
+                removed = [(q, w) for q, w, kept in wsr if kept is False]
+                if removed:
+                    ax_wsr.plot(*zip(*removed, strict=True), linestyle="none", marker="o", color=colour,
+                                markerfacecolor="white")
+                thresholds.update(t for c in g.cells.values() if c.defense == d for t in
+                                  [card["threshold"] for card in c.ok] if t is not None)
+            for t in sorted(thresholds):
+                ax_wsr.axhline(t, color="#57606a", linestyle="--", linewidth=1.0)
+            ax_wsr.set_title(sweep_title(sw), loc="left")
+            for ax, what in ((ax_wsr, "WSR of the stolen model"), (ax_acc, "clean accuracy of the stolen model")):
+                ax.set_ylabel(what)
+                ax.set_xscale("log")
+                ax.set_xlim(min(xs) / 1.4, max(xs) * 1.4)
+                ax.set_xticks(xs, [queries_text(q, sw, a) for q, a in sw.points])
+                ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+                ax.set_xlabel("queries")
+                ax.set_ylim(-0.03, 1.03)
+                ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+                ax.grid(True, color="#e5e5e5", linewidth=0.8)
+                if ax.get_legend_handles_labels()[0]:
+                    ax.legend(loc="best", fontsize=8, frameon=False)
+                else:
+                    ax.text(0.5, 0.5, "no watermarked scheme", ha="center", transform=ax.transAxes)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=QUERIES_DPI, metadata={"Software": None}, facecolor="white")
+    return path
+
+
 # ------------------------------------------------------------------------------------------------ render
 def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = None) -> dict[str, Path]:
-    """Write ``LEADERBOARD.md``, ``index.html`` and ``figures/wsr_heatmap.png`` under ``out_dir``.
+    """Write ``LEADERBOARD.md``, ``index.html`` and ``figures/wsr_heatmap.png`` under ``out_dir``, and
+    ``figures/wsr_vs_queries.png`` when the cards hold a query sweep (:func:`find_sweeps`).
 
-    Returns their paths under the keys ``markdown``, ``html`` and ``heatmap``. Raises
-    :class:`bench.errors.CardError` for a missing directory or an invalid card, and
+    Returns their paths under the keys ``markdown``, ``html``, ``heatmap`` and (with a sweep) ``queries``.
+    Raises :class:`bench.errors.CardError` for a missing directory or an invalid card, and
     :class:`bench.errors.WmbenchError` when there is no card at all.
     """
     df = load_results(results_dir)
@@ -915,7 +1095,13 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
         "html": out / "index.html",
         "heatmap": out / HEATMAP_NAME,
     }
-    paths["markdown"].write_text(render_markdown(groups, title), encoding="utf-8", newline="\n")
-    paths["html"].write_text(render_html(groups, title), encoding="utf-8", newline="\n")
+    sweeps = find_sweeps(groups)
+    paths["markdown"].write_text(render_markdown(groups, title, sweeps), encoding="utf-8", newline="\n")
+    paths["html"].write_text(render_html(groups, title, sweeps), encoding="utf-8", newline="\n")
     render_heatmap(groups, paths["heatmap"])
+    stale = out / QUERIES_NAME
+    if sweeps:
+        paths["queries"] = render_sweeps(sweeps, stale)
+    elif stale.exists():  # a figure left by an earlier render would not match these cards
+        stale.unlink()
     return paths

@@ -313,3 +313,90 @@ def test_an_invalid_card_is_reported(tmp_path: Path):
     bad.write_text('{"schema_version": 1}', encoding="utf-8")
     with pytest.raises(CardError, match="missing field"):
         render(tmp_path / "results", tmp_path / "out")
+
+
+# ------------------------------------------------------------------------------------ WSR versus queries
+POOL = {"attacker_pool": 30000}
+
+
+def sweep_cards() -> list[dict]:
+    """soft_label at 1,000 / 5,000 / all (= 30,000) queries against `content` and `none`, two seeds at 5,000;
+    hard_label at one budget only (not a sweep); a temperature variant at two budgets (its own sweep)."""
+    def sl(defense, label, queries, seed=0, **kw):
+        config = {"temperature": 1.0, "queries": queries, "output": "probs"}
+        config.update(kw.pop("config", {}))
+        return make_card(defense=defense, attack=label, attack_kind="extraction", attack_config=config,
+                         profile_config=POOL, seed=seed, queries=queries or 30000, **kw)
+
+    return [
+        sl("content", "soft_label[queries=1000]", 1000, wsr_suspect=0.15, retained=False, clean_acc_suspect=0.70),
+        sl("content", "soft_label[queries=5000]", 5000, wsr_suspect=0.40, clean_acc_suspect=0.80),
+        sl("content", "soft_label[queries=5000]", 5000, seed=1, wsr_suspect=0.50, clean_acc_suspect=0.82),
+        sl("content", "soft_label", None, wsr_suspect=0.70, clean_acc_suspect=0.86),
+        sl("none", "soft_label[queries=1000]", 1000, clean_acc_suspect=0.72),
+        sl("none", "soft_label[queries=5000]", 5000, clean_acc_suspect=0.81),
+        sl("none", "soft_label", None, clean_acc_suspect=0.87),
+        sl("content", "hard_label[queries=1000]", 1000, wsr_suspect=0.05, retained=False),
+        sl("content", "soft_label[queries=1000;temperature=7]", 1000, config={"temperature": 7.0},
+           wsr_suspect=0.2, retained=False),
+        sl("content", "soft_label[queries=5000;temperature=7]", 5000, config={"temperature": 7.0},
+           status="error"),
+    ]
+
+
+def test_family_label():
+    from leaderboard.render import family_label
+
+    assert family_label("soft_label[queries=1000]") == "soft_label"
+    assert family_label("soft_label") == "soft_label"
+    assert family_label("soft_label[output=label;queries=all]") == "soft_label[output=label]"
+    assert family_label("soft_label[queries=5;temperature=7]") == "soft_label[temperature=7]"
+    assert family_label("soft_label[queries=5]>fine_tune") == "soft_label>fine_tune"
+
+
+def test_query_sweeps_are_found(tmp_path: Path):
+    from leaderboard.render import find_sweeps
+
+    (g,) = summarize(load_results(write_cards(tmp_path / "results", sweep_cards())))
+    sweeps = find_sweeps([g])
+    assert [(s.family, s.kind) for s in sweeps] == [
+        ("soft_label", "extraction"), ("soft_label[temperature=7]", "extraction")]
+    main = sweeps[0]
+    assert main.points == [(1000, "soft_label[queries=1000]"), (5000, "soft_label[queries=5000]"),
+                           (30000, "soft_label")]
+    assert main.whole == "soft_label"
+    # the golden cards have a single soft_label budget: no sweep there
+    (golden,) = summarize(load_results(write_cards(tmp_path / "golden", golden_cards())))
+    assert find_sweeps([golden]) == []
+
+
+def test_wsr_versus_queries_figure_and_tables(tmp_path: Path):
+    root = write_cards(tmp_path / "results", sweep_cards())
+    paths = render(root, tmp_path / "out")
+    assert paths["queries"] == tmp_path / "out" / "figures" / "wsr_vs_queries.png"
+    assert_png(paths["queries"])
+    text = paths["markdown"].read_text(encoding="utf-8")
+    assert "![WSR and stolen accuracy versus queries](figures/wsr_vs_queries.png)" in text
+    assert "### synthetic / small\\_cnn: soft\\_label (extraction)" in text
+    assert "| Scheme | 1,000 | 5,000 | 30,000 (all) |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| `content` | WSR 15.0%"))
+    # seed 1 exists only at 5,000 queries: the other budgets show (1/2)
+    assert row == ("| `content` | WSR 15.0% ✗ · acc 70.0% (1/2) | WSR 45.0 ± 7.1% ✓ · acc 81.0 ± 1.4% "
+                   "| WSR 70.0% ✓ · acc 86.0% (1/2) |")
+    assert "| `none` | acc 72.0% (1/2) | acc 81.0% (1/2) | acc 87.0% (1/2) |" in text
+    assert "| `content` | WSR 20.0% ✗ · acc 90.0% (1/2) | ERR |" in text  # the temperature-7 sweep
+    assert "| `none` | · | · |" in text
+    page = paths["html"].read_text(encoding="utf-8")
+    assert '<img src="figures/wsr_vs_queries.png"' in page and "<h2>WSR versus queries</h2>" in page
+    again = render(root, tmp_path / "again")
+    assert again["queries"].read_bytes() == paths["queries"].read_bytes()
+
+
+def test_no_sweep_no_figure_and_no_stale_one(golden_results: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    render(write_cards(tmp_path / "sweep", sweep_cards()), out)
+    assert (out / "figures" / "wsr_vs_queries.png").is_file()
+    paths = render(golden_results, out)
+    assert "queries" not in paths and not (out / "figures" / "wsr_vs_queries.png").exists()
+    for key in ("markdown", "html"):
+        assert "wsr_vs_queries" not in paths[key].read_text(encoding="utf-8")

@@ -5,14 +5,19 @@ The attacker queries the black-box oracle once per image of its pool (up to the 
 answers with a temperature T (log-probabilities differ from logits by a constant, so softmax(log p / T)
 equals the teacher's softmax(z / T)), and trains a fresh substitute to match them. MEA-Defender's public
 code uses T = 7 with pure KL and Adam 1e-3.
+
+The helpers below (:func:`oracle_options_of`, :func:`query_pool`, :func:`substitute`, :func:`outcome`) are
+shared by the other extraction attacks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from bench.api import Attack, Context, Outcome, Target
 from bench.config import ComponentConfig, param
@@ -20,6 +25,39 @@ from bench.models import create_model
 from bench.oracle import OUTPUT_MODES
 from bench.registry import register_attack
 from bench.train import distill_targets, fit
+
+__all__ = ["SoftLabel", "oracle_options_of", "query_pool", "substitute", "outcome"]
+
+
+def oracle_options_of(config: Any) -> dict:
+    """The oracle an extraction attack asks for: its ``output``/``top_k``/``decimals`` and ``queries`` budget."""
+    return {"mode": config.output, "top_k": config.top_k, "decimals": config.decimals, "budget": config.queries}
+
+
+def query_pool(target: Target, ctx: Context, queries: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query the oracle on a random subset of the attacker's pool of at most ``queries`` images (None = all).
+
+    Returns the images and the oracle's answers.
+    """
+    n = min(len(target.x_pool), queries or len(target.x_pool))
+    idx = torch.randperm(len(target.x_pool), generator=ctx.generator)[:n]
+    x = target.x_pool[idx]
+    return x, target.oracle(x)
+
+
+def substitute(target: Target, ctx: Context, arch: str | None) -> nn.Module:
+    """A fresh substitute model (seeded from ``ctx``) of ``arch``, or of the victim's architecture if None."""
+    info = target.info
+    ctx.manual_seed()
+    return create_model(arch or target.arch, in_channels=info.in_channels, num_classes=info.num_classes,
+                        image_size=info.image_size, mean=info.mean, std=info.std)
+
+
+def outcome(student: nn.Module, target: Target, arch: str | None, epochs: int, **extras: Any) -> Outcome:
+    """The Outcome of an extraction: the queries the oracle counted and its description in the extras."""
+    oracle = target.oracle
+    return Outcome(model=student, queries=oracle.queries, epochs=epochs,
+                   extras={"oracle": oracle.describe(), "substitute_arch": arch or target.arch, **extras})
 
 
 @register_attack("soft_label")
@@ -41,23 +79,13 @@ class SoftLabel(Attack):
         decimals: int = param(2, "decimals kept when output=rounded", ge=0, le=8)
 
     def oracle_options(self) -> dict:
-        c = self.config
-        return {"mode": c.output, "top_k": c.top_k, "decimals": c.decimals, "budget": c.queries}
+        return oracle_options_of(self.config)
 
     def run(self, target: Target, ctx: Context) -> Outcome:
         c, p = self.config, ctx.profile
-        oracle = target.oracle
-        n = min(len(target.x_pool), c.queries or len(target.x_pool))
-        idx = torch.randperm(len(target.x_pool), generator=ctx.generator)[:n]
-        x = target.x_pool[idx]
-        answers = oracle(x)
+        x, answers = query_pool(target, ctx, c.queries)
         soft = distill_targets(answers, c.temperature)
-        info = target.info
-        ctx.manual_seed()
-        student = create_model(
-            c.arch or target.arch, in_channels=info.in_channels, num_classes=info.num_classes,
-            image_size=info.image_size, mean=info.mean, std=info.std,
-        )
+        student = substitute(target, ctx, c.arch)
         T = c.temperature
         epochs = c.epochs or p.attack_epochs
 
@@ -66,5 +94,4 @@ class SoftLabel(Attack):
 
         fit(student, x, soft, ctx=ctx, epochs=epochs, batch_size=p.batch_size, lr=c.lr or p.lr,
             loss_fn=loss_fn, desc="soft_label")
-        return Outcome(model=student, queries=oracle.queries, epochs=epochs,
-                       extras={"oracle": oracle.describe(), "substitute_arch": c.arch or target.arch})
+        return outcome(student, target, c.arch, epochs)
