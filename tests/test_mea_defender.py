@@ -1,0 +1,265 @@
+"""MEA-Defender: the mixers, the loss pieces against hand-computed values, the ablations' defaults, and a small
+end-to-end embedding on the synthetic data set."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from bench.api import Context, DatasetInfo
+from bench.errors import ConfigError
+from bench.registry import create_defense, get_defense
+from defenses._mixing import ALL_MIXERS, HELD_OUT, WATERMARK_LAYOUTS, evasion_mixers, mix
+from defenses.mea_defender import (
+    combination_loss,
+    default_classes,
+    mgda_aux_weight,
+    min_norm_gamma,
+    paper_rows,
+    similarity_loss,
+)
+
+
+def _g(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _zeros_ones(n, c=1, h=28, w=28):
+    return torch.zeros(n, c, h, w), torch.ones(n, c, h, w)
+
+
+# ------------------------------------------------------------------------------------------------ mixers
+
+
+@pytest.mark.parametrize("name", ALL_MIXERS)
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 16, 16), (3, 20, 12)])
+def test_mixers_keep_shape_range_and_sources(name, shape):
+    a, b = torch.rand(5, *shape), torch.rand(5, *shape)
+    out = mix(name, a, b, _g())
+    assert out.shape == a.shape and out.dtype == a.dtype
+    assert out.min() >= 0 and out.max() <= 1
+    if name != "blend":  # every pixel comes from one of the two images, at some position
+        za, zb = _zeros_ones(5, *shape)
+        two = mix(name, za, zb, _g())
+        assert set(two.unique().tolist()) == {0.0, 1.0}
+        assert (two == two[:, :1]).all()  # all channels come from the same source
+
+
+def test_watermark_seam_within_jitter_and_both_orders():
+    h = 28
+    a, b = _zeros_ones(400, h=h)
+    out = mix("top_bottom", a, b, _g(), jitter=3)
+    col = out[:, 0, :, 0]
+    assert (out == col[:, None, :, None]).all()  # whole rows come from one image
+    top_is_b = col[:, 0] == 1
+    seam = (col != col[:, :1]).float().argmax(1)  # first row of the second band
+    assert ((seam >= h // 2 - 3) & (seam <= h // 2 + 3)).all()
+    assert set(seam.tolist()) == set(range(h // 2 - 3, h // 2 + 4))  # every jitter value occurs
+    assert 0.35 < top_is_b.float().mean() < 0.65  # A and B come first equally often
+    flat = mix("top_bottom", a, b, _g(), jitter=0)
+    assert (((flat[:, 0, :, 0] != flat[:, 0, :1, 0]).float().argmax(1)) == h // 2).all()
+
+
+def test_watermark_bands_are_shifted_runs_of_their_sources():
+    n, h, w = 300, 16, 16
+    rows = torch.arange(h).float().view(1, 1, h, 1).expand(n, 1, h, w) / 100
+    a, b = rows.clone(), rows + 0.5  # a pixel tells its source image and row
+    out = mix("top_bottom", a, b, _g(1))[:, 0, :, 0]
+    starts = set()
+    for r in out:
+        src_b = r >= 0.5
+        seam = int((src_b != src_b[0]).float().argmax())
+        for band in (r[:seam], r[seam:]):
+            idx = torch.round((band % 0.5) * 100)
+            assert (idx.diff() == 1).all()  # a contiguous run of rows
+        starts.add(int(torch.round((r[0] % 0.5) * 100)))
+    assert len(starts) > 3  # shaken: the first band starts at various heights
+    steady = mix("top_bottom", a, b, _g(1), shake=False)[:, 0, :, 0]
+    assert len({round(float(v) % 0.5 * 100) for v in steady[:, 0]}) <= 4
+
+
+def test_left_right_variant_splits_columns():
+    a, b = _zeros_ones(50)
+    out = mix("left_right", a, b, _g())
+    assert (out == out[:, :, :1, :]).all()  # whole columns from one image
+    assert not (out == out[:, :, :, :1]).all()
+
+
+def test_mixers_are_seeded():
+    a, b = torch.rand(20, 1, 28, 28), torch.rand(20, 1, 28, 28)
+    for name in ALL_MIXERS:
+        assert torch.equal(mix(name, a, b, _g(3)), mix(name, a, b, _g(3)))
+    assert not torch.equal(mix("top_bottom", a, b, _g(3)), mix("top_bottom", a, b, _g(4)))
+
+
+def test_held_out_mixers_differ_from_training_ones():
+    for layout in WATERMARK_LAYOUTS:
+        trained = {layout, *evasion_mixers(layout)}
+        assert layout not in evasion_mixers(layout)
+        assert not trained & set(HELD_OUT)
+        a, b = _zeros_ones(60)
+        seen = {name: mix(name, a, b, _g(), layout=layout) for name in trained}
+        for name in HELD_OUT:
+            held = mix(name, a, b, _g(), layout=layout)
+            for other in seen.values():  # no held-out composite equals any composite a training mixer makes
+                assert (held[:, None] != other[None]).flatten(2).any(2).all()
+
+
+def test_mixer_input_checks():
+    with pytest.raises(ValueError, match="unknown mixer"):
+        mix("swirl", *_zeros_ones(2), _g())
+    with pytest.raises(ValueError, match="N x C x H x W"):
+        mix("blend", torch.zeros(1, 28, 28), torch.zeros(1, 28, 28), _g())
+
+
+# ------------------------------------------------------------------------------------------------ losses
+
+
+def test_combination_loss_by_hand_and_no_gradient_through_anchors():
+    z_wm = torch.tensor([[0.5, 0.5]]).log().requires_grad_()
+    z_a = torch.tensor([[0.9, 0.1]]).log().requires_grad_()
+    z_b = torch.tensor([[0.1, 0.9]]).log().requires_grad_()
+    loss = combination_loss(z_wm, z_a, z_b)
+    kl = 0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1)  # KL(p_wm || p_A), = KL(p_wm || p_B) here
+    assert loss.item() == pytest.approx(2 * kl, rel=1e-5)
+    loss.backward()
+    assert z_a.grad is None and z_b.grad is None and z_wm.grad is not None
+    same = torch.tensor([[2.0, -1.0, 0.5]])
+    assert combination_loss(same, same, same).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_similarity_loss_by_hand():
+    z = torch.tensor([[0.0, 0.0], [3.0, 4.0], [3.3, 4.4], [9.0, 9.0]])
+    y = torch.tensor([0, 0, 2, 5])  # rows 0..2 are in {0, 1, 2}; row 3 is not
+    # pairs (0, 1): same label, 0.5 * 25; (1, 2): different labels at distance 0.5, 0.5 * (1 - 0.5)^2
+    expected = (0.5 * 25 + 0.5 * 0.25) / 2 / 2
+    assert similarity_loss(z, y, (0, 1, 2)).item() == pytest.approx(expected, rel=1e-5)
+    assert similarity_loss(z, torch.tensor([0, 5, 5, 5]), (0, 1, 2)).item() == 0.0
+
+
+def test_min_norm_gamma_cases():
+    assert min_norm_gamma(1.0, 1.0, 5.0) == 0.999  # v12 >= v11
+    assert min_norm_gamma(5.0, 2.0, 2.0) == 0.001  # v12 >= v22
+    assert min_norm_gamma(4.0, 1.0, 2.0) == pytest.approx((2 - 1) / (4 + 2 - 2))
+    # the formula minimises |c x1 + (1 - c) x2|^2 over c
+    x1, x2 = torch.tensor([2.0, 0.5]), torch.tensor([-0.5, 1.0])
+    c = min_norm_gamma(float(x1 @ x1), float(x1 @ x2), float(x2 @ x2))
+    grid = torch.linspace(0, 1, 2001)
+    best = grid[((grid[:, None] * x1 + (1 - grid[:, None]) * x2) ** 2).sum(1).argmin()]
+    assert c == pytest.approx(float(best), abs=1e-3)
+
+
+def test_mgda_weight_with_loss_plus_normalisation():
+    # normalised, |g| = 1 / loss (below the cap): orthogonal gradients with equal losses split evenly
+    g1, g2 = [torch.tensor([3.0, 0.0])], [torch.tensor([0.0, 2.0])]
+    assert mgda_aux_weight(g1, g2, 0.5, 0.5) == pytest.approx(0.5, abs=1e-4)
+    # after normalisation |g1| = 1 / loss1 = 1 and |g2| = 1 / loss2 = 2: gamma = 4 / 5, task 2 gets 1 / 5
+    assert mgda_aux_weight(g1, g2, 1.0, 0.5) == pytest.approx(0.2, abs=1e-4)
+    # the normaliser is capped at 10: loss * |g| = 100 -> divided by 10, not 100
+    big = [torch.tensor([100.0, 0.0])]
+    assert mgda_aux_weight(big, g2, 1.0, 0.5) == pytest.approx(1 - 4 / (100 + 4), abs=1e-4)
+    assert mgda_aux_weight(g1, [None], 1.0, 1.0) == pytest.approx(0.999)  # unused parameters count as zeros
+
+
+# ------------------------------------------------------------------------------------------------ config
+
+
+def _info(name, classes):
+    return DatasetInfo(name, len(classes), 3, (32, 32), (0.5,) * 3, (0.25,) * 3, tuple(classes))
+
+
+def test_default_classes(task):
+    assert default_classes(task) == (0, 1, 2)
+    cifar100 = dataclasses.replace(task, dataset="cifar100",
+                                   info=_info("cifar100", [f"c{i}" for i in range(4)] + ["beaver"] +
+                                              [f"d{i}" for i in range(25)] + ["dolphin"] +
+                                              [f"e{i}" for i in range(24)] + ["otter"]))
+    assert default_classes(cifar100) == (4, 30, 55)
+
+
+def test_classes_checked(task, ctx):
+    with pytest.raises(ConfigError, match="target_class=12 is out of range for synthetic"):
+        create_defense("mea_defender", target_class=12).embed(task, ctx)
+    with pytest.raises(ConfigError, match="mea_defender_fixed: class_a and class_b are both 3"):
+        create_defense("mea_defender_fixed", class_a=3, class_b=3)
+    with pytest.raises(ConfigError, match="three different classes"):
+        create_defense("mea_defender", class_a=2).embed(task, ctx)  # 2 is the default target
+
+
+def test_ablation_defaults_differ_as_intended():
+    base = create_defense("mea_defender").config
+    fields = {f.name for f in dataclasses.fields(base)}
+
+    def changed(name):
+        cfg = create_defense(name).config
+        assert {f.name for f in dataclasses.fields(cfg)} == fields
+        return {k for k in fields if getattr(cfg, k) != getattr(base, k)}
+
+    assert base.balance == "mgda" and base.combination and base.stage2_eva_rate > 0
+    assert changed("mea_defender_no_eva") == {"stage2_eva_rate"}
+    assert changed("mea_defender_fixed") == {"balance"}
+    assert changed("mea_defender_ver_only") == {"combination", "balance", "aux_weight"}
+    cb = create_defense("composite_backdoor").config
+    assert not cb.combination and cb.stage2_epochs == 0 and cb.same_class_mix_rate > 0
+    for name in ("mea_defender_no_eva", "mea_defender_fixed", "mea_defender_ver_only", "composite_backdoor"):
+        assert issubclass(get_defense(name), get_defense("mea_defender"))
+
+
+def test_epoch_data_composition(task, ctx):
+    d = create_defense("mea_defender")
+    pools = d._pools(task, ctx, 0, 1)
+    x, y = d._epoch_data(pools, (0, 1, 2), ctx.generator, clean=0.5, wm=0.25, eva=0.125, same=0.25)
+    n = len(task.x_victim)
+    n_clean, n_wm, n_eva = n // 2, n // 4, n // 8
+    assert len(x) == len(y) == n_clean + n_wm + n_eva + n // 4
+    assert (y[n_clean:n_clean + n_wm] == 2).all()
+    eva = y[n_clean + n_wm:n_clean + n_wm + n_eva]
+    assert set(eva.tolist()) == {0, 1}  # evasion mixtures keep one of their source labels, never the target
+
+
+def test_paper_rows():
+    rows = {r["paper_attack"]: r for r in paper_rows()}
+    assert rows["victim"]["acc"] == 0.8977 and rows["victim"]["wsr"] == 1.0
+    assert (rows["Hinton KD"]["attack"], rows["Hinton KD"]["wsr"]) == ("soft_label", 0.7075)
+    assert rows["Papernot"]["wsr"] == 0.8230 and rows["Knockoff"]["wsr"] == 0.8550
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+def test_verification_set_size_rule(task, ctx):
+    d = create_defense("mea_defender")
+    assert d._verify_n(400, 40, 40) == 1000  # profile cap below 1000: 1000 if the test pairs allow it
+    assert d._verify_n(400, 10, 20) == 200
+    assert d._verify_n(2000, 1000, 1000) == 2000
+
+
+def test_default_embedding_records_its_pieces(task, ctx):
+    prot = create_defense("mea_defender", epochs=1, stage2_epochs=1).embed(task, ctx)
+    info = prot.info
+    assert info["classes"] == {"a": 0, "b": 1, "target": 2}
+    assert len(prot.verify_x) == info["n_verify"] == 1000  # the test profile caps at 400 < 1000: 1000 pairs
+    assert (prot.verify_y == 2).all() and 0 <= prot.verify_x.min() and prot.verify_x.max() <= 1
+    n = len(task.x_victim)
+    assert info["stage1"]["samples_per_epoch"] == {"clean": n, "watermark": round(0.01 * n), "evasion": 0,
+                                                   "same_class_mix": 0}
+    assert info["stage2"]["samples_per_epoch"]["evasion"] == round(0.08 * n)
+    for stage in ("stage1", "stage2"):
+        assert 0.001 <= info[stage]["mgda_aux_weight_mean"] <= 0.999
+    assert set(info["wfpr"]) == set(info["seen_mixers"]) | set(info["heldout_mixers"])
+    assert info["wfpr_seen"] == pytest.approx(sum(info["wfpr"][k] for k in info["seen_mixers"]) / 4)
+    assert info["evasion_trained"]
+
+
+def test_watermark_learned_and_evasion_lowers_false_triggering(task, ctx, profile):
+    # the synthetic set's smooth blobs need more epochs and evasion samples than the defaults to tell mixers apart
+    cfg = dict(epochs=8, stage2_epochs=8, stage2_lr_scale=0.5)
+    with_eva = create_defense("mea_defender_ver_only", stage2_eva_rate=0.3, **cfg).embed(task, ctx)
+    without = create_defense("mea_defender_ver_only", stage2_eva_rate=0.0, **cfg).embed(
+        task, Context(torch.device("cpu"), 0, profile))
+    wsr, _ = with_eva.verify(with_eva.model)
+    assert wsr >= 0.7
+    assert without.verify(without.model)[0] >= 0.8
+    assert with_eva.info["wfpr_seen"] <= 0.25 and without.info["wfpr_seen"] >= 0.5
+    assert not without.info["evasion_trained"]
