@@ -1,10 +1,12 @@
 """Content watermark (Zhang et al., "Protecting Intellectual Property of Deep Neural Networks with
 Watermarking", ASIA CCS 2018, https://doi.org/10.1145/3196494.3196550).
 
-A visible, fixed content patch (the paper stamps the word "TEST"; here a high-contrast checkerboard logo)
-is stamped on images of a source class and the stamped images are labelled with a target class. The
-owner trains on the clean data plus these watermark samples; a model that maps stamped images to the
-target class carries the watermark.
+A visible, fixed content patch is stamped on images of a source class and the stamped images are labelled
+with a target class. The owner trains on the clean data plus these watermark samples; a model that maps
+stamped images to the target class carries the watermark. The patch ``pattern`` is a high-contrast
+checkerboard logo (the default), a solid white square, or the paper's word "TEST" (white 3x5-pixel
+letters on black, scaled by a whole factor when the patch side is at least 15 pixels, else area-resized
+to the patch width: legible from ``patch_frac=0.55`` on 28x28 images).
 """
 
 from __future__ import annotations
@@ -20,12 +22,38 @@ from bench.registry import register_defense
 from bench.train import train_model
 
 POSITIONS = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
+PATTERNS = ("checker", "solid", "text")
+
+# "TEST" in a 3x5-pixel font, one blank column between letters
+_TEXT = (
+    "###.###.###.###",
+    ".#..#...#....#.",
+    ".#..##..###..#.",
+    ".#..#.....#..#.",
+    ".#..###.###..#.",
+)
 
 
 def checker_patch(side: int, channels: int) -> torch.Tensor:
     """A side x side checkerboard of 0/1 pixels (1-pixel cells): far from any natural image patch."""
     ii, jj = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
     return ((ii + jj) % 2).float().expand(channels, side, side).clone()
+
+
+def text_patch(side: int, channels: int) -> torch.Tensor:
+    """The word "TEST", white on black, centred in a side x side patch."""
+    glyphs = torch.tensor([[ch == "#" for ch in row] for row in _TEXT], dtype=torch.float32)
+    rows, cols = glyphs.shape
+    if side >= cols:
+        k = side // cols
+        text = glyphs.repeat_interleave(k, 0).repeat_interleave(k, 1)
+    else:
+        size = (max(1, round(rows * side / cols)), side)
+        text = torch.nn.functional.interpolate(glyphs[None, None], size=size, mode="area")[0, 0]
+    out = torch.zeros(side, side)
+    top, left = (side - text.shape[0]) // 2, (side - text.shape[1]) // 2
+    out[top : top + text.shape[0], left : left + text.shape[1]] = text
+    return out.expand(channels, side, side).clone()
 
 
 def stamp(x: torch.Tensor, patch: torch.Tensor, position: str) -> torch.Tensor:
@@ -52,6 +80,8 @@ class Content(Defense):
         rate: float = param(0.02, "watermark samples added, as a fraction of the owner's training set", gt=0, le=0.5)
         patch_frac: float = param(0.25, "side of the square patch, as a fraction of the image side", gt=0, le=1)
         position: str = param("bottom_right", "where the patch goes", choices=POSITIONS)
+        pattern: str = param("checker", "patch content: checkerboard, solid white, or the word TEST",
+                             choices=PATTERNS)
         epochs: int | None = param(None, "training epochs; None = the profile's", ge=1)
 
         def validate(self) -> None:
@@ -74,7 +104,12 @@ class Content(Defense):
 
     def patch(self, task: Task) -> torch.Tensor:
         side = max(2, round(self.config.patch_frac * min(task.info.image_size)))
-        return checker_patch(side, task.info.in_channels)
+        c = task.info.in_channels
+        if self.config.pattern == "solid":
+            return torch.ones(c, side, side)
+        if self.config.pattern == "text":
+            return text_patch(side, c)
+        return checker_patch(side, c)
 
     def embed(self, task: Task, ctx: Context) -> Protected:
         self._check_classes(task)
