@@ -1,0 +1,344 @@
+"""Helpers shared by the removal and detection attacks (a module starting with ``_`` registers nothing).
+
+* finding layers generically: the last ``nn.Linear`` (the head), the ``nn.Conv2d`` layers, prunable weights;
+* drawing the attacker's data: seeded subsets and a held-out split of the pool;
+* a compact training loop for methods that need a custom step (same conventions as ``bench.train.fit``:
+  index batches of in-memory tensors, Adam with a cosine-annealed learning rate, tqdm bar when verbose);
+* weight masks that stay applied while fine-tuning (no ``torch.nn.utils.prune`` reparametrisation);
+* the attacker's own mixers (it does not know the defender's): halves top/bottom, left/right, a blend;
+* Neural Cleanse's trigger reverse engineering and MAD anomaly index (Wang et al., S&P 2019), used by
+  ``neural_cleanse`` (detection) and ``nc_unlearn`` (removal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from bench.api import Context
+from bench.errors import ConfigError
+
+# ------------------------------------------------------------------------------------------------ layers
+
+
+def last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The last ``nn.Linear`` in module order: the classification head of every built-in architecture."""
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not found:
+        raise ConfigError(f"{type(model).__name__} has no nn.Linear layer to treat as the last layer; "
+                          "pick an architecture with a linear head")
+    return found[-1]
+
+
+def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def prunable(model: nn.Module) -> list[nn.Parameter]:
+    """The weights (not biases) of every conv and linear layer."""
+    return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def frozen(model: nn.Module) -> contextlib.AbstractContextManager:
+    """Context in which no parameter of ``model`` requires gradients (restored afterwards)."""
+
+    @contextlib.contextmanager
+    def _ctx() -> Iterator[None]:
+        flags = [p.requires_grad for p in model.parameters()]
+        for p in model.parameters():
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, f in zip(model.parameters(), flags, strict=True):
+                p.requires_grad_(f)
+
+    return _ctx()
+
+
+# -------------------------------------------------------------------------------------------------- data
+
+
+def subset(n: int, frac: float, ctx: Context, minimum: int = 1) -> torch.Tensor:
+    """Indices of a seeded random ``frac`` of ``range(n)`` (at least ``minimum``)."""
+    k = min(n, max(minimum, round(frac * n)))
+    return torch.randperm(n, generator=ctx.generator)[:k]
+
+
+def holdout_split(n: int, frac: float, ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded (train, held-out) indices of ``range(n)``; the held-out part is ``frac`` of it (>= 1 each)."""
+    perm = torch.randperm(n, generator=ctx.generator)
+    k = min(n - 1, max(1, round(frac * n)))
+    return perm[k:], perm[:k]
+
+
+def sample_of_class(y: torch.Tensor, classes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """For every entry of ``classes``, the index of a uniformly drawn image of that class in ``y``."""
+    order = torch.argsort(y, stable=True)
+    counts = torch.bincount(y, minlength=int(classes.max()) + 1 if len(classes) else 0)
+    starts = torch.cumsum(counts, 0) - counts
+    if len(classes) and bool((counts[classes] == 0).any()):
+        raise ConfigError("the attacker's pool has no image of a class it needs")
+    u = torch.rand(len(classes), generator=generator)
+    offs = (u * counts[classes]).long().clamp_max(counts[classes] - 1)
+    return order[starts[classes] + offs]
+
+
+# -------------------------------------------------------------------------------------------- training
+
+
+def train_loop(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    ctx: Context,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    step_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    params: list[nn.Parameter] | None = None,
+    desc: str = "train",
+) -> nn.Module:
+    """Like ``bench.train.fit`` but the loss of a batch is ``step_loss(x_batch, y_batch)`` (both on
+    ``ctx.device``), for methods whose loss needs more than the logits (attention maps, a teacher)."""
+    if len(x) == 0 or epochs <= 0:
+        return model.to(ctx.device).eval()
+    device = ctx.device
+    model.to(device).train()
+    x_dev, y_dev = x.to(device), y.to(device)
+    opt = torch.optim.Adam(params if params is not None else model.parameters(), lr=lr)
+    n = len(x)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * -(-n // batch_size))
+    bar = tqdm(range(epochs), desc=desc, leave=False, disable=not ctx.verbose, unit="ep")
+    for _ in bar:
+        perm = torch.randperm(n, generator=ctx.generator).to(device)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            idx = perm[start : start + batch_size]
+            loss = step_loss(x_dev[idx], y_dev[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        bar.set_postfix(loss=f"{total / n:.4f}")
+    return model.eval()
+
+
+@contextlib.contextmanager
+def masks_kept(params: list[nn.Parameter], masks: list[torch.Tensor]) -> Iterator[None]:
+    """Keep pruned weights at zero while training: gradients are masked (Adam without weight decay then
+    never moves a weight whose gradient is always zero) and masks are re-applied on exit. The hooks are
+    removed on exit, so the model pickles as a plain module."""
+    handles = [p.register_hook(lambda g, m=m: g * m) for p, m in zip(params, masks, strict=True)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        with torch.no_grad():
+            for p, m in zip(params, masks, strict=True):
+                p.mul_(m)
+
+
+@torch.no_grad()
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device,
+            batch_size: int = 512) -> torch.Tensor:
+    """``fn`` over ``x`` in batches on ``device``; results concatenated on CPU."""
+    outs = [fn(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def accuracy_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+    model.eval()
+    pred = batched(lambda b: model(b).argmax(1), x, device)
+    return float((pred == y).float().mean()) if len(y) else float("nan")
+
+
+# ------------------------------------------------------------------------------------- attacker mixers
+#
+# The attacker's guesses at how a mixing watermark might combine two images. It knows neither the
+# defender's mixers nor its classes; these are the simplest mixings one would try.
+
+MIXERS = ("top_bottom", "bottom_top", "left_right", "right_left", "blend")
+
+
+def mix(a: torch.Tensor, b: torch.Tensor, how: str, alpha: float = 0.5) -> torch.Tensor:
+    """Mix two batches of images (N x C x H x W, same shape) in pixel space."""
+    h, w = a.shape[-2:]
+    out = a.clone()
+    if how == "top_bottom":
+        out[..., h // 2 :, :] = b[..., h // 2 :, :]
+    elif how == "bottom_top":
+        out[..., : h // 2, :] = b[..., : h // 2, :]
+    elif how == "left_right":
+        out[..., :, w // 2 :] = b[..., :, w // 2 :]
+    elif how == "right_left":
+        out[..., :, : w // 2] = b[..., :, : w // 2]
+    elif how == "blend":
+        out = (1 - alpha) * a + alpha * b
+    else:
+        raise ConfigError(f"unknown mixer {how!r}; use one of {', '.join(MIXERS)}")
+    return out
+
+
+# ----------------------------------------------------------------------------- Neural Cleanse (Wang et al.)
+
+
+@dataclass
+class Trigger:
+    """A reverse-engineered trigger for one class: ``x' = (1 - mask) * x + mask * pattern``."""
+
+    target: int
+    mask: torch.Tensor  # 1 x H x W in [0, 1]
+    pattern: torch.Tensor  # C x H x W in [0, 1]
+    l1: float  # L1 norm of the mask
+    success: float  # share of the clean subset the trigger sends to ``target``
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        m, p = self.mask.to(x.device), self.pattern.to(x.device)
+        return (1 - m) * x + m * p
+
+
+def reverse_triggers(
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: list[int],
+    *,
+    ctx: Context,
+    steps: int,
+    batch_size: int,
+    lr: float = 0.1,
+    init_cost: float = 1e-3,
+    success_target: float = 0.99,
+    check_every: int = 10,
+) -> list[Trigger]:
+    """For each class of ``targets``, the smallest mask (+ pattern) that sends clean images ``x`` to it.
+
+    Adam on tanh-parametrised mask and pattern; loss = CE(model(x'), target) + cost * |mask|_1. The
+    paper's cost schedule, simplified: every ``check_every`` steps a class's cost is raised (x1.5) while its
+    recent success rate is at least ``success_target`` and lowered (/1.5^1.5) otherwise. The smallest mask
+    that reached the success rate (over the last steps and on its own batch) is kept (the last one when
+    none did). The classes are optimised together (one forward pass over every class's stamped batch; the
+    losses are independent), which is faster on a CPU than one class after another.
+    """
+    device = ctx.device
+    model.eval()
+    k = len(targets)
+    c, h, w = x.shape[1:]
+    g = ctx.generator
+    mask_raw = (0.1 * torch.randn(k, 1, h, w, generator=g) - 2.0).to(device).requires_grad_(True)  # mask ~0.02
+    pat_raw = (0.1 * torch.randn(k, c, h, w, generator=g)).to(device).requires_grad_(True)
+    opt = torch.optim.Adam([mask_raw, pat_raw], lr=lr, betas=(0.5, 0.9))
+    x_dev = x.to(device)
+    b = min(batch_size, len(x))
+    y_t = torch.tensor(targets, device=device).repeat_interleave(b)
+    cost = torch.full((k,), init_cost, device=device)
+    best_l1 = torch.full((k,), float("inf"), device=device)
+    best_mask = torch.zeros(k, 1, h, w, device=device)
+    best_pat = torch.zeros(k, c, h, w, device=device)
+    hits = torch.zeros(k, device=device)
+    seen = 0
+    with frozen(model):
+        for step in range(steps):
+            idx = torch.randint(len(x), (b,), generator=g).to(device)
+            mask = (torch.tanh(mask_raw) + 1) / 2
+            pat = (torch.tanh(pat_raw) + 1) / 2
+            xb = x_dev[idx][None]  # 1 x b x C x H x W
+            stamped = (1 - mask[:, None]) * xb + (mask * pat)[:, None]  # k x b x C x H x W
+            logits = model(stamped.flatten(0, 1))
+            ce = F.cross_entropy(logits, y_t, reduction="none").view(k, b).mean(1)
+            l1 = mask.flatten(1).sum(1)
+            loss = (ce + cost * l1).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                step_hits = (logits.argmax(1) == y_t).view(k, b).float().sum(1)
+                hits += step_hits
+                seen += b
+                if (step + 1) % check_every == 0 or step == steps - 1:
+                    ok = hits / seen >= success_target
+                    # a candidate must also succeed on this step's batch (``mask`` is this step's mask)
+                    better = ok & (step_hits / b >= success_target) & (l1 < best_l1)
+                    best_l1 = torch.where(better, l1, best_l1)
+                    best_mask[better] = mask[better]
+                    best_pat[better] = pat[better]
+                    cost = torch.where(ok, cost * 1.5, cost / 1.5**1.5)
+                    hits.zero_()
+                    seen = 0
+    with torch.no_grad():
+        never = torch.isinf(best_l1)
+        best_mask[never] = ((torch.tanh(mask_raw) + 1) / 2)[never]
+        best_pat[never] = ((torch.tanh(pat_raw) + 1) / 2)[never]
+    out = []
+    for i, t in enumerate(targets):
+        trig = Trigger(t, best_mask[i].cpu(), best_pat[i].cpu(), float(best_mask[i].sum()), float("nan"))
+        pred = batched(lambda z, trig=trig: model(trig.apply(z)).argmax(1), x, device)
+        trig.success = float((pred == t).float().mean())
+        out.append(trig)
+    return out
+
+
+def nc_steps(steps: int | None, ctx: Context) -> int:
+    """Trigger-optimisation steps: the configured number, else 50 per attack epoch of the profile (<= 1000)."""
+    return steps if steps is not None else min(1000, 50 * ctx.profile.attack_epochs)
+
+
+def mad_anomaly(norms: torch.Tensor) -> torch.Tensor:
+    """Anomaly index of each value: |v - median| / (1.4826 * MAD), the consistency constant for a normal
+    distribution. Positive on both sides; callers look at values below the median."""
+    med = torch.quantile(norms, 0.5)  # the midpoint median (torch's median() takes the lower middle value)
+    mad = 1.4826 * torch.quantile((norms - med).abs(), 0.5)
+    return (norms - med).abs() / mad.clamp_min(1e-12)
+
+
+@dataclass
+class CleanseResult:
+    triggers: list[Trigger]
+    norms: torch.Tensor  # L1 norm per class
+    anomaly: torch.Tensor  # anomaly index per class (0 for classes above the median)
+    flagged: list[int]  # classes whose norm is below the median with an index above the threshold
+
+    def ranking(self) -> list[int]:
+        """Classes from the most to the least suspect: flagged ones by decreasing index, then the others by
+        increasing trigger norm."""
+        flagged = sorted(self.flagged, key=lambda k: -float(self.anomaly[k]))
+        rest = [int(k) for k in self.norms.argsort() if int(k) not in flagged]
+        return flagged + rest
+
+    @property
+    def suspect(self) -> int:
+        """The flagged class with the highest index, else the class with the smallest trigger."""
+        return self.ranking()[0]
+
+
+def neural_cleanse(model: nn.Module, x: torch.Tensor, num_classes: int, *, ctx: Context, steps: int,
+                   batch_size: int, lr: float, init_cost: float, threshold: float, group: int = 10) -> CleanseResult:
+    """Reverse-engineer a trigger for every class on the clean images ``x`` (``group`` classes optimised
+    together); MAD outliers on the low side."""
+    triggers: list[Trigger] = []
+    for first in range(0, num_classes, group):
+        classes = list(range(first, min(num_classes, first + group)))
+        triggers += reverse_triggers(model, x, classes, ctx=ctx.child("nc", first), steps=steps,
+                                     batch_size=batch_size, lr=lr, init_cost=init_cost)
+    norms = torch.tensor([t.l1 for t in triggers])
+    index = mad_anomaly(norms)
+    index = torch.where(norms < torch.quantile(norms, 0.5), index, torch.zeros_like(index))
+    flagged = [k for k in range(num_classes) if float(index[k]) > threshold]
+    return CleanseResult(triggers, norms, index, flagged)
+
+
+def check_classes(owner: str, num_classes: int, **fields: int | None) -> None:
+    """One-line ConfigError when a class-valued field is out of the task's range."""
+    for name, value in fields.items():
+        if value is not None and value >= num_classes:
+            raise ConfigError(f"{owner}: {name}={value} is out of range for this task ({num_classes} classes: "
+                              f"0..{num_classes - 1}); pick a smaller value")

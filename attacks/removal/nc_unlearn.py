@@ -1,0 +1,72 @@
+"""Neural Cleanse unlearning (Wang et al., "Neural Cleanse: Identifying and Mitigating Backdoor Attacks in
+Neural Networks", IEEE S&P 2019, §VI-C, https://doi.org/10.1109/SP.2019.00031).
+
+The attacker reverse-engineers a minimal trigger for every class on a small clean subset of its pool (as
+``neural_cleanse`` does), takes the flagged class (the most anomalous one, or the class with the smallest
+trigger when none is flagged; ``classes`` > 1 takes that many of the most suspect), stamps its trigger on
+``stamp_frac`` of its clean images while keeping their true labels, and fine-tunes all layers on them: the
+model unlearns the trigger -> target shortcut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from attacks._common import nc_steps, neural_cleanse, subset
+from bench.api import Attack, Context, Outcome, Target
+from bench.config import ComponentConfig, param
+from bench.registry import register_attack
+from bench.train import fit
+
+
+@register_attack("nc_unlearn")
+class NCUnlearn(Attack):
+    """Fine-tune with the reverse-engineered trigger stamped on clean images, true labels kept (Wang et al. 2019)."""
+
+    kind = "removal"
+    version = "1"
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config(ComponentConfig):
+        n_clean: int = param(500, "clean pool images used to reverse-engineer the triggers", ge=10)
+        steps: int | None = param(None, "optimisation steps (all classes together); None = 50 per profile attack "
+                                  "epoch, at most 1000 (quick: 300)", ge=1)
+        batch_size: int = param(16, "clean images per optimisation step (stamped with every class's trigger)", ge=1)
+        opt_lr: float = param(0.1, "Adam learning rate of the mask and pattern", gt=0, le=10)
+        init_cost: float = param(1e-3, "initial weight of the mask's L1 norm (then adapted)", gt=0)
+        threshold: float = param(2.0, "anomaly index above which a class is flagged", gt=0)
+        classes: int = param(1, "triggers unlearned: of the most suspect classes (flagged ones first, then the "
+                             "smallest triggers); the paper: 1", ge=1)
+        stamp_frac: float = param(0.2, "share of the fine-tuning images stamped with the trigger", gt=0, le=1)
+        data_frac: float = param(0.5, "fraction of the attacker's labelled pool used to fine-tune", gt=0, le=1)
+        epochs: int | None = param(None, "fine-tuning epochs; None = the profile's attack epochs", ge=1)
+        lr: float | None = param(None, "fine-tuning peak Adam learning rate; None = a tenth of the profile's",
+                                 gt=0, le=1)
+
+    def run(self, target: Target, ctx: Context) -> Outcome:
+        c, p = self.config, ctx.profile
+        model = target.model.eval()
+        clean = subset(len(target.x_pool), min(1.0, c.n_clean / max(1, len(target.x_pool))), ctx)
+        res = neural_cleanse(model, target.x_pool[clean], target.info.num_classes, ctx=ctx,
+                             steps=nc_steps(c.steps, ctx), batch_size=c.batch_size,
+                             lr=c.opt_lr, init_cost=c.init_cost, threshold=c.threshold)
+        chosen = res.ranking()[: c.classes]
+        idx = subset(len(target.x_pool), c.data_frac, ctx)
+        x, y = target.x_pool[idx].clone(), target.y_pool[idx]
+        k = max(1, round(c.stamp_frac * len(x)))
+        stamped = torch.randperm(len(x), generator=ctx.generator)[:k]
+        which = torch.randint(len(chosen), (k,), generator=ctx.generator)
+        for i, cls in enumerate(chosen):
+            rows = stamped[which == i]
+            x[rows] = res.triggers[cls].apply(x[rows])
+        epochs = c.epochs or p.attack_epochs
+        lr = c.lr or p.lr / 10
+        ctx.manual_seed()
+        fit(model, x, y, ctx=ctx, epochs=epochs, batch_size=p.batch_size, lr=lr, desc=self.name)
+        return Outcome(model=model.eval(), epochs=epochs, extras={
+            "unlearned_classes": chosen, "flagged": res.flagged,
+            "trigger_success": [round(res.triggers[k].success, 4) for k in chosen],
+            "anomaly_index": [round(float(v), 4) for v in res.anomaly],
+            "l1_norms": [round(float(v), 3) for v in res.norms], "stamped": k})
