@@ -1,5 +1,6 @@
-"""Render the leaderboard from the result cards alone: ``LEADERBOARD.md``, ``index.html``, a heatmap and,
-when the cards hold a query-budget sweep, WSR and stolen accuracy versus queries (MEA-Defender's Fig. 2).
+"""Render the leaderboard from the result cards alone: ``LEADERBOARD.md``, ``index.html``, a heatmap, an
+attack-cost-versus-WSR scatter and, when the cards hold a query-budget sweep, WSR and stolen accuracy versus
+queries (MEA-Defender's Fig. 2).
 
 Everything here is a pure function of the cards (no clock, no host, no randomness), so the same cards give
 byte-identical Markdown and HTML, and a byte-identical PNG for a given matplotlib version.
@@ -13,6 +14,8 @@ Aggregation rules (one *cell* = one defense x attack pair, over the seeds seen i
 * a scheme's robustness = extraction and removal attacks it survives / those with an ``ok`` cell
   (``n/a``, errors and missing cells are left out of the denominator, which is shown);
 * accuracy cost = the scheme's victim clean accuracy minus that of ``none``, seed by seed, in points;
+* an attack's cost (wall seconds of the attack alone, oracle queries, training epochs, peak memory) is the
+  median and the mean over its ``ok`` cards, every scheme and seed;
 * a *query sweep* is a set of at least two attack columns of one dataset/arch group whose cards differ only
   in ``attack_config["queries"]`` (None = the whole attacker pool, ``profile_config["attacker_pool"]``).
 """
@@ -34,8 +37,8 @@ from typing import Any
 from bench.errors import WmbenchError
 from bench.results import load_results
 
-__all__ = ["render", "summarize", "find_sweeps", "Stat", "Cell", "DefenseRow", "AttackRow", "Group", "Sweep",
-           "KIND_ORDER"]
+__all__ = ["render", "summarize", "find_sweeps", "cost_points", "Stat", "Cell", "DefenseRow", "AttackRow", "Group",
+           "Sweep", "CostPoint", "KIND_ORDER"]
 
 KIND_ORDER = ("control", "extraction", "removal", "detection")
 CONTROL_DEFENSE = "none"
@@ -46,6 +49,13 @@ HEATMAP_DPI = 110
 HEATMAP_NAME = "figures/wsr_heatmap.png"
 QUERIES_NAME = "figures/wsr_vs_queries.png"
 QUERIES_DPI = 110
+COST_NAME = "figures/cost_vs_wsr.png"
+COST_DPI = 110
+COST_MIN_WALL_S = 0.01  # a cell faster than this sits at this floor of the log axis
+COST_LABEL_MAX = 40  # panels with at most this many points name the attack next to each point
+COST_MARKERS = {"control": "D", "extraction": "o", "removal": "s"}
+COST_KIND_LABEL = {"control": "control (no attack)", "other": "other attack"}
+CLAIM_THRESHOLD = 0.3  # drawn when no plotted card records its scheme's threshold (bench.api.Defense's default)
 DEFAULT_TITLE = "wmbench leaderboard"
 
 MARK_OK = "✓"
@@ -57,11 +67,12 @@ NOT_RUN_MARK = "·"
 # ----------------------------------------------------------------------------------------------- model
 @dataclass(frozen=True)
 class Stat:
-    """Mean, sample sd (None for one value) and count of some finite numbers."""
+    """Mean, sample sd (None for one value), count and median of some finite numbers."""
 
     mean: float
     sd: float | None
     n: int
+    median: float | None = None
 
     @classmethod
     def of(cls, values) -> Stat | None:
@@ -70,7 +81,7 @@ class Stat:
             return None
         mean = math.fsum(vals) / len(vals)
         sd = statistics.stdev(vals) if len(vals) > 1 else None
-        return cls(mean, sd, len(vals))
+        return cls(mean, sd, len(vals), statistics.median(vals))
 
 
 @dataclass
@@ -160,8 +171,11 @@ class AttackRow:
     detected: tuple[int, int]  # (schemes detected, watermarked schemes with a verdict)
     suspect_acc: Stat | None
     fidelity: Stat | None
+    # cost, over the attack's ok cards (every scheme and seed)
     queries: Stat | None
     wall_s: Stat | None
+    epochs: Stat | None = None
+    peak_mem_mb: Stat | None = None
 
 
 @dataclass
@@ -333,6 +347,8 @@ def _attack_row(g: Group, a: str) -> AttackRow:
         fidelity=Stat.of(card["fidelity"] for card in ok_cards),
         queries=Stat.of(card["queries"] for card in ok_cards),
         wall_s=Stat.of(card["wall_s"] for card in ok_cards),
+        epochs=Stat.of(card["epochs"] for card in ok_cards),
+        peak_mem_mb=Stat.of(card["peak_mem_mb"] for card in ok_cards),
     )
 
 
@@ -386,6 +402,41 @@ def find_sweeps(groups: list[Group]) -> list[Sweep]:
     return sweeps
 
 
+@dataclass(frozen=True)
+class CostPoint:
+    """One watermarked scheme under one attack that leaves a suspect model: the attack's mean wall seconds
+    and the suspect's mean WSR over the cell's ok seeds that report both."""
+
+    defense: str
+    attack: str
+    kind: str
+    wall_s: float
+    wsr: float
+    survived: bool | None
+    thresholds: tuple[float, ...]
+
+
+def cost_points(g: Group) -> list[CostPoint]:
+    """The points of the cost-versus-WSR figure for one group, in table order (detection attacks, which
+    leave no suspect model, and schemes without a watermark have none)."""
+    points = []
+    for d in g.defenses:
+        if not g.has_watermark[d]:
+            continue
+        for a in g.attacks:
+            cell = g.cells[(d, a)]
+            if cell.kind == "detection" or cell.status != "ok":
+                continue
+            cards = [c for c in cell.ok if c["wall_s"] is not None and c["wsr_suspect"] is not None]
+            if not cards:
+                continue
+            wall = Stat.of(c["wall_s"] for c in cards)
+            wsr = Stat.of(c["wsr_suspect"] for c in cards)
+            thresholds = tuple(sorted({c["threshold"] for c in cards if c["threshold"] is not None}))
+            points.append(CostPoint(d, a, cell.kind, wall.mean, wsr.mean, cell.survived, thresholds))
+    return points
+
+
 # -------------------------------------------------------------------------------------------- formatting
 def _num(x: float, nd: int = 1) -> float:
     """Round for display, never printing -0.0."""
@@ -428,6 +479,22 @@ def count(x: float | None) -> str:
 
 def seconds(x: float | None) -> str:
     return DASH if x is None else f"{_num(x):.1f}"
+
+
+def amount(x: float | None) -> str:
+    """A whole number with thousands separators, or one decimal when it is not whole (a mean of counts)."""
+    if x is None:
+        return DASH
+    return f"{int(round(x)):,}" if _num(x) == round(x) else f"{_num(x):,.1f}"
+
+
+def megabytes(x: float | None) -> str:
+    return DASH if x is None else f"{_num(x, 0):,.0f}"
+
+
+def median_mean(s: Stat | None, fmt) -> str:
+    """``median / mean`` of a cost, each formatted with ``fmt``."""
+    return DASH if s is None else f"{fmt(s.median)} / {fmt(s.mean)}"
 
 
 def truncate(text: str | None, n: int = ERROR_CHARS) -> str:
@@ -546,7 +613,10 @@ RULES_NOTE = (
     "provable (WSR ≥ threshold and p < 0.01, majority of seeds); ✗ = removed. Detection columns: ✓ "
     "undetected, ✗ detected. Robustness = extraction and removal attacks survived / those with an ok cell "
     "(n/a, errors and cells not run are left out). Worst case per threat class: the attack that removes the "
-    "watermark (else the lowest WSR). Acc Δ = victim clean accuracy minus that of `none`, same seeds."
+    "watermark (else the lowest WSR). Acc Δ = victim clean accuracy minus that of `none`, same seeds. "
+    "Attack cost: median / mean over the attack's ok cards (every scheme and seed) of its wall seconds (the "
+    "attack alone, not the victim's training; a chain adds up its steps), oracle queries, training epochs and "
+    "peak memory (MB: GPU allocation on CUDA, the process's peak resident memory on CPU)."
 )
 LEGEND = (("✓", "retained"), ("✗", "removed"), ("ERR", "error"), ("n/a", "not applicable"), ("·", "not run"))
 
@@ -560,9 +630,10 @@ ATTACK_HEAD = (
     "Detected",
     "Suspect acc",
     "Fidelity",
-    "Queries",
-    "Wall s",
 )
+COST_HEAD = ("Wall s", "Queries", "Epochs", "Peak mem MB")
+COST_SUB = "median / mean"
+ATTACK_HEAD = ATTACK_HEAD + tuple(f"{h} ({COST_SUB})" for h in COST_HEAD)
 DETAIL_HEAD = (
     "Defense",
     "Attack",
@@ -607,8 +678,10 @@ def _attack_values(r: AttackRow) -> list[str]:
         share(*r.detected) if r.kind == "detection" else DASH,
         pct(r.suspect_acc.mean if r.suspect_acc else None),
         pct(r.fidelity.mean if r.fidelity else None),
-        count(r.queries.mean if r.queries else None),
-        seconds(r.wall_s.mean if r.wall_s else None),
+        median_mean(r.wall_s, seconds),
+        median_mean(r.queries, amount),
+        median_mean(r.epochs, amount),
+        median_mean(r.peak_mem_mb, megabytes),
     ]
 
 
@@ -660,6 +733,17 @@ QUERIES_NOTE = (
     "cards differ only in their query budget; one line per scheme, mean over ok seeds. Filled markers: "
     "ownership still provable (✓); hollow: removed (✗); dashed: the scheme's WSR threshold. \"all\" = the "
     "whole attacker pool."
+)
+
+
+COST_NOTE = (
+    "Each point is one watermarked scheme under one attack that leaves a suspect model (mean over its ok "
+    "seeds): x = the attack's wall seconds on a log scale (the attack alone, not the victim's training; "
+    f"under {COST_MIN_WALL_S} s is drawn at {COST_MIN_WALL_S} s), y = the WSR left in the suspect model. "
+    "Colour = scheme, marker = attack kind; filled = ownership still provable (✓), hollow = removed (✗); "
+    "dashed line = the 30% claim threshold. How to read it: a point under the line is an attack that removes "
+    "the watermark, and the further left it lies, the cheaper that removal; a robust scheme keeps all its "
+    "points above the line, and the leftmost of its points under the line is the cheapest way to defeat it."
 )
 
 
@@ -715,7 +799,7 @@ def _md_table(head, rows, align) -> list[str]:
     return out + [""]
 
 
-def render_markdown(groups: list[Group], title: str, sweeps: list[Sweep] | None = None) -> str:
+def render_markdown(groups: list[Group], title: str, sweeps: list[Sweep] | None = None, cost: bool = False) -> str:
     lines = [
         f"# {md(title)}",
         "",
@@ -752,6 +836,8 @@ def render_markdown(groups: list[Group], title: str, sweeps: list[Sweep] | None 
             lines += [f"### {md(sweep_title(sw))}", ""]
             table = [[code(d)] + [md(v) for v in vals] for d, vals in rows]
             lines += _md_table(["Scheme"] + head, table, "l" + "r" * len(head))
+    if cost:
+        lines += ["## Attack cost versus WSR", "", f"![Attack cost versus WSR]({COST_NAME})", "", md(COST_NOTE), ""]
     for g in groups:
         lines += [f"## Per-cell detail: {md(g.label)}", ""]
         rows = []
@@ -838,7 +924,9 @@ def _defense_html(g: Group) -> str:
 
 
 def _attack_html(g: Group) -> str:
-    head = [_th(ATTACK_HEAD[0], cls="name")] + [_th(h) for h in ATTACK_HEAD[1:]]
+    plain = len(ATTACK_HEAD) - len(COST_HEAD)
+    head = [_th(ATTACK_HEAD[0], cls="name")] + [_th(h) for h in ATTACK_HEAD[1:plain]]
+    head += [_th(h, COST_SUB) for h in COST_HEAD]
     rows = []
     for r in g.attack_rows:
         vals = _attack_values(r)
@@ -890,7 +978,18 @@ def _sweeps_html(sweeps: list[Sweep]) -> str:
     return "\n".join(parts) + "\n</section>\n"
 
 
-def render_html(groups: list[Group], title: str, sweeps: list[Sweep] | None = None) -> str:
+def _cost_html(cost: bool) -> str:
+    if not cost:
+        return ""
+    return (
+        "<section>\n<h2>Attack cost versus WSR</h2>\n<figure>\n"
+        f'<img src="{e(COST_NAME)}" alt="WSR of each watermarked scheme after each attack versus the attack\'s '
+        'wall seconds">\n'
+        f"<figcaption>{e(COST_NOTE)}</figcaption>\n</figure>\n</section>\n"
+    )
+
+
+def render_html(groups: list[Group], title: str, sweeps: list[Sweep] | None = None, cost: bool = False) -> str:
     meta = "\n".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in _meta(groups))
     legend = "\n".join(
         f'<li><span class="swatch {c}">{e(m)}</span> {e(t)}</li>'
@@ -918,7 +1017,7 @@ def render_html(groups: list[Group], title: str, sweeps: list[Sweep] | None = No
         rules_note=_md_inline_to_html(RULES_NOTE),
         sections="\n".join(sections),
         heatmap=e(HEATMAP_NAME),
-        details=_sweeps_html(sweeps or []) + "\n".join(details),
+        details=_sweeps_html(sweeps or []) + _cost_html(cost) + "\n".join(details),
     )
 
 
@@ -1074,12 +1173,79 @@ def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
     return path
 
 
+# ------------------------------------------------------------------------------------------ cost vs WSR
+def render_cost(groups: list[Group], path: Path) -> Path:
+    """One panel per dataset/arch group with a point (:func:`cost_points`): the suspect's WSR versus the
+    attack's wall seconds (log-scaled), colour per scheme, marker per attack kind, filled = retained,
+    hollow = removed, dashed = the claim threshold; small panels name the attack of each point."""
+    import matplotlib
+    import matplotlib.ticker
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    panels = [(g, pts) for g in groups if (pts := cost_points(g))]
+    if not panels:
+        raise WmbenchError("no ok card of a watermarked scheme with a suspect model: nothing to plot")
+    schemes = sorted({p.defense for _, pts in panels for p in pts}, key=_defense_key)
+    palette = matplotlib.colormaps["tab10" if len(schemes) <= 10 else "tab20"].colors
+    colour = {d: palette[i % len(palette)] for i, d in enumerate(schemes)}
+    grey = "#57606a"
+    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10}):
+        fig = Figure(figsize=(9.5, 4.4 * len(panels)), layout="constrained")
+        axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+        for ax, (g, pts) in zip(axes, panels, strict=True):
+            xs = [max(p.wall_s, COST_MIN_WALL_S) for p in pts]
+            for p, x in zip(pts, xs, strict=True):
+                c = colour[p.defense]
+                ax.plot([x], [p.wsr], linestyle="none", marker=COST_MARKERS.get(p.kind, "X"), markersize=7,
+                        color=c, markeredgecolor=c, markeredgewidth=1.4,
+                        markerfacecolor="white" if p.survived is False else c, zorder=3)
+                if len(pts) <= COST_LABEL_MAX:
+                    ax.annotate(p.attack, (x, p.wsr), xytext=(5, 3), textcoords="offset points", fontsize=7,
+                                color=grey)
+            thresholds = sorted({t for p in pts for t in p.thresholds}) or [CLAIM_THRESHOLD]
+            for t in thresholds:
+                ax.axhline(t, color=grey, linestyle="--", linewidth=1.0, zorder=1)
+            ax.set_title(f"{g.label}: attack cost versus WSR (mean over ok seeds)", loc="left")
+            ax.set_xscale("log")
+            ax.set_xlim(min(xs) / 3.3, max(xs) * 3.3)  # a span of more than a decade always has a labelled tick
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_xlabel("attack wall seconds (log scale)")
+            ax.set_ylim(-0.03, 1.03)
+            ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+            ax.set_ylabel("WSR of the suspect model")
+            ax.grid(True, color="#e5e5e5", linewidth=0.8)
+            shown = [d for d in schemes if any(p.defense == d for p in pts)]
+            kinds = [k for k in (*KIND_ORDER, "other") if any(_cost_kind(p.kind) == k for p in pts)]
+            handles = [Line2D([], [], linestyle="none", marker="o", markersize=7, color=colour[d], label=d)
+                       for d in shown]
+            handles += [Line2D([], [], linestyle="none", marker=COST_MARKERS.get(k, "X"), markersize=7, color=grey,
+                               label=COST_KIND_LABEL.get(k, f"{k} attack")) for k in kinds]
+            handles += [
+                Line2D([], [], color=grey, linestyle="--", linewidth=1.0, label="claim threshold"),
+                Line2D([], [], linestyle="none", label=f"filled: {MARK_OK} retained"),
+                Line2D([], [], linestyle="none", label=f"hollow: {MARK_BAD} removed"),
+            ]
+            ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=COST_DPI, metadata={"Software": None}, facecolor="white")
+    return path
+
+
+def _cost_kind(kind: str) -> str:
+    return kind if kind in COST_MARKERS else "other"
+
+
 # ------------------------------------------------------------------------------------------------ render
 def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = None) -> dict[str, Path]:
-    """Write ``LEADERBOARD.md``, ``index.html`` and ``figures/wsr_heatmap.png`` under ``out_dir``, and
-    ``figures/wsr_vs_queries.png`` when the cards hold a query sweep (:func:`find_sweeps`).
+    """Write ``LEADERBOARD.md``, ``index.html`` and ``figures/wsr_heatmap.png`` under ``out_dir``;
+    ``figures/cost_vs_wsr.png`` when some ok card of a watermarked scheme has a suspect model
+    (:func:`cost_points`), and ``figures/wsr_vs_queries.png`` when the cards hold a query sweep
+    (:func:`find_sweeps`). A figure these cards do not call for is removed if an earlier render left it.
 
-    Returns their paths under the keys ``markdown``, ``html``, ``heatmap`` and (with a sweep) ``queries``.
+    Returns their paths under the keys ``markdown``, ``html``, ``heatmap``, ``cost`` (when drawn) and
+    ``queries`` (with a sweep).
     Raises :class:`bench.errors.CardError` for a missing directory or an invalid card, and
     :class:`bench.errors.WmbenchError` when there is no card at all.
     """
@@ -1096,12 +1262,17 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
         "heatmap": out / HEATMAP_NAME,
     }
     sweeps = find_sweeps(groups)
-    paths["markdown"].write_text(render_markdown(groups, title, sweeps), encoding="utf-8", newline="\n")
-    paths["html"].write_text(render_html(groups, title, sweeps), encoding="utf-8", newline="\n")
+    cost = any(cost_points(g) for g in groups)
+    paths["markdown"].write_text(render_markdown(groups, title, sweeps, cost), encoding="utf-8", newline="\n")
+    paths["html"].write_text(render_html(groups, title, sweeps, cost), encoding="utf-8", newline="\n")
     render_heatmap(groups, paths["heatmap"])
-    stale = out / QUERIES_NAME
-    if sweeps:
-        paths["queries"] = render_sweeps(sweeps, stale)
-    elif stale.exists():  # a figure left by an earlier render would not match these cards
-        stale.unlink()
+    for key, name, wanted, draw in (
+        ("cost", COST_NAME, cost, lambda p: render_cost(groups, p)),
+        ("queries", QUERIES_NAME, bool(sweeps), lambda p: render_sweeps(sweeps, p)),
+    ):
+        figure = out / name
+        if wanted:
+            paths[key] = draw(figure)
+        elif figure.exists():  # a figure left by an earlier render would not match these cards
+            figure.unlink()
     return paths

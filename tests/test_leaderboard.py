@@ -139,9 +139,11 @@ def test_make_card_is_valid_and_follows_the_defense():
 
 def test_golden_render(golden_results: Path, tmp_path: Path):
     paths = render(golden_results, tmp_path / "out")
-    assert set(paths) == {"markdown", "html", "heatmap"}
+    assert set(paths) == {"markdown", "html", "heatmap", "cost"}
     assert paths["heatmap"] == tmp_path / "out" / "figures" / "wsr_heatmap.png"
+    assert paths["cost"] == tmp_path / "out" / "figures" / "cost_vs_wsr.png"
     assert_png(paths["heatmap"])
+    assert_png(paths["cost"])
     for key, name in (("markdown", "LEADERBOARD.md"), ("html", "index.html")):
         got = paths[key].read_bytes()
         golden = GOLDEN / name
@@ -155,7 +157,8 @@ def test_golden_render(golden_results: Path, tmp_path: Path):
 def test_render_is_deterministic(golden_results: Path, tmp_path: Path):
     a = render(golden_results, tmp_path / "a")
     b = render(golden_results, tmp_path / "b")
-    for key in ("markdown", "html", "heatmap"):
+    assert set(a) == set(b) == {"markdown", "html", "heatmap", "cost"}
+    for key in a:
         assert a[key].read_bytes() == b[key].read_bytes(), key
 
 
@@ -296,6 +299,7 @@ def test_only_the_control_still_renders(tmp_path: Path):
     paths = render(root, tmp_path / "out")
     assert "| `none` (control) |" in paths["markdown"].read_text(encoding="utf-8")
     assert_png(paths["heatmap"])
+    assert "cost" not in paths  # no watermark: nothing to put on the cost-versus-WSR figure
 
 
 def test_empty_results_dir_is_a_clear_error(tmp_path: Path):
@@ -400,3 +404,71 @@ def test_no_sweep_no_figure_and_no_stale_one(golden_results: Path, tmp_path: Pat
     assert "queries" not in paths and not (out / "figures" / "wsr_vs_queries.png").exists()
     for key in ("markdown", "html"):
         assert "wsr_vs_queries" not in paths[key].read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------ attack cost
+def cost_cards() -> list[dict]:
+    """Three seeds of `content` and one of `none` under `soft_label`; `content` alone under a detector."""
+    def sl(defense, seed, wall, queries, epochs, mem, **kw):
+        return make_card(defense=defense, attack="soft_label", attack_kind="extraction", seed=seed, wall_s=wall,
+                         queries=queries, epochs=epochs, peak_mem_mb=mem, **kw)
+
+    return [
+        sl("content", 0, 1.0, 1000, 3, 200.0, wsr_suspect=0.9),
+        sl("content", 1, 2.0, 1000, 4, 300.0, wsr_suspect=0.8),
+        sl("content", 2, 12.0, 3000, 4, 1000.0, wsr_suspect=0.1, retained=False),
+        sl("none", 0, 4.0, 1000, 5, 260.0),
+        make_card(defense="none", seed=1, attack="soft_label", attack_kind="extraction", status="error"),
+        make_card(attack="neural_cleanse", attack_kind="detection", wsr_suspect=None, retained=None,
+                  removed_cheaply=None, detected=False, wall_s=30.0),
+    ]
+
+
+def test_attack_cost_median_and_mean(tmp_path: Path):
+    root = write_cards(tmp_path / "results", cost_cards())
+    (g,) = summarize(load_results(root))
+    row = next(r for r in g.attack_rows if r.name == "soft_label")
+    # over the four ok cards of every scheme and seed; the error card is left out
+    assert (row.wall_s.median, row.wall_s.mean, row.wall_s.n) == (3.0, pytest.approx(19.0 / 4), 4)
+    assert (row.queries.median, row.queries.mean) == (1000.0, 1500.0)
+    assert (row.epochs.median, row.epochs.mean) == (4.0, 4.0)
+    assert (row.peak_mem_mb.median, row.peak_mem_mb.mean) == (280.0, 440.0)
+    text = render(root, tmp_path / "out")["markdown"].read_text(encoding="utf-8")
+    assert "| Wall s (median / mean) | Queries (median / mean) | Epochs (median / mean) | " \
+           "Peak mem MB (median / mean) |" in text
+    line = next(x for x in text.splitlines() if x.startswith("| `soft_label` | extraction |"))
+    assert line.endswith("| 3.0 / 4.8 | 1,000 / 1,500 | 4 / 4 | 280 / 440 |")
+    line = next(x for x in text.splitlines() if x.startswith("| `neural_cleanse` |"))
+    assert line.endswith("| 30.0 / 30.0 | 0 / 0 | 0 / 0 | 100 / 100 |")
+
+
+def test_cost_points_and_figure(tmp_path: Path):
+    from leaderboard.render import cost_points
+
+    root = write_cards(tmp_path / "results", cost_cards())
+    (g,) = summarize(load_results(root))
+    # `none` has no watermark and the detector leaves no suspect: one point, content x soft_label
+    (p,) = cost_points(g)
+    assert (p.defense, p.attack, p.kind) == ("content", "soft_label", "extraction")
+    assert p.wall_s == pytest.approx(5.0) and p.wsr == pytest.approx(0.6) and p.survived is True
+    assert p.thresholds == (0.3,)
+    paths = render(root, tmp_path / "out")
+    assert_png(paths["cost"])
+    text = paths["markdown"].read_text(encoding="utf-8")
+    assert "## Attack cost versus WSR" in text and "![Attack cost versus WSR](figures/cost_vs_wsr.png)" in text
+    assert "30% claim threshold" in text and "log scale" in text
+    page = paths["html"].read_text(encoding="utf-8")
+    assert '<img src="figures/cost_vs_wsr.png"' in page and "<h2>Attack cost versus WSR</h2>" in page
+    assert "<th>Wall s<br><small>median / mean</small></th>" in page
+
+
+def test_no_watermark_no_cost_figure_and_no_stale_one(golden_results: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    assert "cost" in render(golden_results, out)
+    assert (out / "figures" / "cost_vs_wsr.png").is_file()
+    clean = [make_card(defense="none"), make_card(defense="none", attack="soft_label", attack_kind="extraction"),
+             make_card(attack="soft_label", attack_kind="extraction", status="error")]
+    paths = render(write_cards(tmp_path / "clean", clean), out)
+    assert "cost" not in paths and not (out / "figures" / "cost_vs_wsr.png").exists()
+    for key in ("markdown", "html"):
+        assert "cost_vs_wsr" not in paths[key].read_text(encoding="utf-8")

@@ -1,0 +1,76 @@
+"""Speed-up of ``--jobs 2`` over ``--jobs 1`` on one small smoke-like matrix, measured in one run.
+
+The same matrix (synthetic data set, ``test`` profile: ``none`` and ``content`` under ``identity`` and
+``soft_label``, one seed, one null model) runs from scratch with ``jobs=1`` and then with ``jobs=2``, each into
+its own temporary cache and results folder, so neither finds anything to reuse. The ratio of their wall times
+(jobs=1 / jobs=2; > 1: the parallel run is faster) goes to ``benchmark.extra_info["speedup"]`` and is printed.
+The ``jobs=2`` time includes starting its worker processes, as a real ``wmbench run --jobs 2`` does.
+
+    .venv/bin/pytest tests/benchmarks/test_jobs_speedup.py --benchmark-enable -q -s
+
+Run it on a quiet machine: with other work on the cores the ratio says little. As a plain test (benchmarks
+disabled, the default) it asserts only that both runs write the same cards: never anything about time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.results import load_results
+from bench.runner import execute, make_plan, plan_run
+
+DEFENSES = "none,content[rate=0.1]"
+ATTACKS = "identity,soft_label"
+SEEDS = (0,)
+JOBS = (1, 2)
+pytestmark = pytest.mark.slow  # two runs of the matrix: about a minute on 2 cores
+
+# what a card measures, as opposed to how long it took or how much memory it used
+METRICS = ("status", "run_id", "clean_acc_victim", "clean_acc_suspect", "fidelity", "wsr_victim", "wsr_suspect",
+           "wsr_null", "n_verify", "p_value", "retained", "removed_cheaply", "queries", "epochs")
+
+
+def _run(root: Path, jobs: int) -> tuple[float, dict]:
+    """Run the matrix from scratch under ``root``; return (wall seconds, card metrics by cell)."""
+    plan = make_plan(dataset="synthetic", profile="test", results_dir=str(root / "results"),
+                     cache_dir=str(root / "cache"), device="cpu", jobs=jobs)
+    t0 = time.perf_counter()
+    summary = execute(plan, plan_run(plan, DEFENSES, ATTACKS, list(SEEDS)), progress=False)
+    wall = time.perf_counter() - t0
+    assert summary.counts["ok"] == summary.cells == 4 and not summary.errors, summary.errors
+    assert sum(summary.built.values()) > 0 and sum(summary.loaded.values()) == 0  # nothing came from a cache
+    df = load_results(root / "results")
+    cards = {}
+    for row in df.to_dict("records"):
+        cards[(row["defense"], row["attack"], int(row["seed"]))] = {
+            k: None if isinstance(row[k], float) and row[k] != row[k] else row[k] for k in METRICS
+        }
+    return wall, cards
+
+
+def test_jobs_speedup(benchmark, tmp_path: Path):
+    rounds: list[dict[int, tuple[float, dict]]] = []
+
+    def both():
+        runs = {jobs: _run(tmp_path / f"round-{len(rounds)}" / f"jobs-{jobs}", jobs) for jobs in JOBS}
+        rounds.append(runs)
+        return runs
+
+    runs = benchmark.pedantic(both, rounds=1, iterations=1)
+    (t1, cards1), (t2, cards2) = runs[1], runs[2]
+    assert len(cards1) == 4 and set(cards1) == set(cards2)
+    for cell in sorted(cards1):
+        assert cards1[cell] == cards2[cell], cell
+    speedup = t1 / t2
+    benchmark.extra_info.update(
+        speedup=round(speedup, 3), jobs1_s=round(t1, 3), jobs2_s=round(t2, 3), cells=len(cards1),
+        defenses=DEFENSES, attacks=ATTACKS, seeds=list(SEEDS), profile="test", dataset="synthetic",
+        cores=os.cpu_count(), threads=torch.get_num_threads(),
+    )
+    print(f"\n--jobs speed-up on {len(cards1)} cells ({DEFENSES} x {ATTACKS}, synthetic, test profile, "
+          f"{os.cpu_count()} cores): jobs=1 {t1:.1f} s, jobs=2 {t2:.1f} s, speedup {speedup:.2f}x")
