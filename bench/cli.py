@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="render LEADERBOARD.md, index.html and figures from the cards")
     lb.add_argument("--results", default="results", help="cards to render (default: results)")
     lb.add_argument("--out", default="leaderboard", help="output folder (default: leaderboard)")
+    lb.add_argument("--check", action="store_true",
+                    help="render into a temporary folder and fail (exit 1) unless --out matches byte for byte")
 
     rep = sub.add_parser("reproduce", help="re-run a pinned published result and compare it with the paper")
     rep.add_argument("name", help="e.g. mea-defender-fmnist (see `wmbench reproduce --list`)", nargs="?")
@@ -153,6 +155,18 @@ def cmd_reproduce(args) -> int:
 def cmd_leaderboard(args) -> int:
     from leaderboard.render import render
 
+    if args.check:
+        from leaderboard.check import check_leaderboard
+
+        problems = check_leaderboard(args.results, args.out)
+        for line in problems:
+            print(f"wmbench: {line}", file=sys.stderr)
+        if problems:
+            print(f"wmbench: the leaderboard in {args.out}/ does not match the cards in {args.results}/; "
+                  f"re-render it with `wmbench leaderboard --results {args.results} --out {args.out}`", file=sys.stderr)
+            return 1
+        print(f"wmbench: {args.out}/ matches the cards in {args.results}/")
+        return 0
     paths = render(args.results, args.out)
     for name, path in paths.items():
         print(f"{name}: {path}")

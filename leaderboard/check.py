@@ -1,0 +1,62 @@
+"""Is the committed leaderboard exactly what the committed cards render to?
+
+CI runs ``wmbench leaderboard --check``: every card is validated against the schema and must sit at the
+path its own fields name; the cards are rendered into a temporary folder and every output is compared
+byte for byte with the published one. A hand-edited card (or a hand-edited leaderboard) therefore fails:
+the numbers no longer match what the renderer makes of the cards.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from bench.errors import CardError
+from bench.results import card_path, iter_cards
+
+__all__ = ["check_leaderboard"]
+
+# what render() may write; anything else under the output folder is not ours to judge
+_OUTPUTS = ("LEADERBOARD.md", "index.html", "figures/*.png")
+
+
+def _outputs(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for pattern in _OUTPUTS for p in root.glob(pattern)}
+
+
+def _first_difference(a: bytes, b: bytes) -> str:
+    try:
+        la, lb = a.decode().splitlines(), b.decode().splitlines()
+    except UnicodeDecodeError:
+        return f"{len(b)} bytes published, {len(a)} rendered"
+    for i, (x, y) in enumerate(zip(la, lb, strict=False), start=1):
+        if x != y:
+            return f"line {i}: published {y[:80]!r}, rendered {x[:80]!r}"
+    return f"{len(lb)} lines published, {len(la)} rendered"
+
+
+def check_leaderboard(results_dir: str | Path, out_dir: str | Path) -> list[str]:
+    """Problems found, one line each (empty when the published leaderboard matches the cards)."""
+    from leaderboard.render import render
+
+    results, out = Path(results_dir), Path(out_dir)
+    problems = []
+    for path, card in iter_cards(results):  # validates every card; raises CardError on the first bad one
+        expected = card_path(results, card["dataset"], card["arch"], card["defense"], card["attack"], card["seed"])
+        if path.resolve() != expected.resolve():
+            problems.append(f"{path}: its fields say it belongs at {expected}")
+    if not out.is_dir():
+        raise CardError(f"no published leaderboard at {str(out)!r}; render it with `wmbench leaderboard --out {out}`")
+    with tempfile.TemporaryDirectory(prefix="wmbench-check-") as tmp:
+        fresh = Path(tmp)
+        render(results, fresh)
+        made, published = _outputs(fresh), _outputs(out)
+        for name in sorted(made - published):
+            problems.append(f"{out / name}: missing; the cards render it")
+        for name in sorted(published - made):
+            problems.append(f"{out / name}: stale; the cards no longer render it")
+        for name in sorted(made & published):
+            a, b = (fresh / name).read_bytes(), (out / name).read_bytes()
+            if a != b:
+                problems.append(f"{out / name}: differs from what the cards render ({_first_difference(a, b)})")
+    return problems

@@ -1,0 +1,98 @@
+"""``wmbench leaderboard --check``: the published leaderboard must be exactly what its cards render to."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cardfactory import make_card
+
+from bench.cli import main
+from bench.errors import CardError
+from bench.results import card_path, write_card
+from leaderboard.check import check_leaderboard
+from leaderboard.render import render
+
+
+def _publish(tmp_path: Path) -> tuple[Path, Path]:
+    results, out = tmp_path / "results", tmp_path / "board"
+    cards = [
+        make_card(defense="none", clean_acc_victim=0.88, clean_acc_suspect=0.88),
+        make_card(wsr_victim=1.0, wsr_suspect=1.0),
+        make_card(attack="soft_label", attack_kind="extraction", queries=3000, epochs=3, wsr_suspect=0.42,
+                  clean_acc_suspect=0.86),
+    ]
+    for c in cards:
+        write_card(card_path(results, c["dataset"], c["arch"], c["defense"], c["attack"], c["seed"]), c)
+    render(results, out)
+    return results, out
+
+
+def _card(results: Path, attack: str = "soft_label") -> Path:
+    (path,) = results.rglob(f"{attack}/seed-0.json")
+    return path
+
+
+def test_a_fresh_render_matches(tmp_path: Path):
+    results, out = _publish(tmp_path)
+    assert check_leaderboard(results, out) == []
+    assert main(["leaderboard", "--results", str(results), "--out", str(out), "--check"]) == 0
+
+
+def test_a_hand_edited_card_fails_the_check(tmp_path: Path, capsys):
+    results, out = _publish(tmp_path)
+    path = _card(results)
+    card = json.loads(path.read_text())
+    card["wsr_suspect"] = 0.95  # still a valid card: only the re-render can tell
+    path.write_text(json.dumps(card))
+    problems = check_leaderboard(results, out)
+    assert any("LEADERBOARD.md" in p and "differs" in p for p in problems)
+    assert main(["leaderboard", "--results", str(results), "--out", str(out), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "re-render it with `wmbench leaderboard" in err
+
+
+def test_a_hand_edited_leaderboard_fails_the_check(tmp_path: Path):
+    results, out = _publish(tmp_path)
+    md = out / "LEADERBOARD.md"
+    md.write_text(md.read_text().replace("42.0", "52.0"))
+    (problem,) = check_leaderboard(results, out)
+    assert "LEADERBOARD.md: differs" in problem and "line" in problem
+
+
+def test_missing_and_stale_figures_are_named(tmp_path: Path):
+    results, out = _publish(tmp_path)
+    (out / "figures" / "wsr_heatmap.png").unlink()
+    (out / "figures" / "old.png").write_bytes(b"\x89PNG")
+    problems = check_leaderboard(results, out)
+    assert any("wsr_heatmap.png: missing" in p for p in problems)
+    assert any("old.png: stale" in p for p in problems)
+
+
+def test_a_card_at_the_wrong_path_is_named(tmp_path: Path):
+    results, out = _publish(tmp_path)
+    path = _card(results)
+    moved = path.parent.parent / "hard_label" / "seed-0.json"
+    moved.parent.mkdir()
+    path.rename(moved)
+    problems = check_leaderboard(results, out)
+    assert any("hard_label" in p and "belongs at" in p for p in problems)
+
+
+def test_an_invalid_card_is_a_one_line_error(tmp_path: Path, capsys):
+    results, out = _publish(tmp_path)
+    path = _card(results)
+    card = json.loads(path.read_text())
+    card["wsr_suspect"] = 1.5
+    path.write_text(json.dumps(card))
+    with pytest.raises(CardError, match="wsr_suspect"):
+        check_leaderboard(results, out)
+    assert main(["leaderboard", "--results", str(results), "--out", str(out), "--check"]) == 2
+    assert "wsr_suspect" in capsys.readouterr().err
+
+
+def test_no_published_leaderboard_says_how_to_make_one(tmp_path: Path):
+    results, _ = _publish(tmp_path)
+    with pytest.raises(CardError, match="wmbench leaderboard --out"):
+        check_leaderboard(results, tmp_path / "nowhere")
