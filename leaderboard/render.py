@@ -1,6 +1,7 @@
 """Render the leaderboard from the result cards alone: ``LEADERBOARD.md``, ``index.html``, a heatmap, an
-attack-cost-versus-WSR scatter and, when the cards hold a query-budget sweep, WSR and stolen accuracy versus
-queries (MEA-Defender's Fig. 2).
+attack-cost-versus-WSR scatter and, for every field the cards sweep, WSR and the suspect's clean accuracy
+versus that field: versus queries (MEA-Defender's Fig. 2) when they hold a query-budget sweep, versus the
+pruning rate when they hold a pruning sweep, and so on (``figures/wsr_vs_<field>.png``).
 
 Everything here is a pure function of the cards (no clock, no host, no randomness), so the same cards give
 byte-identical Markdown and HTML, and a byte-identical PNG for a given matplotlib version.
@@ -16,8 +17,12 @@ Aggregation rules (one *cell* = one defense x attack pair, over the seeds seen i
 * accuracy cost = the scheme's victim clean accuracy minus that of ``none``, seed by seed, in points;
 * an attack's cost (wall seconds of the attack alone, oracle queries, training epochs, peak memory) is the
   median and the mean over its ``ok`` cards, every scheme and seed;
-* a *query sweep* is a set of at least two attack columns of one dataset/arch group whose cards differ only
-  in ``attack_config["queries"]`` (None = the whole attacker pool, ``profile_config["attacker_pool"]``).
+* a *sweep* is a set of at least two attack columns of one dataset/arch group and one attack kind whose
+  ``attack_config`` differ in exactly one numeric field (booleans are not numbers), and whose labels differ
+  only in that field's ``field=`` item (``prune`` and ``prune[rate=0.1]`` when the plain column's config has
+  its default rate). A *query sweep* sweeps ``queries``, where None = the whole attacker pool
+  (``profile_config["attacker_pool"]``), on a log axis; any other field is drawn on a linear axis, its None
+  values are left out, and chain columns (``a>b``, whose configs are per step) are left out too.
 """
 
 from __future__ import annotations
@@ -47,8 +52,20 @@ ROBUSTNESS_KINDS = ("extraction", "removal")
 ERROR_CHARS = 80
 HEATMAP_DPI = 110
 HEATMAP_NAME = "figures/wsr_heatmap.png"
-QUERIES_NAME = "figures/wsr_vs_queries.png"
+QUERIES_FIELD = "queries"
+SWEEP_NAME = "figures/wsr_vs_{field}.png"
+QUERIES_NAME = SWEEP_NAME.format(field=QUERIES_FIELD)
 QUERIES_DPI = 110
+# readable axis names of swept attack_config fields; any other field is shown by its own name
+SWEEP_AXIS = {
+    QUERIES_FIELD: "queries",
+    "rate": "pruning rate",
+    "finetune_epochs": "fine-tuning epochs",
+    "epochs": "epochs",
+    "temperature": "temperature",
+    "data_frac": "share of the attacker's data",
+    "sigma": "input noise sigma",
+}
 COST_NAME = "figures/cost_vs_wsr.png"
 COST_DPI = 110
 COST_MIN_WALL_S = 0.01  # a cell faster than this sits at this floor of the log axis
@@ -354,52 +371,92 @@ def _attack_row(g: Group, a: str) -> AttackRow:
 
 @dataclass
 class Sweep:
-    """Attack columns of one group that differ only in their query budget: ``points`` is (queries, attack
-    label) sorted by queries; ``family`` is the label with its ``queries=`` item removed."""
+    """Attack columns of one group and kind whose configs differ only in one numeric ``field``: ``points`` is
+    (the field's value, attack label) sorted by value; ``family`` is the label with its ``field=`` item
+    removed."""
 
     group: Group
     family: str
     kind: str
-    points: list[tuple[int, str]]
-    whole: str | None = None  # the label whose budget is None (the whole attacker pool)
+    points: list[tuple[float, str]]
+    whole: str | None = None  # queries only: the label whose budget is None (the whole attacker pool)
+    field: str = QUERIES_FIELD
 
     def cell(self, defense: str, attack: str) -> Cell:
         return self.group.cells[(defense, attack)]
 
+    @property
+    def axis(self) -> str:
+        """The field's readable name (``pruning rate``), else the field's own name."""
+        return sweep_axis(self.field)
 
-_QUERIES_ITEM = re.compile(r"(?<=[\[;])queries=[^;\]>]*;?")
+
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # also what keeps wsr_vs_<field>.png a plain file name
 
 
-def family_label(label: str) -> str:
-    """``soft_label[output=label;queries=1000]`` -> ``soft_label[output=label]``; ``x[queries=5]`` -> ``x``."""
-    return _QUERIES_ITEM.sub("", label).replace(";]", "]").replace("[]", "")
+def sweep_axis(field: str) -> str:
+    return SWEEP_AXIS.get(field, field)
+
+
+def sweep_figure_name(field: str) -> str:
+    """``figures/wsr_vs_<field>.png``, relative to the output directory."""
+    return SWEEP_NAME.format(field=field)
+
+
+def sweep_fields(sweeps: list[Sweep]) -> list[str]:
+    """The swept fields, queries first, then by name (the order of the figures and sections)."""
+    return sorted({s.field for s in sweeps}, key=lambda f: (f != QUERIES_FIELD, f))
+
+
+def family_label(label: str, field: str = QUERIES_FIELD) -> str:
+    """``soft_label[output=label;queries=1000]`` -> ``soft_label[output=label]``; ``x[queries=5]`` -> ``x``;
+    ``prune[rate=0.1]`` -> ``prune`` for ``field="rate"``."""
+    item = re.compile(rf"(?<=[\[;]){re.escape(field)}=[^;\]>]*;?")
+    return item.sub("", label).replace(";]", "]").replace("[]", "")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _swept_values(label: str, card: dict):
+    """(field, value on the axis, whether it is the whole attacker pool) for each field of the card's
+    attack_config that can be swept."""
+    config = card["attack_config"] or {}
+    for name, value in sorted(config.items()):
+        if name == QUERIES_FIELD:
+            if value is None:
+                pool = (card["profile_config"] or {}).get("attacker_pool")
+                if _is_number(pool):  # else "the whole pool" of an unknown size: no place on the axis
+                    yield name, int(pool), True
+            elif _is_number(value):
+                yield name, int(value), False
+        elif ">" not in label and _FIELD_NAME.match(name) and _is_number(value):
+            yield name, value, False
 
 
 def find_sweeps(groups: list[Group]) -> list[Sweep]:
-    """Every query-budget sweep of every group (at least two distinct budgets), in a stable order."""
+    """Every sweep of every group (at least two distinct values of one field), in a stable order: query
+    sweeps first, then by field name; within a field, by group, family, kind and the other fields."""
     sweeps = []
     for g in groups:
-        families: dict[tuple[str, str, str], dict[int, str]] = {}
-        wholes: dict[tuple[str, str, str], str] = {}
+        families: dict[tuple[str, str, str, str], dict[float, str]] = {}
+        wholes: dict[tuple[str, str, str, str], str] = {}
         for a in g.attacks:
             cards = [c for d in g.defenses for c in g.cells[(d, a)].cards]
-            card = next((c for c in cards if "queries" in (c["attack_config"] or {})), None)
+            card = next((c for c in cards if c["attack_config"]), None)
             if card is None:
                 continue
-            config = dict(card["attack_config"])
-            budget = config.pop("queries")
-            pool = (card["profile_config"] or {}).get("attacker_pool")
-            if budget is None and not isinstance(pool, int):
-                continue  # "the whole pool" of an unknown size: no place on the axis
-            key = (family_label(a), g.kinds[a], json.dumps(config, sort_keys=True, default=str))
-            queries = int(budget if budget is not None else pool)
-            if families.setdefault(key, {}).setdefault(queries, a) == a and budget is None:
-                wholes[key] = a
-        for key in sorted(families):
+            for name, value, whole in _swept_values(a, card):
+                rest = {k: v for k, v in card["attack_config"].items() if k != name}
+                key = (name, family_label(a, name), g.kinds[a], json.dumps(rest, sort_keys=True, default=str))
+                if families.setdefault(key, {}).setdefault(value, a) == a and whole:
+                    wholes[key] = a
+        for key in sorted(families, key=lambda k: (k[0] != QUERIES_FIELD, k)):
             points = sorted(families[key].items())
             if len(points) >= 2:
-                sweeps.append(Sweep(g, key[0], key[1], points, wholes.get(key)))
-    return sweeps
+                sweeps.append(Sweep(g, key[1], key[2], points, wholes.get(key), key[0]))
+    return sorted(sweeps, key=lambda s: (s.field != QUERIES_FIELD, s.field))  # stable: group order kept
 
 
 @dataclass(frozen=True)
@@ -734,6 +791,11 @@ QUERIES_NOTE = (
     "ownership still provable (✓); hollow: removed (✗); dashed: the scheme's WSR threshold. \"all\" = the "
     "whole attacker pool."
 )
+SWEEP_NOTE = (
+    "WSR (watermarked schemes) and the suspect model's clean accuracy (every scheme, the clean control "
+    "included) for each attack whose cards differ only in their {what}; one line per scheme, mean over ok seeds. "
+    "Filled markers: ownership still provable (✓); hollow: removed (✗); dashed: the scheme's WSR threshold."
+)
 
 
 COST_NOTE = (
@@ -749,6 +811,26 @@ COST_NOTE = (
 
 def queries_text(queries: int, sweep: Sweep, label: str) -> str:
     return f"{queries:,}" + (" (all)" if label == sweep.whole else "")
+
+
+def value_text(x: float) -> str:
+    """A swept value as short as it reads back: ``0.1``, ``2``, ``30,000``, ``1e-05``."""
+    text = f"{x:,g}"
+    return text if float(text.replace(",", "")) == x else f"{x:,}"
+
+
+def point_text(x: float, sweep: Sweep, label: str) -> str:
+    """The axis tick and table column of one point of a sweep."""
+    return queries_text(int(x), sweep, label) if sweep.field == QUERIES_FIELD else value_text(x)
+
+
+def sweep_section(field: str) -> tuple[str, str, str]:
+    """(heading, figure alt text, note) of the figure and tables of one swept field."""
+    if field == QUERIES_FIELD:
+        return "WSR versus queries", "WSR and stolen accuracy versus queries", QUERIES_NOTE
+    axis = sweep_axis(field)
+    what = axis if axis == field else f"{axis} ({field})"
+    return f"WSR versus {axis}", f"WSR and suspect accuracy versus {axis}", SWEEP_NOTE.format(what=what)
 
 
 def sweep_title(sweep: Sweep) -> str:
@@ -769,7 +851,7 @@ def sweep_point_text(cell: Cell, has_watermark: bool) -> str:
 
 
 def _sweep_rows(sweep: Sweep) -> tuple[list[str], list[tuple[str, list[str]]]]:
-    head = [queries_text(q, sweep, a) for q, a in sweep.points]
+    head = [point_text(x, sweep, a) for x, a in sweep.points]
     g = sweep.group
     rows = [(d, [sweep_point_text(sweep.cell(d, a), g.has_watermark[d]) for _, a in sweep.points])
             for d in g.defenses]
@@ -828,10 +910,10 @@ def render_markdown(groups: list[Group], title: str, sweeps: list[Sweep] | None 
         "produce no suspect model, are left out). Masked cells: ERR error, n/a not applicable, · not run.",
         "",
     ]
-    if sweeps:
-        lines += ["## WSR versus queries", "", f"![WSR and stolen accuracy versus queries]({QUERIES_NAME})", ""]
-        lines += [md(QUERIES_NOTE), ""]
-        for sw in sweeps:
+    for fld in sweep_fields(sweeps or []):
+        heading, alt, note = sweep_section(fld)
+        lines += [f"## {md(heading)}", "", f"![{md(alt)}]({sweep_figure_name(fld)})", "", md(note), ""]
+        for sw in (s for s in sweeps if s.field == fld):
             head, rows = _sweep_rows(sw)
             lines += [f"### {md(sweep_title(sw))}", ""]
             table = [[code(d)] + [md(v) for v in vals] for d, vals in rows]
@@ -960,16 +1042,23 @@ def _md_inline_to_html(text: str) -> str:
 
 
 def _sweeps_html(sweeps: list[Sweep]) -> str:
-    if not sweeps:
-        return ""
+    return "".join(_sweep_html(fld, [s for s in sweeps if s.field == fld]) for fld in sweep_fields(sweeps))
+
+
+_SWEEP_ALT = {QUERIES_FIELD: "WSR and stolen accuracy of each scheme versus the query budget"}
+
+
+def _sweep_html(fld: str, sweeps: list[Sweep]) -> str:
+    heading, _alt, note = sweep_section(fld)
+    alt = _SWEEP_ALT.get(fld, f"WSR and suspect accuracy of each scheme versus the {sweep_axis(fld)}")
     parts = [
-        "<section>\n<h2>WSR versus queries</h2>\n<figure>",
-        f'<img src="{e(QUERIES_NAME)}" alt="WSR and stolen accuracy of each scheme versus the query budget">',
-        f"<figcaption>{e(QUERIES_NOTE)}</figcaption>\n</figure>",
+        f"<section>\n<h2>{e(heading)}</h2>\n<figure>",
+        f'<img src="{e(sweep_figure_name(fld))}" alt="{e(alt)}">',
+        f"<figcaption>{e(note)}</figcaption>\n</figure>",
     ]
     for sw in sweeps:
         head, rows = _sweep_rows(sw)
-        cells = [_th("Scheme", "queries", cls="name")] + [_th(h) for h in head]
+        cells = [_th("Scheme", sw.axis, cls="name")] + [_th(h) for h in head]
         body = [
             f'<tr><td class="name"><code>{e(d)}</code></td>' + "".join(_td(v) for v in vals) + "</tr>"
             for d, vals in rows
@@ -1115,14 +1204,20 @@ def render_heatmap(groups: list[Group], path: Path) -> Path:
     return path
 
 
-# ----------------------------------------------------------------------------------------- query sweeps
+# ---------------------------------------------------------------------------------------------- sweeps
 def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
-    """One row per sweep: WSR versus queries (watermarked schemes) and stolen accuracy versus queries (every
-    scheme), one line per scheme, log-scaled budgets; filled markers = retained, hollow = removed."""
+    """One row per sweep of one field: WSR (watermarked schemes) and the suspect's clean accuracy (every
+    scheme) versus the field, one line per scheme; filled markers = retained, hollow = removed, dashed = the
+    scheme's threshold. Query budgets are log-scaled (the stolen model's accuracy), any other field linear."""
     import matplotlib
     import matplotlib.ticker
     from matplotlib.figure import Figure
 
+    fields = sweep_fields(sweeps)
+    if len(fields) != 1:
+        raise ValueError(f"one figure draws the sweeps of one field, not {fields}")
+    log = fields[0] == QUERIES_FIELD
+    model = "stolen model" if log else "suspect model"
     colours = matplotlib.colormaps["tab10"].colors
     with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10}):
         fig = Figure(figsize=(11.0, 3.6 * len(sweeps)), layout="constrained")
@@ -1151,23 +1246,30 @@ def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
                                 markerfacecolor="white")
                 thresholds.update(t for c in g.cells.values() if c.defense == d for t in
                                   [card["threshold"] for card in c.ok] if t is not None)
+            if not thresholds and ax_wsr.get_lines():
+                thresholds.add(CLAIM_THRESHOLD)  # no plotted card records its threshold: the default one
             for t in sorted(thresholds):
                 ax_wsr.axhline(t, color="#57606a", linestyle="--", linewidth=1.0)
             ax_wsr.set_title(sweep_title(sw), loc="left")
-            for ax, what in ((ax_wsr, "WSR of the stolen model"), (ax_acc, "clean accuracy of the stolen model")):
+            for ax, what, empty in ((ax_wsr, f"WSR of the {model}", "no watermarked scheme"),
+                                    (ax_acc, f"clean accuracy of the {model}", "no ok card")):
                 ax.set_ylabel(what)
-                ax.set_xscale("log")
-                ax.set_xlim(min(xs) / 1.4, max(xs) * 1.4)
-                ax.set_xticks(xs, [queries_text(q, sw, a) for q, a in sw.points])
+                if log:
+                    ax.set_xscale("log")
+                    ax.set_xlim(min(xs) / 1.4, max(xs) * 1.4)
+                else:
+                    pad = 0.06 * (max(xs) - min(xs))
+                    ax.set_xlim(min(xs) - pad, max(xs) + pad)
+                ax.set_xticks(xs, [point_text(x, sw, a) for x, a in sw.points])
                 ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-                ax.set_xlabel("queries")
+                ax.set_xlabel(sw.axis)
                 ax.set_ylim(-0.03, 1.03)
                 ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
                 ax.grid(True, color="#e5e5e5", linewidth=0.8)
                 if ax.get_legend_handles_labels()[0]:
                     ax.legend(loc="best", fontsize=8, frameon=False)
                 else:
-                    ax.text(0.5, 0.5, "no watermarked scheme", ha="center", transform=ax.transAxes)
+                    ax.text(0.5, 0.5, empty, ha="center", transform=ax.transAxes)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=QUERIES_DPI, metadata={"Software": None}, facecolor="white")
     return path
@@ -1241,11 +1343,12 @@ def _cost_kind(kind: str) -> str:
 def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = None) -> dict[str, Path]:
     """Write ``LEADERBOARD.md``, ``index.html`` and ``figures/wsr_heatmap.png`` under ``out_dir``;
     ``figures/cost_vs_wsr.png`` when some ok card of a watermarked scheme has a suspect model
-    (:func:`cost_points`), and ``figures/wsr_vs_queries.png`` when the cards hold a query sweep
-    (:func:`find_sweeps`). A figure these cards do not call for is removed if an earlier render left it.
+    (:func:`cost_points`), and ``figures/wsr_vs_<field>.png`` for each field the cards sweep
+    (:func:`find_sweeps`): ``wsr_vs_queries.png`` for a query sweep, ``wsr_vs_rate.png`` for a pruning sweep.
+    A figure these cards do not call for is removed if an earlier render left it.
 
-    Returns their paths under the keys ``markdown``, ``html``, ``heatmap``, ``cost`` (when drawn) and
-    ``queries`` (with a sweep).
+    Returns their paths under the keys ``markdown``, ``html``, ``heatmap``, ``cost`` (when drawn),
+    ``queries`` (with a query sweep) and ``wsr_vs_<field>`` (with a sweep of any other field).
     Raises :class:`bench.errors.CardError` for a missing directory or an invalid card, and
     :class:`bench.errors.WmbenchError` when there is no card at all.
     """
@@ -1266,13 +1369,17 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
     paths["markdown"].write_text(render_markdown(groups, title, sweeps, cost), encoding="utf-8", newline="\n")
     paths["html"].write_text(render_html(groups, title, sweeps, cost), encoding="utf-8", newline="\n")
     render_heatmap(groups, paths["heatmap"])
-    for key, name, wanted, draw in (
-        ("cost", COST_NAME, cost, lambda p: render_cost(groups, p)),
-        ("queries", QUERIES_NAME, bool(sweeps), lambda p: render_sweeps(sweeps, p)),
-    ):
-        figure = out / name
-        if wanted:
-            paths[key] = draw(figure)
-        elif figure.exists():  # a figure left by an earlier render would not match these cards
+    if cost:
+        paths["cost"] = render_cost(groups, out / COST_NAME)
+    elif (out / COST_NAME).exists():  # a figure left by an earlier render would not match these cards
+        (out / COST_NAME).unlink()
+    fields = sweep_fields(sweeps)
+    for fld in fields:
+        key = fld if fld == QUERIES_FIELD else Path(sweep_figure_name(fld)).stem
+        paths[key] = render_sweeps([s for s in sweeps if s.field == fld], out / sweep_figure_name(fld))
+    wanted = {out / sweep_figure_name(fld) for fld in fields}
+    pattern = out / sweep_figure_name("*")
+    for figure in sorted(pattern.parent.glob(pattern.name)):
+        if figure not in wanted:  # a sweep figure of a field these cards no longer sweep
             figure.unlink()
     return paths

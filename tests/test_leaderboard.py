@@ -154,10 +154,21 @@ def test_golden_render(golden_results: Path, tmp_path: Path):
         assert got == golden.read_bytes(), f"{name} differs from {golden}; if intended, regenerate the golden"
 
 
-def test_render_is_deterministic(golden_results: Path, tmp_path: Path):
-    a = render(golden_results, tmp_path / "a")
-    b = render(golden_results, tmp_path / "b")
-    assert set(a) == set(b) == {"markdown", "html", "heatmap", "cost"}
+@pytest.mark.parametrize(
+    ("cards", "keys"),
+    [
+        ("golden", {"markdown", "html", "heatmap", "cost"}),
+        ("sweeps", {"markdown", "html", "heatmap", "cost", "queries", "wsr_vs_rate", "wsr_vs_temperature"}),
+    ],
+)
+def test_render_is_deterministic(cards: str, keys: set[str], tmp_path: Path):
+    """Byte-identical outputs, every figure included, for the same cards (the sweep cards draw every sweep
+    figure: queries, pruning rate and temperature)."""
+    made = golden_cards() if cards == "golden" else sweep_cards() + prune_cards()
+    root = write_cards(tmp_path / "results", made)
+    a = render(root, tmp_path / "a")
+    b = render(root, tmp_path / "b")
+    assert set(a) == set(b) == keys
     for key in a:
         assert a[key].read_bytes() == b[key].read_bytes(), key
 
@@ -356,6 +367,9 @@ def test_family_label():
     assert family_label("soft_label[output=label;queries=all]") == "soft_label[output=label]"
     assert family_label("soft_label[queries=5;temperature=7]") == "soft_label[temperature=7]"
     assert family_label("soft_label[queries=5]>fine_tune") == "soft_label>fine_tune"
+    assert family_label("prune[rate=0.1]", "rate") == "prune"
+    assert family_label("prune[finetune_epochs=2;rate=0.3]", "rate") == "prune[finetune_epochs=2]"
+    assert family_label("prune[lr_rate=0.1]", "rate") == "prune[lr_rate=0.1]"  # a whole field name only
 
 
 def test_query_sweeps_are_found(tmp_path: Path):
@@ -363,12 +377,19 @@ def test_query_sweeps_are_found(tmp_path: Path):
 
     (g,) = summarize(load_results(write_cards(tmp_path / "results", sweep_cards())))
     sweeps = find_sweeps([g])
-    assert [(s.family, s.kind) for s in sweeps] == [
-        ("soft_label", "extraction"), ("soft_label[temperature=7]", "extraction")]
+    assert [(s.field, s.family, s.kind) for s in sweeps] == [
+        ("queries", "soft_label", "extraction"),
+        ("queries", "soft_label[temperature=7]", "extraction"),
+        # the temperature-7 variant differs from the default one only in temperature: a temperature sweep
+        ("temperature", "soft_label[queries=1000]", "extraction"),
+        ("temperature", "soft_label[queries=5000]", "extraction"),
+    ]
     main = sweeps[0]
     assert main.points == [(1000, "soft_label[queries=1000]"), (5000, "soft_label[queries=5000]"),
                            (30000, "soft_label")]
-    assert main.whole == "soft_label"
+    assert main.whole == "soft_label" and main.axis == "queries"
+    assert sweeps[2].points == [(1.0, "soft_label[queries=1000]"), (7.0, "soft_label[queries=1000;temperature=7]")]
+    assert sweeps[2].whole is None
     # the golden cards have a single soft_label budget: no sweep there
     (golden,) = summarize(load_results(write_cards(tmp_path / "golden", golden_cards())))
     assert find_sweeps([golden]) == []
@@ -379,8 +400,10 @@ def test_wsr_versus_queries_figure_and_tables(tmp_path: Path):
     paths = render(root, tmp_path / "out")
     assert paths["queries"] == tmp_path / "out" / "figures" / "wsr_vs_queries.png"
     assert_png(paths["queries"])
+    assert paths["wsr_vs_temperature"] == tmp_path / "out" / "figures" / "wsr_vs_temperature.png"
     text = paths["markdown"].read_text(encoding="utf-8")
     assert "![WSR and stolen accuracy versus queries](figures/wsr_vs_queries.png)" in text
+    assert text.index("## WSR versus queries") < text.index("## WSR versus temperature")
     assert "### synthetic / small\\_cnn: soft\\_label (extraction)" in text
     assert "| Scheme | 1,000 | 5,000 | 30,000 (all) |" in text
     row = next(line for line in text.splitlines() if line.startswith("| `content` | WSR 15.0%"))
@@ -400,10 +423,123 @@ def test_no_sweep_no_figure_and_no_stale_one(golden_results: Path, tmp_path: Pat
     out = tmp_path / "out"
     render(write_cards(tmp_path / "sweep", sweep_cards()), out)
     assert (out / "figures" / "wsr_vs_queries.png").is_file()
+    assert (out / "figures" / "wsr_vs_temperature.png").is_file()
     paths = render(golden_results, out)
     assert "queries" not in paths and not (out / "figures" / "wsr_vs_queries.png").exists()
+    assert not list((out / "figures").glob("wsr_vs_*.png"))
     for key in ("markdown", "html"):
-        assert "wsr_vs_queries" not in paths[key].read_text(encoding="utf-8")
+        assert "wsr_vs_" not in paths[key].read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------- WSR versus pruning rate
+def prune(defense: str, label: str, rate: float, seed: int = 0, **kw) -> dict:
+    """A `prune` card: the recorded config is the attack's whole config, defaults included."""
+    config = {"rate": rate, "finetune_epochs": 0}
+    config.update(kw.pop("config", {}))
+    return make_card(defense=defense, attack=label, attack_kind="removal", attack_config=config, seed=seed,
+                     **kw)
+
+
+def prune_cards() -> list[dict]:
+    """`prune` at rates 0.1 / 0.3 / 0.5 (the plain column, the default rate) against `content` and `none`, two
+    seeds at 0.3; a column differing from them in two fields; two chains whose configs differ only in rate."""
+    return [
+        prune("content", "prune[rate=0.1]", 0.1, wsr_suspect=0.90, clean_acc_suspect=0.89),
+        prune("content", "prune[rate=0.3]", 0.3, wsr_suspect=0.60, clean_acc_suspect=0.86),
+        prune("content", "prune[rate=0.3]", 0.3, seed=1, wsr_suspect=0.50, clean_acc_suspect=0.84),
+        prune("content", "prune", 0.5, wsr_suspect=0.20, retained=False, clean_acc_suspect=0.70),
+        prune("none", "prune[rate=0.1]", 0.1, clean_acc_suspect=0.90),
+        prune("none", "prune[rate=0.3]", 0.3, clean_acc_suspect=0.87),
+        prune("none", "prune", 0.5, clean_acc_suspect=0.72),
+        # rate and finetune_epochs both differ from every other column: no sweep in either field
+        prune("content", "prune[finetune_epochs=2;rate=0.9]", 0.9, config={"finetune_epochs": 2},
+              wsr_suspect=0.10, retained=False),
+        # chain columns are never swept on a field other than queries, whatever their configs hold
+        prune("content", "prune[rate=0.1]>fine_tune", 0.1, wsr_suspect=0.5),
+        prune("content", "prune[rate=0.3]>fine_tune", 0.3, wsr_suspect=0.4),
+    ]
+
+
+def test_pruning_sweep_is_found(tmp_path: Path):
+    from leaderboard.render import find_sweeps
+
+    (g,) = summarize(load_results(write_cards(tmp_path / "results", prune_cards())))
+    (sweep,) = find_sweeps([g])
+    assert (sweep.field, sweep.family, sweep.kind, sweep.axis) == ("rate", "prune", "removal", "pruning rate")
+    assert sweep.points == [(0.1, "prune[rate=0.1]"), (0.3, "prune[rate=0.3]"), (0.5, "prune")]
+    assert sweep.whole is None
+
+
+def test_columns_differing_in_two_fields_or_in_no_number_are_no_sweep(tmp_path: Path):
+    from leaderboard.render import find_sweeps
+
+    def ft(label, **config):
+        return make_card(attack=label, attack_kind="removal", attack_config={"data_frac": 0.5, "lr": None,
+                                                                           "mode": "ftll", **config})
+
+    cards = [
+        ft("fine_tune[data_frac=0.2;lr=0.01]", data_frac=0.2, lr=0.01),
+        ft("fine_tune[data_frac=0.4;lr=0.001]", data_frac=0.4, lr=0.001),  # two fields differ
+        ft("fine_tune[mode=ftal]", mode="ftal"),  # differs from the plain one in a string
+        ft("fine_tune"),  # lr None: left out of an lr sweep, whose other point would be lr=0.1 alone
+        ft("fine_tune[lr=0.1]", lr=0.1),
+        ft("fine_tune[flag=true]", flag=True),  # booleans are no numbers
+        ft("fine_tune[flag=false]", flag=False),
+    ]
+    (g,) = summarize(load_results(write_cards(tmp_path / "results", cards)))
+    assert find_sweeps([g]) == []
+    # the same two columns, but differing in one field only, are a sweep
+    cards[1] = ft("fine_tune[data_frac=0.4;lr=0.01]", data_frac=0.4, lr=0.01)
+    (g,) = summarize(load_results(write_cards(tmp_path / "again", cards)))
+    (sweep,) = find_sweeps([g])
+    assert (sweep.field, sweep.family) == ("data_frac", "fine_tune[lr=0.01]")
+    assert sweep.axis == "share of the attacker's data"
+    assert sweep.points == [(0.2, "fine_tune[data_frac=0.2;lr=0.01]"), (0.4, "fine_tune[data_frac=0.4;lr=0.01]")]
+
+
+def test_wsr_versus_pruning_rate_figure_and_tables(tmp_path: Path):
+    root = write_cards(tmp_path / "results", prune_cards())
+    paths = render(root, tmp_path / "out")
+    assert "queries" not in paths
+    assert paths["wsr_vs_rate"] == tmp_path / "out" / "figures" / "wsr_vs_rate.png"
+    assert_png(paths["wsr_vs_rate"])
+    assert not (tmp_path / "out" / "figures" / "wsr_vs_queries.png").exists()
+    text = paths["markdown"].read_text(encoding="utf-8")
+    assert "## WSR versus pruning rate" in text
+    assert "![WSR and suspect accuracy versus pruning rate](figures/wsr_vs_rate.png)" in text
+    assert "differ only in their pruning rate (rate)" in text
+    assert "### synthetic / small\\_cnn: prune (removal)" in text
+    assert "| Scheme | 0.1 | 0.3 | 0.5 |" in text
+    # seed 1 exists only at rate 0.3: the other rates show (1/2)
+    assert ("| `content` | WSR 90.0% ✓ · acc 89.0% (1/2) | WSR 55.0 ± 7.1% ✓ · acc 85.0 ± 1.4% "
+            "| WSR 20.0% ✗ · acc 70.0% (1/2) |") in text
+    assert "| `none` | acc 90.0% (1/2) | acc 87.0% (1/2) | acc 72.0% (1/2) |" in text
+    # the chains and the two-field column make no table
+    assert [x for x in text.splitlines() if x.startswith("### ") and "prune" in x] == [
+        "### synthetic / small\\_cnn: prune (removal)"]
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "<h2>WSR versus pruning rate</h2>" in page and '<img src="figures/wsr_vs_rate.png"' in page
+    assert "<th class=\"name\">Scheme<br><small>pruning rate</small></th><th>0.1</th><th>0.3</th><th>0.5</th>" in page
+    assert "<h2>WSR versus queries</h2>" not in page
+    again = render(root, tmp_path / "again")
+    assert again["wsr_vs_rate"].read_bytes() == paths["wsr_vs_rate"].read_bytes()
+
+
+def test_queries_and_rate_sweeps_together_and_no_stale_rate_figure(tmp_path: Path):
+    out = tmp_path / "out"
+    paths = render(write_cards(tmp_path / "both", sweep_cards() + prune_cards()), out)
+    assert {"queries", "wsr_vs_rate", "wsr_vs_temperature"} <= set(paths)
+    text = paths["markdown"].read_text(encoding="utf-8")
+    # queries first, then the other fields by name
+    assert text.index("## WSR versus queries") < text.index("## WSR versus pruning rate") \
+        < text.index("## WSR versus temperature")
+    # the pruning sweep is gone from these cards: its figure goes too, the query figure stays
+    paths = render(write_cards(tmp_path / "queries", sweep_cards()), out)
+    assert "wsr_vs_rate" not in paths and not (out / "figures" / "wsr_vs_rate.png").exists()
+    assert (out / "figures" / "wsr_vs_queries.png").is_file()
+    for key in ("markdown", "html"):
+        assert "wsr_vs_rate" not in paths[key].read_text(encoding="utf-8")
+        assert "pruning rate" not in paths[key].read_text(encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------------ attack cost
