@@ -41,9 +41,11 @@ def _setting(enabled: bool):
 
 def test_mea_defender_embed_cost_vs_none(benchmark):
     task, profile, rounds = _setting(not benchmark.disabled)
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # pay torch's one-time optimiser imports untimed
     mea, none = create_defense("mea_defender"), create_defense("none")
     mea_s: list[float] = []
     none_s: list[float] = []
+    train_s: list[float] = []  # the two training stages alone, inside each timed embedding
 
     def none_round():  # untimed by pytest-benchmark; timed here
         t0 = time.perf_counter()
@@ -55,19 +57,22 @@ def test_mea_defender_embed_cost_vs_none(benchmark):
         t0 = time.perf_counter()
         prot = mea.embed(task, Context(torch.device("cpu"), 0, profile))
         mea_s.append(time.perf_counter() - t0)
+        train_s.append(sum(prot.info[k]["wall_s"] for k in ("stage1", "stage2") if k in prot.info))
         return prot
 
     prot = benchmark.pedantic(embed, setup=none_round, rounds=rounds, iterations=1)
     assert prot.has_watermark and prot.info["stage1"]["epochs"] == profile.epochs
     ratio = statistics.median(mea_s) / statistics.median(none_s)
-    train_s = sum(prot.info[k]["wall_s"] for k in ("stage1", "stage2") if k in prot.info)
+    train_ratio = statistics.median(train_s) / statistics.median(none_s)  # without measuring WSR and WFPR
     benchmark.extra_info.update(
         dataset=task.dataset, train_size=len(task.x_victim), epochs=profile.epochs,
         batch_size=profile.batch_size, rounds=len(mea_s), threads=torch.get_num_threads(),
         mea_defender_median_s=round(statistics.median(mea_s), 3), none_median_s=round(statistics.median(none_s), 3),
-        mea_training_s=round(train_s, 3), ratio=round(ratio, 3),
+        mea_training_s=round(statistics.median(train_s), 3), ratio=round(ratio, 3),
+        training_ratio=round(train_ratio, 3),
     )
     print(f"\nmea_defender vs none embedding on {task.dataset}: {len(task.x_victim)} images x {profile.epochs} "
           f"epochs, batch {profile.batch_size}, {torch.get_num_threads()} threads, {len(mea_s)} rounds: "
-          f"mea_defender {statistics.median(mea_s):.2f} s (training {train_s:.2f} s), "
-          f"none {statistics.median(none_s):.2f} s, ratio {ratio:.3f} (required: <= 2)")
+          f"mea_defender {statistics.median(mea_s):.2f} s (training {statistics.median(train_s):.2f} s), "
+          f"none {statistics.median(none_s):.2f} s, ratio {ratio:.3f} (required: <= 2), training alone "
+          f"{train_ratio:.3f} (the rest is measuring WSR and false triggering on 8 mixers)")
