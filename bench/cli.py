@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                      help="import a loose file that registers defenses/attacks (repeatable)")
+    _backend_args(run)
 
     lb = sub.add_parser("leaderboard", help="render LEADERBOARD.md, index.html and figures from the cards")
     lb.add_argument("--results", default="results", help="cards to render (default: results)")
@@ -75,10 +76,19 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     rep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     rep.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help=argparse.SUPPRESS)
+    _backend_args(rep)
 
     show = sub.add_parser("show", help="print one result card")
     show.add_argument("card", help="path to a seed-<k>.json card")
     return p
+
+
+def _backend_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="loky",
+                        help="where jobs run: loky (local processes) | threading | dask | ray (default: loky)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="with --backend dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: a local "
+                             "cluster of --jobs workers); cache and results must be shared folders")
 
 
 def _seeds(text: str) -> list[int]:
@@ -112,14 +122,18 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from bench.backends import check_backend, cluster_plan, use_backend
     from bench.runner import execute, make_plan, plan_run, preflight
 
+    check_backend(args.backend, args.scheduler)
     plan = make_plan(dataset=args.dataset, arch=args.arch, profile=args.profile, results_dir=args.results,
                      cache_dir=args.cache_dir, device=args.device, data_root=args.data_root, jobs=args.jobs,
                      plugins=tuple(args.plugin), verbose=args.verbose)
+    plan = cluster_plan(plan, args.backend)
     matrix = plan_run(plan, args.defense, args.attack, _seeds(args.seeds), force=args.force)
     preflight(plan)
-    summary = execute(plan, matrix, progress=not args.quiet)
+    with use_backend(args.backend, jobs=plan.jobs, scheduler=args.scheduler) as backend:
+        summary = execute(plan, matrix, progress=not args.quiet, backend=backend)
     c = summary.counts
     print(f"wmbench: {summary.cells} cells: {c['ok']} ok, {c['error']} error, {c['n/a']} n/a, "
           f"{c['skipped']} already done; models trained: {summary.built['victims']} victims, "
@@ -134,6 +148,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
+    from bench.backends import check_backend, cluster_plan, use_backend
     from bench.reproduce import REPRODUCTIONS, get_reproduction, run_reproduction
     from bench.runner import make_plan, preflight
 
@@ -142,11 +157,15 @@ def cmd_reproduce(args) -> int:
             print(f"{r.name:<24} {r.title}")
         return 0 if args.list else 2
     rep = get_reproduction(args.name)
+    check_backend(args.backend, args.scheduler)
     plan = make_plan(dataset=rep.dataset, arch=args.arch, profile=args.profile, results_dir=args.results,
                      cache_dir=args.cache_dir, device=args.device, data_root=args.data_root, jobs=args.jobs,
                      plugins=tuple(args.plugin))
+    plan = cluster_plan(plan, args.backend)
+    seeds = _seeds(args.seeds)
     preflight(plan)
-    text, path = run_reproduction(rep.name, plan, _seeds(args.seeds), progress=not args.quiet)
+    with use_backend(args.backend, jobs=plan.jobs, scheduler=args.scheduler) as backend:
+        text, path = run_reproduction(rep.name, plan, seeds, progress=not args.quiet, backend=backend)
     print(text)
     print(f"written to {path}")
     return 0

@@ -65,7 +65,8 @@ def _pct(v) -> str:
     return "—" if v is None or v != v else f"{100 * v:.2f}%"
 
 
-def run_reproduction(name: str, plan, seeds: list[int], progress: bool = True) -> tuple[str, Path]:
+def run_reproduction(name: str, plan, seeds: list[int], progress: bool = True,
+                     backend: str | None = None) -> tuple[str, Path]:
     """Run the reproduction's cells and return (Markdown table, where it was written)."""
     from bench.results import load_results
     from bench.runner import execute, plan_run
@@ -74,7 +75,7 @@ def run_reproduction(name: str, plan, seeds: list[int], progress: bool = True) -
     available = [r for r in rep.rows if r.attack in ATTACKS]
     missing = [r for r in rep.rows if r.attack not in ATTACKS]
     matrix = plan_run(plan, f"none,{rep.defense}", ",".join(r.attack for r in available), seeds)
-    execute(plan, matrix, progress=progress)
+    execute(plan, matrix, progress=progress, backend=backend)
     df = load_results(plan.results_dir)
     df = df[(df.dataset == rep.dataset) & (df.arch == plan.arch) & (df.defense == rep.defense)
             & (df.profile == plan.profile.name) & (df.seed.isin(seeds)) & (df.status == "ok")]

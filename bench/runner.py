@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 import bench
 from bench.api import Context, Protected, Target, derive_seed
+from bench.backends import cluster_threads
 from bench.cache import Cache, artifact_key
 from bench.config import config_to_dict
 from bench.errors import WmbenchError
@@ -87,7 +88,11 @@ def _setup(plan: Plan) -> Cache:
     """Per-process setup: plugins, thread share, the cache handle. Idempotent."""
     if _WORKER.get("plan") != plan:
         load_plugins(plan.plugins)
-        set_threads(plan.jobs)
+        threads = cluster_threads()  # a Dask or Ray worker knows its own share of its host's cores
+        if threads is None:
+            set_threads(plan.jobs)
+        else:
+            torch.set_num_threads(threads)
         _WORKER["plan"] = plan
         _WORKER["cache"] = Cache(plan.cache_dir)
     return _WORKER["cache"]
@@ -455,7 +460,10 @@ def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str |
     summary.counts["skipped"] = len(matrix.skipped)
     total = len(matrix.victims) + len(matrix.attacks) + len(matrix.cells)
     bar = tqdm(total=total, desc="wmbench", unit="job", disable=not progress, dynamic_ncols=True)
-    parallel = Parallel(n_jobs=plan.jobs, backend=backend, return_as="generator_unordered")
+    try:  # results as they finish; joblib's dask backend supports that too
+        parallel = Parallel(n_jobs=plan.jobs, backend=backend, return_as="generator_unordered")
+    except ValueError:  # Ray's joblib backend returns no generator: each phase's results come at its end
+        parallel = Parallel(n_jobs=plan.jobs, backend=backend, return_as="list")
     errors: dict[str, str] = {}
 
     def run_phase(jobs: dict[str, Any], label: str, phase: str) -> None:
