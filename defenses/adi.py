@@ -8,7 +8,9 @@ plus a finer octave, per image). The owner embeds the trigger set either from sc
 the default: the owner's data plus the trigger set) or by fine-tuning (``mode=finetune``: a clean model
 trained on the owner's data, then fine-tuned on the owner's data plus the trigger set). The paper mixes a
 few trigger images into every training batch; here the trigger set is repeated to ``rate`` x the training
-set and shuffled in, the same exposure in expectation.
+set and shuffled in, the same exposure in expectation. Exposure is what decides whether the random labels are
+memorised: on Fashion-MNIST (small_cnn, 6 epochs) 9 copies per epoch left the victim at 57% WSR, 30 copies
+reach 100% (hence ``rate=0.1`` with the quick profile's 30,000 images).
 
 Verification is on the trigger set itself, by design of the scheme: WSR is measured on the paper's
 100 images (not on >= 1,000 samples); an independent model agrees with the random labels about 1/classes
@@ -32,14 +34,14 @@ from defenses._triggers import smooth_patterns
 class Adi(Defense):
     """Adi et al. 2018: 100 abstract images with random labels, embedded from scratch or by fine-tuning."""
 
-    version = "1"
+    version = "2"  # 2: default rate 0.03 -> 0.1 (the trigger set was not learned at the quick profile)
 
     @dataclass(frozen=True, kw_only=True)
     class Config(ComponentConfig):
         size: int = param(100, "trigger-set size (the paper: 100)", ge=1, le=10000)
         mode: str = param("scratch", "embed from scratch or by fine-tuning a clean model",
                           choices=("scratch", "finetune"))
-        rate: float = param(0.03, "trigger-set copies in the training data, as a fraction of the owner's "
+        rate: float = param(0.1, "trigger-set copies in the training data, as a fraction of the owner's "
                             "training set (at least one copy)", gt=0, le=0.5)
         epochs: int | None = param(None, "training epochs (from scratch, or of the clean model); None = the "
                                    "profile's", ge=1)
