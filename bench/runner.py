@@ -95,6 +95,9 @@ def _setup(plan: Plan) -> Cache:
             torch.set_num_threads(threads)
         _WORKER["plan"] = plan
         _WORKER["cache"] = Cache(plan.cache_dir)
+    share = _WORKER.get("share")
+    if share:  # a phase with fewer jobs than --jobs gives each job more of the cores
+        set_threads(share)
     return _WORKER["cache"]
 
 
@@ -471,7 +474,8 @@ def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str |
             return
         bar.set_postfix_str(label)
         keys = list(jobs)
-        calls = (delayed(_keyed)(k, _guard, jobs[k], plan) for k in keys)
+        share = min(plan.jobs, len(keys)) if backend in (None, "loky") else None
+        calls = (delayed(_keyed)(k, share, _guard, jobs[k], plan) for k in keys)
         for key, (err, built) in parallel(calls):
             if err is not None:
                 errors[key] = f"{label} failed: {err}"
@@ -502,7 +506,8 @@ def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str |
         return None
 
     bar.set_postfix_str("scoring")
-    calls = (delayed(_keyed)(i, _guard_cell, c, plan, upstream(c)) for i, c in enumerate(matrix.cells))
+    share = min(plan.jobs, len(matrix.cells)) if backend in (None, "loky") else None
+    calls = (delayed(_keyed)(i, share, _guard_cell, c, plan, upstream(c)) for i, c in enumerate(matrix.cells))
     for i, status in parallel(calls):
         cell = matrix.cells[i]
         summary.counts[status] += 1
@@ -516,7 +521,9 @@ def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str |
     return summary
 
 
-def _keyed(key, fn, *args):
+def _keyed(key, share: int | None, fn, *args):
+    """Run ``fn(*args)`` as one of ``share`` concurrent jobs (its thread share; None = one per --jobs)."""
+    _WORKER["share"] = share
     return key, fn(*args)
 
 
