@@ -2,8 +2,6 @@
 
 * finding layers generically: the last ``nn.Linear`` (the head), the ``nn.Conv2d`` layers, prunable weights;
 * drawing the attacker's data: seeded subsets and a held-out split of the pool;
-* a compact training loop for methods that need a custom step (same conventions as ``bench.train.fit``:
-  index batches of in-memory tensors, Adam with a cosine-annealed learning rate, tqdm bar when verbose);
 * weight masks that stay applied while fine-tuning (no ``torch.nn.utils.prune`` reparametrisation);
 * the attacker's own mixers (it does not know the defender's): halves top/bottom, left/right, a blend;
 * Neural Cleanse's trigger reverse engineering and MAD anomaly index (Wang et al., S&P 2019), used by
@@ -19,7 +17,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from bench.api import Context
 from bench.errors import ConfigError
@@ -88,48 +85,6 @@ def sample_of_class(y: torch.Tensor, classes: torch.Tensor, generator: torch.Gen
     u = torch.rand(len(classes), generator=generator)
     offs = (u * counts[classes]).long().clamp_max(counts[classes] - 1)
     return order[starts[classes] + offs]
-
-
-# -------------------------------------------------------------------------------------------- training
-
-
-def train_loop(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    ctx: Context,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    step_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    params: list[nn.Parameter] | None = None,
-    desc: str = "train",
-) -> nn.Module:
-    """Like ``bench.train.fit`` but the loss of a batch is ``step_loss(x_batch, y_batch)`` (both on
-    ``ctx.device``), for methods whose loss needs more than the logits (attention maps, a teacher)."""
-    if len(x) == 0 or epochs <= 0:
-        return model.to(ctx.device).eval()
-    device = ctx.device
-    model.to(device).train()
-    x_dev, y_dev = x.to(device), y.to(device)
-    opt = torch.optim.Adam(params if params is not None else model.parameters(), lr=lr)
-    n = len(x)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * -(-n // batch_size))
-    bar = tqdm(range(epochs), desc=desc, leave=False, disable=not ctx.verbose, unit="ep")
-    for _ in bar:
-        perm = torch.randperm(n, generator=ctx.generator).to(device)
-        total = 0.0
-        for start in range(0, n, batch_size):
-            idx = perm[start : start + batch_size]
-            loss = step_loss(x_dev[idx], y_dev[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        bar.set_postfix(loss=f"{total / n:.4f}")
-    return model.eval()
 
 
 @contextlib.contextmanager

@@ -64,26 +64,36 @@ def fit(
     batch_size: int,
     lr: float,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    step_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     params: list[nn.Parameter] | None = None,
     schedule: str = "cosine",
     desc: str = "train",
 ) -> nn.Module:
     """Train ``model`` on (x, y) with Adam. ``y`` may be class indices or probability targets.
 
-    ``loss_fn(logits, y_batch)`` defaults to cross-entropy (which accepts both). ``schedule`` is
+    ``loss_fn(logits, y_batch)`` defaults to cross-entropy (which accepts both). ``step_loss(x_batch,
+    y_batch)``, instead of ``loss_fn``, computes a batch's loss itself, for methods whose loss needs more than
+    the logits (attention maps, a teacher); both batches are on ``ctx.device``. ``schedule`` is
     ``cosine`` (the learning rate anneals from ``lr`` to 0 over all steps: on Fashion-MNIST, 6 epochs of
     small_cnn reach 89.4% instead of 87.5% at a constant rate) or ``constant``. Returns the model in eval
     mode, on ``ctx.device``.
     """
     if schedule not in ("cosine", "constant"):
         raise ConfigError(f"fit: schedule {schedule!r} must be cosine or constant")
+    if loss_fn is not None and step_loss is not None:
+        raise ValueError("fit: pass loss_fn or step_loss, not both")
     if len(x) != len(y):
         raise ValueError(f"fit: {len(x)} inputs but {len(y)} targets")
     if len(x) == 0 or epochs <= 0:
         return model.to(ctx.device).eval()
     device = ctx.device
     model.to(device).train()
-    loss_fn = loss_fn or F.cross_entropy
+    if step_loss is None:
+        loss_fn = loss_fn or F.cross_entropy
+
+        def step_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            return loss_fn(model(xb), yb)
+
     x_dev, y_dev = x.to(device), y.to(device)
     opt = torch.optim.Adam(params if params is not None else model.parameters(), lr=lr)
     n = len(x)
@@ -95,7 +105,7 @@ def fit(
         total = 0.0
         for start in range(0, n, batch_size):
             idx = perm[start : start + batch_size]
-            loss = loss_fn(model(x_dev[idx]), y_dev[idx])
+            loss = step_loss(x_dev[idx], y_dev[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

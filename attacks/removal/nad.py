@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks._common import conv_layers, frozen, subset, train_loop
+from attacks._common import conv_layers, frozen, subset
 from bench.api import Attack, Context, Outcome, Target
 from bench.config import ComponentConfig, param
 from bench.errors import ConfigError
@@ -92,8 +92,8 @@ class NAD(Attack):
 
         try:
             with frozen(teacher):
-                train_loop(student, x, y, ctx=ctx, epochs=epochs, batch_size=p.batch_size, lr=lr,
-                           step_loss=step_loss, desc=self.name)
+                fit(student, x, y, ctx=ctx, epochs=epochs, batch_size=p.batch_size, lr=lr,
+                    step_loss=step_loss, desc=self.name)
         finally:
             hooks_t.remove()
             hooks_s.remove()
