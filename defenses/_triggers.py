@@ -1,4 +1,4 @@
-"""Helpers shared by the trigger-set watermark schemes (noise, blend, unrelated, adi, ewe, dawn).
+"""Helpers shared by the trigger-set watermark schemes (content, noise, blend, unrelated, adi, ewe, dawn).
 
 A module whose name starts with ``_`` registers nothing. Everything works in pixel space [0, 1] and draws
 its randomness from the caller's Context (or from a configured key), never from a global generator.
@@ -6,14 +6,18 @@ its randomness from the caller's Context (or from a configured key), never from 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from bench.api import Context, DatasetInfo, Task, derive_seed
+from bench.api import Context, DatasetInfo, Protected, Task, derive_seed
+from bench.config import ComponentConfig, param
 from bench.errors import ConfigError
 from bench.train import train_model
 
 __all__ = [
+    "TriggerConfig",
     "check_classes",
     "source_mask",
     "secret_generator",
@@ -21,9 +25,26 @@ __all__ = [
     "pick",
     "train_with",
     "verification_from_test",
+    "embed_trigger",
     "smooth_patterns",
     "to_task_images",
 ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TriggerConfig(ComponentConfig):
+    """The settings every source -> target trigger scheme shares (a scheme's Config adds its own)."""
+
+    target_class: int = param(0, "label the triggered images are trained to (must differ from source)", ge=0)
+    source_class: int = param(-1, "class whose images carry the trigger; -1 = every class but the target", ge=-1)
+    rate: float = param(0.02, "watermark samples added, as a fraction of the owner's training set", gt=0, le=0.5)
+    epochs: int | None = param(None, "training epochs; None = the profile's", ge=1)
+
+    def validate(self) -> None:
+        if self.source_class == self.target_class:
+            owner = getattr(type(self), "_owner", type(self).__qualname__)
+            raise ConfigError(f"{owner}: source_class and target_class are both {self.target_class}; "
+                              "they must differ")
 
 
 def check_classes(name: str, task: Task, **fields: int) -> None:
@@ -76,6 +97,22 @@ def verification_from_test(task: Task, ctx: Context, source: int, target: int,
     x = task.x_test[source_mask(task.y_test, source, target)][: ctx.profile.verify_max]
     vx = apply(x).clamp(0, 1)
     return vx, torch.full((len(vx),), target, dtype=torch.long)
+
+
+def embed_trigger(defense, task: Task, ctx: Context, apply) -> Protected:
+    """Embed a trigger watermark of a scheme whose config has ``target_class``, ``source_class``, ``rate``
+    and ``epochs``: ``rate`` x the owner's set of eligible training images, ``apply``-ed and labelled with the
+    target, join the owner's data for a fresh model; verified on the test split's eligible images."""
+    c, name = defense.config, defense.name
+    check_classes(name, task, target_class=c.target_class, source_class=c.source_class)
+    src = task.x_victim[source_mask(task.y_victim, c.source_class, c.target_class)]
+    n_wm = wm_count(c.rate, len(task.x_victim))
+    x_wm = apply(src[pick(len(src), n_wm, ctx.generator)])
+    y_wm = torch.full((n_wm,), c.target_class, dtype=torch.long)
+    model = train_with(task, ctx, x_wm, y_wm, epochs=c.epochs, desc=name)
+    verify_x, verify_y = verification_from_test(task, ctx, c.source_class, c.target_class, apply)
+    return Protected(model=model, verify_x=verify_x, verify_y=verify_y, threshold=defense.threshold,
+                     info={"watermark_samples": n_wm, "train_size": len(task.x_victim) + n_wm})
 
 
 def smooth_patterns(n: int, channels: int, size: tuple[int, int], generator: torch.Generator,

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 
 from bench.api import Context, Defense, Protected, Task
-from bench.config import ComponentConfig, param
-from bench.errors import ConfigError
+from bench.config import param
 from bench.registry import register_defense
 from bench.train import train_model
+from defenses._triggers import TriggerConfig, check_classes, source_mask
 
 POSITIONS = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
 PATTERNS = ("checker", "solid", "text")
@@ -74,33 +74,11 @@ class Content(Defense):
     version = "1"
 
     @dataclass(frozen=True, kw_only=True)
-    class Config(ComponentConfig):
-        target_class: int = param(0, "label the stamped images are trained to (must differ from source)", ge=0)
-        source_class: int = param(-1, "class whose images carry the patch; -1 = every class but the target", ge=-1)
-        rate: float = param(0.02, "watermark samples added, as a fraction of the owner's training set", gt=0, le=0.5)
+    class Config(TriggerConfig):
         patch_frac: float = param(0.25, "side of the square patch, as a fraction of the image side", gt=0, le=1)
         position: str = param("bottom_right", "where the patch goes", choices=POSITIONS)
         pattern: str = param("checker", "patch content: checkerboard, solid white, or the word TEST",
                              choices=PATTERNS)
-        epochs: int | None = param(None, "training epochs; None = the profile's", ge=1)
-
-        def validate(self) -> None:
-            if self.source_class == self.target_class:
-                raise ConfigError(f"content: source_class and target_class are both {self.target_class}; "
-                                  "they must differ")
-
-    def _check_classes(self, task: Task) -> None:
-        k = task.num_classes
-        for field in ("target_class", "source_class"):
-            v = getattr(self.config, field)
-            if v >= k:
-                raise ConfigError(f"content: {field}={v} is out of range for {task.dataset} "
-                                  f"({k} classes: 0..{k - 1})")
-
-    def _sources(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        mask = (y != c.target_class) if c.source_class < 0 else (y == c.source_class)
-        return x[mask]
 
     def patch(self, task: Task) -> torch.Tensor:
         side = max(2, round(self.config.patch_frac * min(task.info.image_size)))
@@ -112,10 +90,10 @@ class Content(Defense):
         return checker_patch(side, c)
 
     def embed(self, task: Task, ctx: Context) -> Protected:
-        self._check_classes(task)
         c = self.config
+        check_classes(self.name, task, target_class=c.target_class, source_class=c.source_class)
         patch = self.patch(task)
-        src = self._sources(task.x_victim, task.y_victim)
+        src = task.x_victim[source_mask(task.y_victim, c.source_class, c.target_class)]
         n_wm = max(1, round(c.rate * len(task.x_victim)))
         pick = torch.randint(len(src), (n_wm,), generator=ctx.generator)
         x_wm = stamp(src[pick], patch, c.position)
@@ -123,7 +101,7 @@ class Content(Defense):
         x = torch.cat([task.x_victim, x_wm])
         y = torch.cat([task.y_victim, y_wm])
         model = train_model(task, ctx, x, y, epochs=c.epochs, desc="content")
-        test_src = self._sources(task.x_test, task.y_test)[: ctx.profile.verify_max]
+        test_src = task.x_test[source_mask(task.y_test, c.source_class, c.target_class)][: ctx.profile.verify_max]
         verify_x = stamp(test_src, patch, c.position)
         verify_y = torch.full((len(verify_x),), c.target_class, dtype=torch.long)
         return Protected(
