@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.api import Context
+from bench.api import Context, Target
+from bench.config import ComponentConfig, param
 from bench.errors import ConfigError
 
 # ------------------------------------------------------------------------------------------------ layers
@@ -289,6 +290,29 @@ def neural_cleanse(model: nn.Module, x: torch.Tensor, num_classes: int, *, ctx: 
     index = torch.where(norms < torch.quantile(norms, 0.5), index, torch.zeros_like(index))
     flagged = [k for k in range(num_classes) if float(index[k]) > threshold]
     return CleanseResult(triggers, norms, index, flagged)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CleanseConfig(ComponentConfig):
+    """The trigger reverse-engineering settings of the attacks built on Neural Cleanse."""
+
+    n_clean: int = param(500, "clean pool images used to reverse-engineer the triggers", ge=10)
+    steps: int | None = param(None, "optimisation steps (all classes together); None = 50 per profile attack "
+                              "epoch, at most 1000 (quick: 300)", ge=1)
+    batch_size: int = param(16, "clean images per optimisation step (stamped with every class's trigger)", ge=1)
+    init_cost: float = param(1e-3, "initial weight of the mask's L1 norm (then adapted)", gt=0)
+    threshold: float = param(2.0, "anomaly index above which a class is flagged (the paper: 2)", gt=0)
+
+
+def cleanse_target(target: Target, ctx: Context, config: CleanseConfig, lr: float) -> CleanseResult:
+    """:func:`neural_cleanse` of the target's white-box copy on ``config.n_clean`` images of the attacker's pool,
+    with Adam at ``lr`` on the masks and patterns."""
+    c = config
+    model = target.model.eval()
+    clean = subset(len(target.x_pool), min(1.0, c.n_clean / max(1, len(target.x_pool))), ctx)
+    return neural_cleanse(model, target.x_pool[clean], target.info.num_classes, ctx=ctx,
+                          steps=nc_steps(c.steps, ctx), batch_size=c.batch_size, lr=lr,
+                          init_cost=c.init_cost, threshold=c.threshold)
 
 
 def check_classes(owner: str, num_classes: int, **fields: int | None) -> None:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks._common import nc_steps, neural_cleanse, subset
+from attacks._common import CleanseConfig, cleanse_target, subset
 from bench.api import Attack, Context, Outcome, Target
-from bench.config import ComponentConfig, param
+from bench.config import param
 from bench.registry import register_attack
 from bench.train import fit
 
@@ -29,14 +29,8 @@ class NCUnlearn(Attack):
     version = "1"
 
     @dataclass(frozen=True, kw_only=True)
-    class Config(ComponentConfig):
-        n_clean: int = param(500, "clean pool images used to reverse-engineer the triggers", ge=10)
-        steps: int | None = param(None, "optimisation steps (all classes together); None = 50 per profile attack "
-                                  "epoch, at most 1000 (quick: 300)", ge=1)
-        batch_size: int = param(16, "clean images per optimisation step (stamped with every class's trigger)", ge=1)
+    class Config(CleanseConfig):
         opt_lr: float = param(0.1, "Adam learning rate of the mask and pattern", gt=0, le=10)
-        init_cost: float = param(1e-3, "initial weight of the mask's L1 norm (then adapted)", gt=0)
-        threshold: float = param(2.0, "anomaly index above which a class is flagged", gt=0)
         classes: int = param(1, "triggers unlearned: of the most suspect classes (flagged ones first, then the "
                              "smallest triggers); the paper: 1", ge=1)
         stamp_frac: float = param(0.2, "share of the fine-tuning images stamped with the trigger", gt=0, le=1)
@@ -48,10 +42,7 @@ class NCUnlearn(Attack):
     def run(self, target: Target, ctx: Context) -> Outcome:
         c, p = self.config, ctx.profile
         model = target.model.eval()
-        clean = subset(len(target.x_pool), min(1.0, c.n_clean / max(1, len(target.x_pool))), ctx)
-        res = neural_cleanse(model, target.x_pool[clean], target.info.num_classes, ctx=ctx,
-                             steps=nc_steps(c.steps, ctx), batch_size=c.batch_size,
-                             lr=c.opt_lr, init_cost=c.init_cost, threshold=c.threshold)
+        res = cleanse_target(target, ctx, c, lr=c.opt_lr)
         chosen = res.ranking()[: c.classes]
         idx = subset(len(target.x_pool), c.data_frac, ctx)
         x, y = target.x_pool[idx].clone(), target.y_pool[idx]
