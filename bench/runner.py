@@ -88,16 +88,13 @@ def _setup(plan: Plan) -> Cache:
     """Per-process setup: plugins, thread share, the cache handle. Idempotent."""
     if _WORKER.get("plan") != plan:
         load_plugins(plan.plugins)
-        threads = cluster_threads()  # a Dask or Ray worker knows its own share of its host's cores
-        if threads is None:
-            set_threads(plan.jobs)
-        else:
-            torch.set_num_threads(threads)
+        _WORKER["cluster_threads"] = cluster_threads()  # a Dask or Ray worker knows its share of its host
+        if _WORKER["cluster_threads"] is not None:
+            torch.set_num_threads(_WORKER["cluster_threads"])
         _WORKER["plan"] = plan
         _WORKER["cache"] = Cache(plan.cache_dir)
-    share = _WORKER.get("share")
-    if share:  # a phase with fewer jobs than --jobs gives each job more of the cores
-        set_threads(share)
+    if _WORKER["cluster_threads"] is None:  # a phase with fewer jobs than --jobs gives each job more cores
+        set_threads(_WORKER.get("share") or plan.jobs)
     return _WORKER["cache"]
 
 
@@ -469,13 +466,16 @@ def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str |
         parallel = Parallel(n_jobs=plan.jobs, backend=backend, return_as="list")
     errors: dict[str, str] = {}
 
+    def share(n_jobs: int) -> int | None:
+        """How many of a phase's jobs run at once on this machine (None: a cluster decides)."""
+        return min(plan.jobs, n_jobs) if backend in (None, "loky") else None
+
     def run_phase(jobs: dict[str, Any], label: str, phase: str) -> None:
         if not jobs:
             return
         bar.set_postfix_str(label)
         keys = list(jobs)
-        share = min(plan.jobs, len(keys)) if backend in (None, "loky") else None
-        calls = (delayed(_keyed)(k, share, _guard, jobs[k], plan) for k in keys)
+        calls = (delayed(_keyed)(k, share(len(keys)), _guard, jobs[k], plan) for k in keys)
         for key, (err, built) in parallel(calls):
             if err is not None:
                 errors[key] = f"{label} failed: {err}"
@@ -506,8 +506,8 @@ def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str |
         return None
 
     bar.set_postfix_str("scoring")
-    share = min(plan.jobs, len(matrix.cells)) if backend in (None, "loky") else None
-    calls = (delayed(_keyed)(i, share, _guard_cell, c, plan, upstream(c)) for i, c in enumerate(matrix.cells))
+    n_cells = share(len(matrix.cells))
+    calls = (delayed(_keyed)(i, n_cells, _guard_cell, c, plan, upstream(c)) for i, c in enumerate(matrix.cells))
     for i, status in parallel(calls):
         cell = matrix.cells[i]
         summary.counts[status] += 1
