@@ -44,7 +44,8 @@ def check_leaderboard(results_dir: str | Path, out_dir: str | Path) -> list[str]
     for path, card in iter_cards(results):  # validates every card; raises CardError on the first bad one
         expected = card_path(results, card["dataset"], card["arch"], card["defense"], card["attack"], card["seed"])
         if path.resolve() != expected.resolve():
-            problems.append(f"{path}: its fields say it belongs at {expected}")
+            problems.append(f"{path}: its fields say it belongs at {expected}; move it there, or delete it and "
+                            "re-run its cell")
     if not out.is_dir():
         raise CardError(f"no published leaderboard at {str(out)!r}; render it with `wmbench leaderboard --out {out}`")
     with tempfile.TemporaryDirectory(prefix="wmbench-check-") as tmp:
