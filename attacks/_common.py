@@ -21,6 +21,8 @@ from torch import nn
 from bench.api import Context, Target
 from bench.config import ComponentConfig, param
 from bench.errors import ConfigError
+from bench.models import create_model
+from bench.train import fit
 
 # ------------------------------------------------------------------------------------------------ layers
 
@@ -260,36 +262,53 @@ def mad_anomaly(norms: torch.Tensor) -> torch.Tensor:
 class CleanseResult:
     triggers: list[Trigger]
     norms: torch.Tensor  # L1 norm per class
-    anomaly: torch.Tensor  # anomaly index per class (0 for classes above the median)
-    flagged: list[int]  # classes whose norm is below the median with an index above the threshold
+    anomaly: torch.Tensor  # anomaly index per class of ``stat`` (0 for classes above the median)
+    flagged: list[int]  # classes whose statistic is below the median with an index above the threshold
+    stat: torch.Tensor  # the statistic scored: the L1 norms, or log(norm / reference norm) when calibrated
+    reference_norms: torch.Tensor | None = None  # the clean reference model's L1 norm per class
+    anomaly_l1: torch.Tensor | None = None  # the paper's index on the raw norms (kept when calibrated)
 
     def ranking(self) -> list[int]:
         """Classes from the most to the least suspect: flagged ones by decreasing index, then the others by
-        increasing trigger norm."""
+        increasing statistic (trigger norm, or norm relative to the reference)."""
         flagged = sorted(self.flagged, key=lambda k: -float(self.anomaly[k]))
-        rest = [int(k) for k in self.norms.argsort() if int(k) not in flagged]
+        rest = [int(k) for k in self.stat.argsort() if int(k) not in flagged]
         return flagged + rest
 
     @property
     def suspect(self) -> int:
-        """The flagged class with the highest index, else the class with the smallest trigger."""
+        """The flagged class with the highest index, else the class with the smallest statistic."""
         return self.ranking()[0]
 
 
+def score_norms(norms: torch.Tensor, threshold: float, reference: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """(statistic, anomaly index, flagged classes) for per-class trigger norms: the statistic is the L1 norm,
+    or log(norm / reference norm) given a clean model's norms; its MAD anomaly index is zeroed above the
+    median, and a class whose index exceeds ``threshold`` is flagged (Neural Cleanse's rule: only abnormally
+    *small* triggers point at a backdoor)."""
+    stat = norms if reference is None else norms.clamp_min(1e-6).log() - reference.clamp_min(1e-6).log()
+    index = mad_anomaly(stat)
+    index = torch.where(stat < torch.quantile(stat, 0.5), index, torch.zeros_like(index))
+    return stat, index, [k for k in range(len(stat)) if float(index[k]) > threshold]
+
+
 def neural_cleanse(model: nn.Module, x: torch.Tensor, num_classes: int, *, ctx: Context, steps: int,
-                   batch_size: int, lr: float, init_cost: float, threshold: float, group: int = 10) -> CleanseResult:
+                   batch_size: int, lr: float, init_cost: float, threshold: float, group: int = 10,
+                   reference_norms: torch.Tensor | None = None) -> CleanseResult:
     """Reverse-engineer a trigger for every class on the clean images ``x`` (``group`` classes optimised
-    together); MAD outliers on the low side."""
+    together); MAD outliers on the low side of the L1 norms, or, given a clean reference model's norms, of
+    log(norm / reference norm)."""
     triggers: list[Trigger] = []
     for first in range(0, num_classes, group):
         classes = list(range(first, min(num_classes, first + group)))
         triggers += reverse_triggers(model, x, classes, ctx=ctx.child("nc", first), steps=steps,
                                      batch_size=batch_size, lr=lr, init_cost=init_cost)
     norms = torch.tensor([t.l1 for t in triggers])
-    index = mad_anomaly(norms)
-    index = torch.where(norms < torch.quantile(norms, 0.5), index, torch.zeros_like(index))
-    flagged = [k for k in range(num_classes) if float(index[k]) > threshold]
-    return CleanseResult(triggers, norms, index, flagged)
+    stat, index, flagged = score_norms(norms, threshold, reference_norms)
+    index_l1 = index if reference_norms is None else score_norms(norms, threshold)[1]
+    return CleanseResult(triggers, norms, index, flagged, stat=stat, reference_norms=reference_norms,
+                         anomaly_l1=index_l1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -302,17 +321,40 @@ class CleanseConfig(ComponentConfig):
     batch_size: int = param(16, "clean images per optimisation step (stamped with every class's trigger)", ge=1)
     init_cost: float = param(1e-3, "initial weight of the mask's L1 norm (then adapted)", gt=0)
     threshold: float = param(2.0, "anomaly index above which a class is flagged (the paper: 2)", gt=0)
+    reference: bool = param(False, "calibrate: also reverse-engineer a clean model the attacker trains on its "
+                            "own labelled pool and score log(norm / its norm) per class instead of the raw norm "
+                            "(for data sets whose classes differ in how easy a target they are)")
+    reference_epochs: int | None = param(None, "training epochs of the reference model; None = the profile's "
+                                         "attack epochs", ge=1)
+
+
+def reference_model(target: Target, ctx: Context, epochs: int) -> nn.Module:
+    """A clean model of the target's architecture, trained from scratch on the attacker's own labelled pool."""
+    info, p = target.info, ctx.profile
+    ctx.manual_seed()
+    model = create_model(target.arch, in_channels=info.in_channels, num_classes=info.num_classes,
+                         image_size=info.image_size, mean=info.mean, std=info.std)
+    return fit(model, target.x_pool, target.y_pool, ctx=ctx, epochs=epochs, batch_size=p.batch_size, lr=p.lr,
+               desc="nc reference")
 
 
 def cleanse_target(target: Target, ctx: Context, config: CleanseConfig, lr: float) -> CleanseResult:
     """:func:`neural_cleanse` of the target's white-box copy on ``config.n_clean`` images of the attacker's pool,
-    with Adam at ``lr`` on the masks and patterns."""
+    with Adam at ``lr`` on the masks and patterns; with ``config.reference`` the same on a clean reference
+    model first (same images, same settings), whose norms calibrate the target's."""
     c = config
     model = target.model.eval()
     clean = subset(len(target.x_pool), min(1.0, c.n_clean / max(1, len(target.x_pool))), ctx)
-    return neural_cleanse(model, target.x_pool[clean], target.info.num_classes, ctx=ctx,
-                          steps=nc_steps(c.steps, ctx), batch_size=c.batch_size, lr=lr,
-                          init_cost=c.init_cost, threshold=c.threshold)
+    x = target.x_pool[clean]
+    k = target.info.num_classes
+    settings = dict(steps=nc_steps(c.steps, ctx), batch_size=c.batch_size, lr=lr, init_cost=c.init_cost,
+                    threshold=c.threshold)
+    ref_norms = None
+    if c.reference:
+        ref_ctx = ctx.child("reference")
+        ref = reference_model(target, ref_ctx, c.reference_epochs or ctx.profile.attack_epochs)
+        ref_norms = neural_cleanse(ref, x, k, ctx=ref_ctx, **settings).norms
+    return neural_cleanse(model, x, k, ctx=ctx, reference_norms=ref_norms, **settings)
 
 
 def check_classes(owner: str, num_classes: int, **fields: int | None) -> None:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from attacks._common import mad_anomaly, mix
+from attacks._common import mad_anomaly, mix, score_norms
 from attacks.detection.strip import StripFilter
 from bench.api import Context
 from bench.errors import ConfigError
@@ -31,6 +31,43 @@ def test_mad_anomaly_index():
     norms = torch.tensor([10.0, 11.0, 9.0, 10.5, 9.5, 2.0])
     index = mad_anomaly(norms)
     assert int(index.argmax()) == 5 and float(index[5]) > 2 > float(index[:5].max())
+
+
+# L1 norms measured on Fashion-MNIST (quick profile): content[patch_frac=0.15] (4x4 patch, target 0) and, as a
+# stand-in for a clean reference, the soft-label copy of the same victim (the patch does not survive it)
+_MARKED = torch.tensor([15.4, 73.4, 61.3, 111.6, 92.7, 77.2, 59.5, 133.4, 22.4, 137.1])
+_CLEAN = torch.tensor([85.5, 85.5, 90.1, 102.4, 122.8, 83.6, 54.2, 169.6, 34.8, 97.8])
+
+
+def test_raw_norm_index_cannot_flag_when_clean_classes_differ_widely():
+    _, index, flagged = score_norms(_MARKED, 2.0)
+    assert flagged == [] and int(index.argmax()) == 0 and 1.4 < float(index[0]) < 2
+    # even a zero-norm trigger would stay below 2: the spread of the clean classes' norms hides it
+    _, index0, flagged0 = score_norms(torch.cat([torch.zeros(1), _MARKED[1:]]), 2.0)
+    assert flagged0 == [] and float(index0[0]) < 2
+
+
+def test_reference_calibration_flags_the_target_and_not_the_easy_class():
+    stat, index, flagged = score_norms(_MARKED, 2.0, reference=_CLEAN)
+    assert flagged == [0]
+    assert torch.allclose(stat, (_MARKED / _CLEAN).log())
+    assert float(index[8]) < 2  # Bag is an easy target in both models, so relative to the reference it is not
+    # the clean model against itself flags nothing
+    assert score_norms(_CLEAN, 2.0, reference=_CLEAN)[2] == []
+
+
+def test_neural_cleanse_with_a_reference_model(patch_victim, task, profile):
+    out = _attack("neural_cleanse", patch_victim, task, profile, reference=True)
+    ex = out.extras
+    assert ex["statistic"] == "log_l1_ratio" and len(ex["reference_l1_norms"]) == task.num_classes
+    ratio = torch.tensor(ex["l1_norms"]) / torch.tensor(ex["reference_l1_norms"])
+    assert torch.allclose(torch.tensor(ex["log_l1_ratio"]), ratio.log(), atol=1e-3)
+    # (at this scale every model, the clean reference too, flips with a small mask, so the calibration has
+    # nothing to correct; its effect is measured on Fashion-MNIST and pinned by the test above)
+    assert out.epochs == profile.attack_epochs and out.detected == bool(ex["flagged"])
+    plain = _attack("neural_cleanse", patch_victim, task, profile)
+    assert plain.extras["l1_norms"] == ex["l1_norms"]  # the target's own reverse engineering is unchanged
+    assert ex["anomaly_index_l1"] == plain.extras["anomaly_index"]
 
 
 def test_neural_cleanse_finds_the_patch_target(patch_victim, task, profile):
@@ -98,6 +135,7 @@ def test_strip_random_refusal_never_answers_the_top_class(patch_victim, task, pr
 @pytest.mark.parametrize("name,cfg,match", [
     ("neural_cleanse", {"steps": 0}, "neural_cleanse: steps=0 is invalid"),
     ("neural_cleanse", {"threshold": 0}, "neural_cleanse: threshold=0.0 is invalid"),
+    ("neural_cleanse", {"reference_epochs": 0}, "neural_cleanse: reference_epochs=0 is invalid"),
     ("random_mix_probe", {"per_pair": 1}, "random_mix_probe: per_pair=1 is invalid"),
     ("random_mix_probe", {"min_share": 1.5}, "random_mix_probe: min_share=1.5 is invalid"),
     ("strip", {"refuse": "uniform"}, "strip: refuse='uniform' is invalid"),

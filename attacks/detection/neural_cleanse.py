@@ -7,6 +7,14 @@ cross-entropy to the class + cost * |mask|_1, with the paper's adaptive cost sch
 ``attacks._common.reverse_trigger``). A backdoor (watermark) target class needs a much smaller mask than
 the others. The L1 norms are scored with the MAD anomaly index; a class below the median with an index
 above 2 is flagged. The verdict names the most anomalous flagged class.
+
+``reference=true`` (our calibration, not in the paper): the attacker also trains a clean model of the same
+architecture on its own labelled pool, reverse-engineers it on the same images with the same settings, and
+scores each class by log(L1 / reference L1) instead of the raw L1. The paper's statistic assumes every clean
+class needs a similar mask; on Fashion-MNIST it does not (measured, quick profile: Bag needs 16-22 pixels in
+every model, Ankle boot 100-170), so the median absolute deviation is so wide that even a zero-norm trigger
+scores an index below 2 and nothing can be flagged. Relative to the same class in a clean model, a
+backdoor's target stands out. The raw-norm index is still reported (``anomaly_index_l1``).
 """
 
 from __future__ import annotations
@@ -34,11 +42,18 @@ class NeuralCleanse(Attack):
         c = self.config
         res = cleanse_target(target, ctx, c, lr=c.lr)
         detected = bool(res.flagged)
-        return Outcome(
-            detected=detected, detected_target=res.suspect if detected else None,
-            score=float(res.anomaly.max()),
-            extras={"anomaly_index": [round(float(v), 4) for v in res.anomaly],
-                    "l1_norms": [round(float(v), 3) for v in res.norms],
-                    "trigger_success": [round(t.success, 4) for t in res.triggers],
-                    "flagged": res.flagged, "most_anomalous": res.suspect},
-        )
+        extras = {"anomaly_index": _r(res.anomaly, 4), "l1_norms": _r(res.norms, 3),
+                  "trigger_success": [round(t.success, 4) for t in res.triggers],
+                  "flagged": res.flagged, "most_anomalous": res.suspect,
+                  "statistic": "log_l1_ratio" if c.reference else "l1"}
+        epochs = 0
+        if res.reference_norms is not None:
+            extras.update(reference_l1_norms=_r(res.reference_norms, 3), anomaly_index_l1=_r(res.anomaly_l1, 4),
+                          log_l1_ratio=_r(res.stat, 4))
+            epochs = c.reference_epochs or ctx.profile.attack_epochs
+        return Outcome(detected=detected, detected_target=res.suspect if detected else None,
+                       score=float(res.anomaly.max()), epochs=epochs, extras=extras)
+
+
+def _r(values, digits: int) -> list[float]:
+    return [round(float(v), digits) for v in values]

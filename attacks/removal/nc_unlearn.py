@@ -5,7 +5,9 @@ The attacker reverse-engineers a minimal trigger for every class on a small clea
 ``neural_cleanse`` does), takes the flagged class (the most anomalous one, or the class with the smallest
 trigger when none is flagged; ``classes`` > 1 takes that many of the most suspect), stamps its trigger on
 ``stamp_frac`` of its clean images while keeping their true labels, and fine-tunes all layers on them: the
-model unlearns the trigger -> target shortcut.
+model unlearns the trigger -> target shortcut. ``reference=true`` picks the suspect classes with the
+calibrated statistic of ``neural_cleanse[reference=true]`` (norms relative to a clean model the attacker
+trains on its pool).
 """
 
 from __future__ import annotations
@@ -53,11 +55,15 @@ class NCUnlearn(Attack):
             rows = stamped[which == i]
             x[rows] = res.triggers[cls].apply(x[rows])
         epochs = c.epochs or p.attack_epochs
+        if c.reference:
+            epochs += c.reference_epochs or p.attack_epochs
         lr = c.lr or p.lr / 10
         ctx.manual_seed()
-        fit(model, x, y, ctx=ctx, epochs=epochs, batch_size=p.batch_size, lr=lr, desc=self.name)
+        fit(model, x, y, ctx=ctx, epochs=c.epochs or p.attack_epochs, batch_size=p.batch_size, lr=lr, desc=self.name)
         return Outcome(model=model.eval(), epochs=epochs, extras={
             "unlearned_classes": chosen, "flagged": res.flagged,
             "trigger_success": [round(res.triggers[k].success, 4) for k in chosen],
             "anomaly_index": [round(float(v), 4) for v in res.anomaly],
-            "l1_norms": [round(float(v), 3) for v in res.norms], "stamped": k})
+            "l1_norms": [round(float(v), 3) for v in res.norms], "stamped": k,
+            **({"reference_l1_norms": [round(float(v), 3) for v in res.reference_norms]}
+               if res.reference_norms is not None else {})})
