@@ -34,7 +34,7 @@ class CompositeBackdoor(MEADefender):
         same_class_mix_rate: float = param(0.5, "mixtures of two same-class images keeping their label, per "
                                            "epoch, fraction of the owner's set", ge=0, le=2)
         stage2_epochs: int | None = param(0, "MEA-Defender's fine-tuning stage (0: one stage, as Lin et al.); "
-                                          "None = stage2_frac x epochs", ge=0)
+                                          "None = stage2_share of the epochs", ge=0)
         combination: bool = param(False, "MEA-Defender's combination loss (off for this baseline)")
         balance: str = param("fixed", "weight of the auxiliary loss: MGDA min-norm or aux_weight",
                              choices=("mgda", "fixed"))

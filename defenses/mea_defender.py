@@ -9,6 +9,8 @@ output domain, so a model distilled from the victim's soft labels inherits it.
 
 Training (the public code's mechanics; see ``../shared/docs/mea-defender.md`` sections 1-2):
 
+* The profile's epochs (the budget every scheme gets) are split between the stages: a third in stage 2
+  (``stage2_share``), the rest in stage 1. (Version 1 added stage 2 on top, half as many epochs again.)
 * Stage 1, from scratch: every owner image once per epoch plus about 1% fresh watermark samples (-> C).
 * Stage 2, fine-tuning at a tenth of the learning rate: per epoch 45% of the owner's set as clean samples,
   20% as watermarks (-> C) and 8% as evasion mixtures (A x B mixed in other ways, each labelled A or B at
@@ -202,7 +204,7 @@ def _sizes(n: int, *, clean: float, wm: float, eva: float, same: float) -> dict[
 class MEADefender(Defense):
     """MEA-Defender: A x B composites -> C, kept between A and B by a KL loss, plus an evasion set (Lv et al. 2024)."""
 
-    version = "1"
+    version = "2"
 
     @dataclass(frozen=True, kw_only=True)
     class Config(ComponentConfig):
@@ -213,15 +215,16 @@ class MEADefender(Defense):
                             "text)", choices=WATERMARK_LAYOUTS)
         jitter: int = param(3, "the seam moves up to this many rows either side of the middle", ge=0)
         shake: bool = param(True, "cut each band from a random height of its source image")
-        epochs: int | None = param(None, "stage-1 epochs (from scratch); None = the profile's", ge=1)
+        epochs: int | None = param(None, "epochs of both stages together; None = the profile's (the budget of "
+                                   "every other scheme)", ge=1)
         stage1_wm_rate: float = param(0.01, "stage-1 watermarks per epoch, as a fraction of the owner's set",
                                       ge=0, le=1)
         same_class_mix_rate: float = param(0.0, "stage-1 mixtures of two same-class images keeping their label "
                                            "(Composite Backdoor), per epoch, fraction of the owner's set", ge=0, le=2)
-        stage2_epochs: int | None = param(None, "stage-2 (fine-tuning) epochs; None = stage2_frac x stage-1's",
-                                          ge=0)
-        stage2_frac: float = param(0.5, "stage-2 epochs as a fraction of stage-1's, when stage2_epochs is None",
-                                   ge=0, le=4)
+        stage2_epochs: int | None = param(None, "stage-2 (fine-tuning) epochs, counted in ``epochs``; None = "
+                                          "stage2_share of them", ge=0)
+        stage2_share: float = param(1 / 3, "share of the epochs spent in stage 2 when stage2_epochs is None "
+                                    "(rounded; stage 1 keeps at least one)", ge=0, lt=1)
         stage2_clean_rate: float = param(0.45, "stage-2 clean samples per epoch, fraction of the owner's set",
                                          ge=0, le=1)
         stage2_wm_rate: float = param(0.2, "stage-2 watermarks per epoch, fraction of the owner's set", ge=0, le=2)
@@ -257,6 +260,9 @@ class MEADefender(Defense):
             owner = getattr(type(self), "_owner", "mea_defender")
             picked = [(k, v) for k, v in (("class_a", self.class_a), ("class_b", self.class_b),
                                           ("target_class", self.target_class)) if v >= 0]
+            if self.epochs is not None and self.stage2_epochs is not None and self.stage2_epochs >= self.epochs:
+                raise ConfigError(f"{owner}: stage2_epochs={self.stage2_epochs} leaves no stage-1 epoch of "
+                                  f"epochs={self.epochs} (both stages count in epochs); lower stage2_epochs")
             for i, (k1, v1) in enumerate(picked):
                 for k2, v2 in picked[i + 1:]:
                     if v1 == v2:
@@ -373,7 +379,7 @@ class MEADefender(Defense):
                     else:
                         j = torch.randint(n_anchor, (c.anchor_batch,), generator=g).to(anc_a.device)
                     with torch.no_grad():
-                        za, zb = model(anc_a[j]), model(anc_b[j])
+                        za, zb = model(torch.cat([anc_a[j], anc_b[j]])).chunk(2)
                     out = model(torch.cat([xb, anc_w[j]]))
                     z, zw = out[:len(xb)], out[len(xb):]
                     com = combination_loss(zw, za, zb, exclude=None if c.com_target else classes[2])
@@ -410,6 +416,18 @@ class MEADefender(Defense):
             info["mgda_aux_weight_mean"] = sum(weights) / len(weights)
         return info
 
+    def stage_epochs(self, profile_epochs: int) -> tuple[int, int]:
+        """(stage-1, stage-2) epochs: the configured or profile's budget split between the two stages."""
+        c = self.config
+        total = c.epochs or profile_epochs
+        e2 = c.stage2_epochs if c.stage2_epochs is not None else round(c.stage2_share * total)
+        if e2 >= total:
+            if c.stage2_epochs is not None:
+                raise ConfigError(f"{self.name}: stage2_epochs={e2} leaves no stage-1 epoch of the {total} "
+                                  "epochs (both stages count in them); lower stage2_epochs or raise epochs")
+            e2 = total - 1
+        return total - e2, e2
+
     # -- verification ---------------------------------------------------------------------------
     def _verify_n(self, profile_max: int, n_a: int, n_b: int) -> int:
         if self.config.verify_n is not None:
@@ -426,8 +444,7 @@ class MEADefender(Defense):
                               "to build verification watermarks from; choose other source classes or a larger "
                               "test split")
         pools = self._pools(task, ctx, a, b)
-        e1 = c.epochs or p.epochs
-        e2 = c.stage2_epochs if c.stage2_epochs is not None else round(c.stage2_frac * e1)
+        e1, e2 = self.stage_epochs(p.epochs)
         ctx.manual_seed()
         model = model_for_task(task).to(ctx.device)
         info: dict = {"classes": {"a": a, "b": b, "target": t}, "layout": c.layout}

@@ -19,7 +19,7 @@ from defenses.mea_defender import MEADefender
 class MEADefenderFixed(MEADefender):
     """MEA-Defender ablation: a fixed weight for the auxiliary loss instead of MGDA."""
 
-    version = "1"
+    version = "2"
 
     @dataclass(frozen=True, kw_only=True)
     class Config(MEADefender.Config):

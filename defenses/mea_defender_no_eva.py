@@ -19,7 +19,7 @@ from defenses.mea_defender import MEADefender
 class MEADefenderNoEva(MEADefender):
     """MEA-Defender ablation: no evasion set (L_eva removed), everything else unchanged."""
 
-    version = "1"
+    version = "2"
 
     @dataclass(frozen=True, kw_only=True)
     class Config(MEADefender.Config):

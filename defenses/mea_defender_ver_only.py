@@ -21,7 +21,7 @@ from defenses.mea_defender import MEADefender
 class MEADefenderVerOnly(MEADefender):
     """MEA-Defender ablation: target-label CE and the logit-similarity term only (no combination loss)."""
 
-    version = "1"
+    version = "2"
 
     @dataclass(frozen=True, kw_only=True)
     class Config(MEADefender.Config):

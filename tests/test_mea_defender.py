@@ -228,6 +228,18 @@ def test_paper_rows():
 # ------------------------------------------------------------------------------------------------ end to end
 
 
+def test_the_profile_budget_is_split_between_the_stages():
+    d = create_defense("mea_defender")
+    assert d.stage_epochs(6) == (4, 2) and d.stage_epochs(9) == (6, 3) and d.stage_epochs(1) == (1, 0)
+    assert create_defense("mea_defender", stage2_share=0.9).stage_epochs(2) == (1, 1)  # stage 1 keeps one
+    assert create_defense("mea_defender", epochs=10, stage2_epochs=4).stage_epochs(6) == (6, 4)
+    assert create_defense("composite_backdoor").stage_epochs(6) == (6, 0)
+    with pytest.raises(ConfigError, match="stage2_epochs=3 leaves no stage-1 epoch"):
+        create_defense("mea_defender", epochs=3, stage2_epochs=3)
+    with pytest.raises(ConfigError, match="stage2_epochs=6 leaves no stage-1 epoch of the 6 epochs"):
+        create_defense("mea_defender", stage2_epochs=6).stage_epochs(6)
+
+
 def test_verification_set_size_rule(task, ctx):
     d = create_defense("mea_defender")
     assert d._verify_n(400, 40, 40) == 1000  # profile cap below 1000: 1000 if the test pairs allow it
@@ -236,7 +248,7 @@ def test_verification_set_size_rule(task, ctx):
 
 
 def test_default_embedding_records_its_pieces(task, ctx):
-    prot = create_defense("mea_defender", epochs=1, stage2_epochs=1).embed(task, ctx)
+    prot = create_defense("mea_defender", epochs=2, stage2_epochs=1).embed(task, ctx)
     info = prot.info
     assert info["classes"] == {"a": 0, "b": 1, "target": 2}
     assert len(prot.verify_x) == info["n_verify"] == 1000  # the test profile caps at 400 < 1000: 1000 pairs
@@ -254,7 +266,7 @@ def test_default_embedding_records_its_pieces(task, ctx):
 
 def test_watermark_learned_and_evasion_lowers_false_triggering(task, ctx, profile):
     # the synthetic set's smooth blobs need more epochs and evasion samples than the defaults to tell mixers apart
-    cfg = dict(epochs=8, stage2_epochs=8, stage2_lr_scale=0.5)
+    cfg = dict(epochs=16, stage2_epochs=8, stage2_lr_scale=0.5)
     with_eva = create_defense("mea_defender_ver_only", stage2_eva_rate=0.3, **cfg).embed(task, ctx)
     without = create_defense("mea_defender_ver_only", stage2_eva_rate=0.0, **cfg).embed(
         task, Context(torch.device("cpu"), 0, profile))
