@@ -3,7 +3,9 @@
 CI runs ``wmbench leaderboard --check``: every card is validated against the schema and must sit at the
 path its own fields name; the cards are rendered into a temporary folder and every output is compared
 byte for byte with the published one. A hand-edited card (or a hand-edited leaderboard) therefore fails:
-the numbers no longer match what the renderer makes of the cards.
+the numbers no longer match what the renderer makes of the cards. A card made by an older version of its
+defense or attack than the registered one is stale (its numbers describe code that is gone) and fails too;
+names the registries do not know (a plugin not loaded) are not judged.
 """
 
 from __future__ import annotations
@@ -35,6 +37,27 @@ def _first_difference(a: bytes, b: bytes) -> str:
     return f"{len(lb)} lines published, {len(la)} rendered"
 
 
+def _name(label: str) -> str:
+    return label.split("(", 1)[0]
+
+
+def stale_versions(card: dict) -> str | None:
+    """Why ``card`` was made by other versions of its components than the registered ones, else None."""
+    from bench.registry import ATTACKS, DEFENSES
+
+    found = []
+    d = _name(card["defense"])
+    if d in DEFENSES and str(DEFENSES.get(d).version) != str(card["defense_version"]):
+        found.append(f"defense {d} v{card['defense_version']} (registered: v{DEFENSES.get(d).version})")
+    steps = [_name(step) for step in card["attack"].split(">")]
+    made = str(card["attack_version"]).split("+")
+    if all(s in ATTACKS for s in steps) and len(made) == len(steps):
+        for step, v in zip(steps, made, strict=True):
+            if str(ATTACKS.get(step).version) != v:
+                found.append(f"attack {step} v{v} (registered: v{ATTACKS.get(step).version})")
+    return "; ".join(found) or None
+
+
 def check_leaderboard(results_dir: str | Path, out_dir: str | Path) -> list[str]:
     """Problems found, one line each (empty when the published leaderboard matches the cards)."""
     from leaderboard.render import render
@@ -46,6 +69,9 @@ def check_leaderboard(results_dir: str | Path, out_dir: str | Path) -> list[str]
         if path.resolve() != expected.resolve():
             problems.append(f"{path}: its fields say it belongs at {expected}; move it there, or delete it and "
                             "re-run its cell")
+        why = stale_versions(card)
+        if why:
+            problems.append(f"{path}: stale, made by {why}; re-run its cell (`wmbench run` re-runs it) or delete it")
     if not out.is_dir():
         raise CardError(f"no published leaderboard at {str(out)!r}; render it with `wmbench leaderboard --out {out}`")
     with tempfile.TemporaryDirectory(prefix="wmbench-check-") as tmp:

@@ -96,3 +96,29 @@ def test_no_published_leaderboard_says_how_to_make_one(tmp_path: Path):
     results, _ = _publish(tmp_path)
     with pytest.raises(CardError, match="wmbench leaderboard --out"):
         check_leaderboard(results, tmp_path / "nowhere")
+
+
+def test_a_card_from_an_older_component_version_is_stale(tmp_path: Path):
+    from bench.registry import ATTACKS, DEFENSES
+    from leaderboard.check import stale_versions
+
+    content_v, soft_v = str(DEFENSES.get("content").version), str(ATTACKS.get("soft_label").version)
+    fine_v = str(ATTACKS.get("fine_tune").version)
+    assert stale_versions(make_card(defense="content", defense_version=content_v, attack="soft_label",
+                                    attack_version=soft_v)) is None
+    old = make_card(defense="content", defense_version="0", attack="soft_label", attack_version=soft_v)
+    assert stale_versions(old) == f"defense content v0 (registered: v{content_v})"
+    chain = make_card(defense="content(rate=0.1)", defense_version=content_v,
+                      attack="soft_label>fine_tune(mode=ftll)", attack_version=f"{soft_v}+0")
+    assert stale_versions(chain) == f"attack fine_tune v0 (registered: v{fine_v})"
+    unknown = make_card(defense="my_plugin_scheme", defense_version="7", attack="soft_label", attack_version=soft_v)
+    assert stale_versions(unknown) is None  # not registered here: not judged
+
+    results, out = _publish(tmp_path)
+    path = _card(results)
+    card = json.loads(path.read_text())
+    card["defense_version"] = "0"
+    path.write_text(json.dumps(card))
+    render(results, out)  # the leaderboard matches its cards, but one card describes code that is gone
+    (problem,) = check_leaderboard(results, out)
+    assert "stale, made by defense content v0" in problem and "re-run its cell" in problem
