@@ -6,7 +6,11 @@ No attack grades itself. Ownership is decided per cell by two rules together:
 * a one-sided exact binomial test of the suspect's watermark hits against the null rate — the highest
   WSR the same watermark reaches on *independent* models (clean models trained with other seeds, and the
   copies the same attack makes of them), Laplace-smoothed so that a null rate of 0/n is not taken as
-  certainty. ``retained`` = WSR >= threshold and p < ``ALPHA``.
+  certainty — or, when it is higher, the rate at which the suspect itself gives the verification labels to
+  clean test inputs of other classes (:func:`label_rate`). Without that floor a degenerate suspect that
+  answers the target class to almost everything (a failed extraction, a broken removal) would "carry" any
+  watermark whose label is that class: measured, a DFME copy of ``content`` at 13% accuracy scored 66.6%
+  WSR against a null rate of 0.25%. ``retained`` = WSR >= threshold and p < ``ALPHA``.
 
 ``removed_cheaply`` follows the WRT SoK's rule: not retained and clean accuracy dropped <= 5 points.
 """
@@ -22,7 +26,7 @@ from torch import nn
 from bench.api import Protected
 from bench.train import accuracy, predict_labels
 
-__all__ = ["ALPHA", "MAX_ACC_DROP", "binom_sf", "NullResult", "null_wsr", "score_models"]
+__all__ = ["ALPHA", "MAX_ACC_DROP", "binom_sf", "NullResult", "null_wsr", "label_rate", "score_models"]
 
 ALPHA = 0.01
 MAX_ACC_DROP = 0.05
@@ -75,6 +79,20 @@ def null_wsr(protected: Protected, null_models: list[nn.Module], device="cpu") -
     return NullResult(wsr=best[0] / best[1], hits=best[0], n=best[1], per_model=tuple(rates))
 
 
+def label_rate(pred: torch.Tensor, y_true: torch.Tensor, verify_y: torch.Tensor) -> float:
+    """How often a model answers the verification labels on clean inputs of *other* classes, weighted as the
+    labels occur in the verification set: the WSR it would reach by over-predicting those labels, with no
+    watermark at all. ``pred`` are its answers to inputs whose true labels are ``y_true``."""
+    pred, y_true, verify_y = pred.cpu(), y_true.cpu(), verify_y.cpu()
+    labels, counts = torch.unique(verify_y, return_counts=True)
+    total = 0.0
+    for label, count in zip(labels.tolist(), counts.tolist(), strict=True):
+        other = y_true != label
+        if bool(other.any()):
+            total += count * float((pred[other] == label).float().mean())
+    return total / max(1, len(verify_y))
+
+
 def score_models(
     *,
     protected: Protected,
@@ -102,6 +120,7 @@ def score_models(
         "removed_cheaply": None,
         "extras": {},
     }
+    suspect_pred = None
     if suspect is not None:
         suspect_pred = predict_labels(suspect, x_test, device=device)
         out["clean_acc_suspect"] = float((suspect_pred == y_test).float().mean())
@@ -122,8 +141,13 @@ def score_models(
     out["wsr_suspect"] = wsr
     hits = round(wsr * n)
     rate = null.rate if null is not None else 1.0 / max(1, len(torch.unique(y_test)))
-    out["p_value"] = binom_sf(hits, n, rate)
     out["extras"]["null_rate_smoothed"] = rate
+    if protected.verify_y is not None and suspect_pred is not None:
+        own = label_rate(suspect_pred, y_test, protected.verify_y)
+        out["extras"]["suspect_label_rate"] = own
+        rate = max(rate, own)
+    out["extras"]["p_value_rate"] = rate
+    out["p_value"] = binom_sf(hits, n, rate)
     out["retained"] = bool(wsr >= threshold and out["p_value"] < ALPHA)
     out["removed_cheaply"] = bool(not out["retained"] and acc_v - out["clean_acc_suspect"] <= MAX_ACC_DROP)
     return out

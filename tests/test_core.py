@@ -11,7 +11,7 @@ from bench.cache import Cache, artifact_key
 from bench.errors import CardError, ConfigError
 from bench.oracle import BudgetExceeded, Oracle
 from bench.results import card_path, load_results, read_card, validate_card, write_card
-from bench.score import binom_sf, null_wsr, score_models
+from bench.score import binom_sf, label_rate, null_wsr, score_models
 
 
 class Fixed(nn.Module):
@@ -159,3 +159,30 @@ def test_card_json_has_numbers_not_strings(tmp_path):
     p = write_card(tmp_path / "seed-0.json", make_card())
     raw = json.loads(p.read_text())
     assert isinstance(raw["clean_acc_victim"], float)
+
+
+def test_label_rate_counts_other_classes_only():
+    pred = torch.tensor([0, 0, 0, 1, 2, 0])
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    # label 0 given to 2 of the 4 images of other classes; label 2 to none of the 4 others
+    assert label_rate(pred, y, torch.zeros(10, dtype=torch.long)) == pytest.approx(0.5)
+    assert label_rate(pred, y, torch.tensor([0, 0, 0, 2])) == pytest.approx(0.75 * 0.5 + 0.25 * 0.0)
+    assert label_rate(pred, torch.zeros(6, dtype=torch.long), torch.zeros(3, dtype=torch.long)) == 0.0
+
+
+def test_a_suspect_that_answers_the_target_to_everything_carries_no_watermark():
+    carrier = [[0.0, 5.0], [0.0, 5.0]]  # answers 1 to every input, watermark or not
+    clean = [[5.0, 0.0], [5.0, 0.0]]
+    prot = _protected(carrier)
+    x_test = torch.tensor([0.0, 1.0] * 10).view(20, 1, 1, 1)
+    y_test = torch.tensor([0, 1] * 10)  # half the clean test images are of class 0
+    out = score_models(protected=prot, suspect=Fixed(carrier), x_test=x_test, y_test=y_test,
+                       null_models=[Fixed(clean)])
+    assert out["wsr_suspect"] == 1.0 and out["wsr_null"] == 0.0
+    assert out["extras"]["suspect_label_rate"] == 1.0 and out["extras"]["p_value_rate"] == 1.0
+    assert out["p_value"] == 1.0 and out["retained"] is False
+    # a model that answers 1 only to the watermark rows keeps the null models' rate and is retained
+    marked = [[5.0, 0.0], [0.0, 5.0]]  # class 1 for input 1.0 only; the verify set alternates 0.0 / 1.0
+    half = score_models(protected=prot, suspect=Fixed(marked), x_test=x_test, y_test=y_test,
+                        null_models=[Fixed(clean)])
+    assert half["extras"]["suspect_label_rate"] == 0.0 and half["retained"] is True
