@@ -31,7 +31,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 import bench
-from bench.api import Context, Protected, Target, derive_seed
+from bench.api import Context, Outcome, Protected, Target, derive_seed
 from bench.backends import cluster_threads
 from bench.cache import Cache, artifact_key
 from bench.config import config_to_dict
@@ -236,6 +236,11 @@ class Cell:
         extras.update(outcome.extras)
         extras.update(victim_wall_s=victim_meta.get("wall_s"), victim_info=protected.info,
                       null_models=len(null_models))
+        # a detection cell also ran the detector on the independent clean models: its false alarms
+        null_verdicts = [n for n in nulls if isinstance(n, Outcome) and n.detected is not None]
+        if null_verdicts:
+            extras["null_detected"] = [bool(n.detected) for n in null_verdicts]
+            extras["null_detected_target"] = [n.detected_target for n in null_verdicts]
         if outcome.detected_pair is not None:
             extras["detected_pair"] = list(outcome.detected_pair)
         if outcome.score is not None:

@@ -586,6 +586,9 @@ def cell_text(cell: Cell, has_watermark: bool) -> str:
             text = DASH
         elif has_watermark:
             text = f"{MARK_BAD} detected" if detected else f"{MARK_OK} undetected"
+            alarms = false_alarms(cell)
+            if alarms is not None:
+                text += f" (false alarms {alarms[0]}/{alarms[1]})"
         else:  # on the clean control a detection is a false alarm
             text = "flagged" if detected else "not flagged"
         return text + _partial(cell)
@@ -600,6 +603,13 @@ def cell_text(cell: Cell, has_watermark: bool) -> str:
     return text + _partial(cell)
 
 
+def false_alarms(cell: Cell) -> tuple[int, int] | None:
+    """(flagged, tried) over the independent clean models the detector also ran on, in the ok cards that
+    record them; None when none do."""
+    flags = [bool(f) for c in cell.ok for f in (c.get("extras") or {}).get("null_detected", [])]
+    return (sum(flags), len(flags)) if flags else None
+
+
 def cell_detail(cell: Cell) -> str:
     """One line per seed for tooltips: WSR, null WSR, p-value and accuracy, or the error / n/a note."""
     parts = []
@@ -609,7 +619,9 @@ def cell_detail(cell: Cell) -> str:
         elif c["status"] == "n/a":
             parts.append(f"seed {c['seed']}: n/a" + (f" ({truncate(c['error'], 300)})" if c["error"] else ""))
         elif cell.kind == "detection":
-            parts.append(f"seed {c['seed']}: detected={c['detected']} target={c['detected_target']}")
+            nulls = (c.get("extras") or {}).get("null_detected")
+            alarm = "" if nulls is None else f", clean null models flagged: {sum(map(bool, nulls))}/{len(nulls)}"
+            parts.append(f"seed {c['seed']}: detected={c['detected']} target={c['detected_target']}{alarm}")
         else:
             parts.append(
                 f"seed {c['seed']}: WSR {pct(c['wsr_suspect'])}, null {pct(c['wsr_null'])}, "

@@ -608,3 +608,24 @@ def test_no_watermark_no_cost_figure_and_no_stale_one(golden_results: Path, tmp_
     assert "cost" not in paths and not (out / "figures" / "cost_vs_wsr.png").exists()
     for key in ("markdown", "html"):
         assert "cost_vs_wsr" not in paths[key].read_text(encoding="utf-8")
+
+
+def test_detection_cells_show_false_alarms_on_the_null_models(tmp_path: Path):
+    from leaderboard.render import cell_detail, cell_text
+
+    cards = [
+        make_card(attack="neural_cleanse", attack_kind="detection", wsr_suspect=None, retained=None,
+                  removed_cheaply=None, detected=True, detected_target=0, seed=s,
+                  extras={"null_detected": flags})
+        for s, flags in ((0, [False, True]), (1, [False, False]))
+    ]
+    root = write_cards(tmp_path / "results", cards)
+    (g,) = summarize(load_results(root))
+    cell = g.cells[("content", "neural_cleanse")]
+    assert cell_text(cell, True) == "✗ detected (false alarms 1/4)"
+    assert "clean null models flagged: 1/2" in cell_detail(cell)
+    old = make_card(attack="neural_cleanse", attack_kind="detection", wsr_suspect=None, retained=None,
+                    removed_cheaply=None, detected=False)
+    (g2,) = summarize(load_results(write_cards(tmp_path / "r2", [old])))
+    cell2 = g2.cells[("content", "neural_cleanse")]
+    assert cell_text(cell2, True) == "✓ undetected"  # cards without the record render as before

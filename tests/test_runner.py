@@ -147,6 +147,10 @@ def test_detection_cells_and_na(finished, tmp_path):
     df = load_results(tmp_path / "r").set_index("defense")
     assert df.loc["none", "status"] == "n/a"
     assert bool(df.loc["content[rate=0.1]", "detected"]) and df.loc["content[rate=0.1]", "detected_target"] == 0
+    # the detector also ran on the profile's independent clean models, and flagged them too: false alarms
+    extras = df.loc["content[rate=0.1]", "extras"]
+    assert extras["null_detected"] == [True] * plan.profile.null_models
+    assert extras["null_detected_target"] == [0] * plan.profile.null_models
 
 
 def test_parallel_jobs_give_same_cards(finished, tmp_path):
