@@ -10,6 +10,7 @@ names the registries do not know (a plugin not loaded) are not judged.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def _first_difference(a: bytes, b: bytes) -> str:
 
 
 def _name(label: str) -> str:
-    return label.split("(", 1)[0]
+    """The registered name of a spec label (``mea_defender[com_extra=0]`` -> ``mea_defender``)."""
+    return re.split(r"[\[(]", label, maxsplit=1)[0]
 
 
 def stale_versions(card: dict) -> str | None:

@@ -108,9 +108,11 @@ def test_a_card_from_an_older_component_version_is_stale(tmp_path: Path):
                                     attack_version=soft_v)) is None
     old = make_card(defense="content", defense_version="0", attack="soft_label", attack_version=soft_v)
     assert stale_versions(old) == f"defense content v0 (registered: v{content_v})"
-    chain = make_card(defense="content(rate=0.1)", defense_version=content_v,
-                      attack="soft_label>fine_tune(mode=ftll)", attack_version=f"{soft_v}+0")
+    chain = make_card(defense="content[rate=0.1]", defense_version=content_v,
+                      attack="soft_label>fine_tune[mode=ftll]", attack_version=f"{soft_v}+0")
     assert stale_versions(chain) == f"attack fine_tune v0 (registered: v{fine_v})"
+    swept = make_card(defense="content[rate=0.1,0.2]", defense_version="0", attack="identity")
+    assert stale_versions(swept).startswith("defense content v0")
     unknown = make_card(defense="my_plugin_scheme", defense_version="7", attack="soft_label", attack_version=soft_v)
     assert stale_versions(unknown) is None  # not registered here: not judged
 
