@@ -40,7 +40,7 @@ from bench.oracle import Oracle
 from bench.profiles import Profile, get_profile
 from bench.registry import ATTACKS, DEFENSES, load_plugins
 from bench.results import SCHEMA_VERSION, card_path, read_card, write_card
-from bench.score import score_models
+from bench.score import names_the_watermark, score_models
 from bench.spec import Chain, Spec, expand_chains, expand_specs
 from bench.train import resolve_device, set_threads
 
@@ -241,6 +241,9 @@ class Cell:
         if null_verdicts:
             extras["null_detected"] = [bool(n.detected) for n in null_verdicts]
             extras["null_detected_target"] = [n.detected_target for n in null_verdicts]
+        found = names_the_watermark(protected, outcome.detected, outcome.detected_target, outcome.detected_pair)
+        if found is not None:
+            extras["detection_correct"] = found
         if outcome.detected_pair is not None:
             extras["detected_pair"] = list(outcome.detected_pair)
         if outcome.score is not None:

@@ -26,7 +26,8 @@ from torch import nn
 from bench.api import Protected
 from bench.train import accuracy, predict_labels
 
-__all__ = ["ALPHA", "MAX_ACC_DROP", "binom_sf", "NullResult", "null_wsr", "label_rate", "score_models"]
+__all__ = ["ALPHA", "MAX_ACC_DROP", "binom_sf", "NullResult", "null_wsr", "label_rate", "names_the_watermark",
+           "score_models"]
 
 ALPHA = 0.01
 MAX_ACC_DROP = 0.05
@@ -91,6 +92,22 @@ def label_rate(pred: torch.Tensor, y_true: torch.Tensor, verify_y: torch.Tensor)
         if bool(other.any()):
             total += count * float((pred[other] == label).float().mean())
     return total / max(1, len(verify_y))
+
+
+def names_the_watermark(protected: Protected, detected: bool | None, target: int | None,
+                        pair: tuple[int, int] | list[int] | None) -> bool | None:
+    """Did a detector that flagged the model find *this* watermark? True when the class it names is a label of
+    the verification set, or the source pair it names is the scheme's (``info["classes"]``: MEA-Defender and
+    its relatives); False when it names something else; None when it flagged nothing or the scheme has no
+    watermark. A flag that names neither a class nor a pair counts as found (nothing to check it against)."""
+    if not detected or not protected.has_watermark or protected.verify_y is None:
+        return None
+    if target is None and pair is None:
+        return True
+    classes = (protected.info or {}).get("classes") or {}
+    if pair is not None and {"a", "b"} <= set(classes) and set(pair) == {classes["a"], classes["b"]}:
+        return True
+    return target is not None and target in set(protected.verify_y.tolist())
 
 
 def score_models(

@@ -145,12 +145,21 @@ class Cell:
             return None
         return sum(vals) * 2 > len(vals)
 
+    def found(self) -> bool | None:
+        """Detection: True when more than half of the ok seeds flagged the model *and* named the watermark (the
+        scorer's ``detection_correct``; a card without that judgement counts a flag as found)."""
+        vals = [bool(c["detected"]) and (c.get("extras") or {}).get("detection_correct", True) is not False
+                for c in self.ok if c["detected"] is not None]
+        if not vals:
+            return None
+        return sum(vals) * 2 > len(vals)
+
     @property
     def survived(self) -> bool | None:
-        """Ownership still provable (removal/extraction/control) or not detected (detection)."""
+        """Ownership still provable (removal/extraction/control) or not found by the detector (detection)."""
         if self.kind == "detection":
-            detected = self.majority("detected")
-            return None if detected is None else not detected
+            found = self.found()
+            return None if found is None else not found
         return self.majority("retained")
 
 
@@ -351,7 +360,7 @@ def _attack_row(g: Group, a: str) -> AttackRow:
     wm_ok = [c for c in cells if g.has_watermark[c.defense] and c.status == "ok"]
     cheap = [c.majority("removed_cheaply") for c in wm_ok]
     cheap = [v for v in cheap if v is not None]
-    det = [c.majority("detected") for c in wm_ok]
+    det = [c.found() for c in wm_ok]
     det = [v for v in det if v is not None]
     ok_cards = [card for c in cells for card in c.ok]
     return AttackRow(
@@ -585,7 +594,10 @@ def cell_text(cell: Cell, has_watermark: bool) -> str:
         if detected is None:
             text = DASH
         elif has_watermark:
-            text = f"{MARK_BAD} detected" if detected else f"{MARK_OK} undetected"
+            if cell.found():
+                text = f"{MARK_BAD} detected"
+            else:
+                text = f"{MARK_OK} wrong class flagged" if detected else f"{MARK_OK} undetected"
             alarms = false_alarms(cell)
             if alarms is not None:
                 text += f" (false alarms {alarms[0]}/{alarms[1]})"
@@ -621,7 +633,9 @@ def cell_detail(cell: Cell) -> str:
         elif cell.kind == "detection":
             nulls = (c.get("extras") or {}).get("null_detected")
             alarm = "" if nulls is None else f", clean null models flagged: {sum(map(bool, nulls))}/{len(nulls)}"
-            parts.append(f"seed {c['seed']}: detected={c['detected']} target={c['detected_target']}{alarm}")
+            right = (c.get("extras") or {}).get("detection_correct")
+            named = "" if right is None else f" (names the watermark: {'yes' if right else 'no'})"
+            parts.append(f"seed {c['seed']}: detected={c['detected']} target={c['detected_target']}{named}{alarm}")
         else:
             parts.append(
                 f"seed {c['seed']}: WSR {pct(c['wsr_suspect'])}, null {pct(c['wsr_null'])}, "

@@ -186,3 +186,19 @@ def test_a_suspect_that_answers_the_target_to_everything_carries_no_watermark():
     half = score_models(protected=prot, suspect=Fixed(marked), x_test=x_test, y_test=y_test,
                         null_models=[Fixed(clean)])
     assert half["extras"]["suspect_label_rate"] == 0.0 and half["retained"] is True
+
+
+def test_a_detection_counts_only_when_it_names_the_watermark():
+    from bench.score import names_the_watermark
+
+    prot = _protected([[0.0, 5.0], [0.0, 5.0]])  # verification label 1
+    assert names_the_watermark(prot, True, 1, None) is True
+    assert names_the_watermark(prot, True, 0, None) is False  # flagged, but another class
+    assert names_the_watermark(prot, False, 1, None) is None and names_the_watermark(prot, None, None, None) is None
+    assert names_the_watermark(prot, True, None, None) is True  # nothing named: nothing to check against
+    mixed = Protected(model=prot.model, verify_x=prot.verify_x, verify_y=torch.full((100,), 2),
+                      info={"classes": {"a": 0, "b": 1, "target": 2}})
+    assert names_the_watermark(mixed, True, 5, (1, 0)) is True  # the source pair, in any order
+    assert names_the_watermark(mixed, True, 2, (3, 4)) is True  # the target
+    assert names_the_watermark(mixed, True, 5, (3, 4)) is False
+    assert names_the_watermark(Protected(model=prot.model), True, 1, None) is None  # no watermark

@@ -629,3 +629,21 @@ def test_detection_cells_show_false_alarms_on_the_null_models(tmp_path: Path):
     (g2,) = summarize(load_results(write_cards(tmp_path / "r2", [old])))
     cell2 = g2.cells[("content", "neural_cleanse")]
     assert cell_text(cell2, True) == "✓ undetected"  # cards without the record render as before
+
+
+def test_a_flag_on_the_wrong_class_is_not_a_detection(tmp_path: Path):
+    from leaderboard.render import cell_detail, cell_text
+
+    def card(seed, correct):
+        return make_card(attack="neural_cleanse", attack_kind="detection", wsr_suspect=None, retained=None,
+                         removed_cheaply=None, detected=True, detected_target=8, seed=seed,
+                         extras={"detection_correct": correct})
+
+    root = write_cards(tmp_path / "results", [card(0, False), card(1, False), card(2, True)])
+    (g,) = summarize(load_results(root))
+    cell = g.cells[("content", "neural_cleanse")]
+    assert cell.majority("detected") is True and cell.found() is False and cell.survived is True
+    assert cell_text(cell, True) == "✓ wrong class flagged"
+    assert "names the watermark: no" in cell_detail(cell) and "names the watermark: yes" in cell_detail(cell)
+    row = next(r for r in g.attack_rows if r.name == "neural_cleanse")
+    assert row.detected == (0, 1)

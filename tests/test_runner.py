@@ -151,6 +151,7 @@ def test_detection_cells_and_na(finished, tmp_path):
     extras = df.loc["content[rate=0.1]", "extras"]
     assert extras["null_detected"] == [True] * plan.profile.null_models
     assert extras["null_detected_target"] == [0] * plan.profile.null_models
+    assert extras["detection_correct"] is True  # content's target is class 0, the class it names
 
 
 def test_parallel_jobs_give_same_cards(finished, tmp_path):
