@@ -326,6 +326,8 @@ class CleanseConfig(ComponentConfig):
                             "(for data sets whose classes differ in how easy a target they are)")
     reference_epochs: int | None = param(None, "training epochs of the reference model; None = the profile's "
                                          "attack epochs", ge=1)
+    references: int = param(2, "clean reference models (seeded apart) whose norms are averaged (geometric mean) "
+                            "when reference=true: one model's norms are noisy", ge=1)
 
 
 def reference_model(target: Target, ctx: Context, epochs: int) -> nn.Module:
@@ -340,8 +342,9 @@ def reference_model(target: Target, ctx: Context, epochs: int) -> nn.Module:
 
 def cleanse_target(target: Target, ctx: Context, config: CleanseConfig, lr: float) -> CleanseResult:
     """:func:`neural_cleanse` of the target's white-box copy on ``config.n_clean`` images of the attacker's pool,
-    with Adam at ``lr`` on the masks and patterns; with ``config.reference`` the same on a clean reference
-    model first (same images, same settings), whose norms calibrate the target's."""
+    with Adam at ``lr`` on the masks and patterns; with ``config.reference`` the same on ``config.references``
+    clean reference models first (same images, same settings), whose geometric-mean norms calibrate the
+    target's."""
     c = config
     model = target.model.eval()
     clean = subset(len(target.x_pool), min(1.0, c.n_clean / max(1, len(target.x_pool))), ctx)
@@ -351,9 +354,12 @@ def cleanse_target(target: Target, ctx: Context, config: CleanseConfig, lr: floa
                     threshold=c.threshold)
     ref_norms = None
     if c.reference:
-        ref_ctx = ctx.child("reference")
-        ref = reference_model(target, ref_ctx, c.reference_epochs or ctx.profile.attack_epochs)
-        ref_norms = neural_cleanse(ref, x, k, ctx=ref_ctx, **settings).norms
+        logs = []
+        for i in range(c.references):
+            ref_ctx = ctx.child("reference") if i == 0 else ctx.child("reference", i)
+            ref = reference_model(target, ref_ctx, c.reference_epochs or ctx.profile.attack_epochs)
+            logs.append(neural_cleanse(ref, x, k, ctx=ref_ctx, **settings).norms.clamp_min(1e-6).log())
+        ref_norms = torch.stack(logs).mean(0).exp()
     return neural_cleanse(model, x, k, ctx=ctx, reference_norms=ref_norms, **settings)
 
 

@@ -57,14 +57,17 @@ def test_reference_calibration_flags_the_target_and_not_the_easy_class():
 
 
 def test_neural_cleanse_with_a_reference_model(patch_victim, task, profile):
-    out = _attack("neural_cleanse", patch_victim, task, profile, reference=True)
+    out = _attack("neural_cleanse", patch_victim, task, profile, reference=True, references=2)
     ex = out.extras
     assert ex["statistic"] == "log_l1_ratio" and len(ex["reference_l1_norms"]) == task.num_classes
     ratio = torch.tensor(ex["l1_norms"]) / torch.tensor(ex["reference_l1_norms"])
     assert torch.allclose(torch.tensor(ex["log_l1_ratio"]), ratio.log(), atol=1e-3)
     # (at this scale every model, the clean reference too, flips with a small mask, so the calibration has
     # nothing to correct; its effect is measured on Fashion-MNIST and pinned by the test above)
-    assert out.epochs == profile.attack_epochs and out.detected == bool(ex["flagged"])
+    assert out.epochs == 2 * profile.attack_epochs and out.detected == bool(ex["flagged"])
+    one = _attack("neural_cleanse", patch_victim, task, profile, reference=True, references=1)
+    assert one.extras["l1_norms"] == ex["l1_norms"] and one.extras["reference_l1_norms"] != ex["reference_l1_norms"]
+    assert one.epochs == profile.attack_epochs
     plain = _attack("neural_cleanse", patch_victim, task, profile)
     assert plain.extras["l1_norms"] == ex["l1_norms"]  # the target's own reverse engineering is unchanged
     assert ex["anomaly_index_l1"] == plain.extras["anomaly_index"]
@@ -136,6 +139,7 @@ def test_strip_random_refusal_never_answers_the_top_class(patch_victim, task, pr
     ("neural_cleanse", {"steps": 0}, "neural_cleanse: steps=0 is invalid"),
     ("neural_cleanse", {"threshold": 0}, "neural_cleanse: threshold=0.0 is invalid"),
     ("neural_cleanse", {"reference_epochs": 0}, "neural_cleanse: reference_epochs=0 is invalid"),
+    ("neural_cleanse", {"references": 0}, "neural_cleanse: references=0 is invalid"),
     ("random_mix_probe", {"per_pair": 1}, "random_mix_probe: per_pair=1 is invalid"),
     ("random_mix_probe", {"min_share": 1.5}, "random_mix_probe: min_share=1.5 is invalid"),
     ("strip", {"refuse": "uniform"}, "strip: refuse='uniform' is invalid"),

@@ -56,7 +56,7 @@ class NCUnlearn(Attack):
             x[rows] = res.triggers[cls].apply(x[rows])
         epochs = c.epochs or p.attack_epochs
         if c.reference:
-            epochs += c.reference_epochs or p.attack_epochs
+            epochs += c.references * (c.reference_epochs or p.attack_epochs)
         lr = c.lr or p.lr / 10
         ctx.manual_seed()
         fit(model, x, y, ctx=ctx, epochs=c.epochs or p.attack_epochs, batch_size=p.batch_size, lr=lr, desc=self.name)
