@@ -10,12 +10,12 @@ names the registries do not know (a plugin not loaded) are not judged.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 
 from bench.errors import CardError
 from bench.results import card_path, iter_cards
+from bench.spec import parse_spec, split_top_level
 
 __all__ = ["check_leaderboard"]
 
@@ -38,20 +38,15 @@ def _first_difference(a: bytes, b: bytes) -> str:
     return f"{len(lb)} lines published, {len(la)} rendered"
 
 
-def _name(label: str) -> str:
-    """The registered name of a spec label (``mea_defender[com_extra=0]`` -> ``mea_defender``)."""
-    return re.split(r"[\[(]", label, maxsplit=1)[0]
-
-
 def stale_versions(card: dict) -> str | None:
     """Why ``card`` was made by other versions of its components than the registered ones, else None."""
     from bench.registry import ATTACKS, DEFENSES
 
     found = []
-    d = _name(card["defense"])
+    d = parse_spec(card["defense"])[0]
     if d in DEFENSES and str(DEFENSES.get(d).version) != str(card["defense_version"]):
         found.append(f"defense {d} v{card['defense_version']} (registered: v{DEFENSES.get(d).version})")
-    steps = [_name(step) for step in card["attack"].split(">")]
+    steps = [parse_spec(step)[0] for step in split_top_level(card["attack"], ">")]
     made = str(card["attack_version"]).split("+")
     if all(s in ATTACKS for s in steps) and len(made) == len(steps):
         for step, v in zip(steps, made, strict=True):

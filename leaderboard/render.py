@@ -101,6 +101,12 @@ class Stat:
         return cls(mean, sd, len(vals), statistics.median(vals))
 
 
+def _majority(votes) -> bool | None:
+    """True when more than half of the votes are True; None when there is no vote."""
+    vals = list(votes)
+    return sum(vals) * 2 > len(vals) if vals else None
+
+
 @dataclass
 class Cell:
     """One defense x attack pair of a dataset/arch group, over the group's seeds."""
@@ -140,19 +146,13 @@ class Cell:
 
     def majority(self, name: str) -> bool | None:
         """True when more than half of the ok seeds that report ``name`` say True."""
-        vals = [bool(c[name]) for c in self.ok if c[name] is not None]
-        if not vals:
-            return None
-        return sum(vals) * 2 > len(vals)
+        return _majority(bool(c[name]) for c in self.ok if c[name] is not None)
 
     def found(self) -> bool | None:
         """Detection: True when more than half of the ok seeds flagged the model *and* named the watermark (the
         scorer's ``detection_correct``; a card without that judgement counts a flag as found)."""
-        vals = [bool(c["detected"]) and (c.get("extras") or {}).get("detection_correct", True) is not False
-                for c in self.ok if c["detected"] is not None]
-        if not vals:
-            return None
-        return sum(vals) * 2 > len(vals)
+        return _majority(bool(c["detected"]) and (c.get("extras") or {}).get("detection_correct", True) is not False
+                         for c in self.ok if c["detected"] is not None)
 
     @property
     def survived(self) -> bool | None:
