@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attacks.extraction.soft_label import substitute
 from bench.api import Context, Target
 from bench.config import ComponentConfig, param
 from bench.errors import ConfigError
-from bench.models import create_model
 from bench.train import fit
 
 # ------------------------------------------------------------------------------------------------ layers
@@ -258,6 +258,26 @@ def mad_anomaly(norms: torch.Tensor) -> torch.Tensor:
     return (norms - med).abs() / mad.clamp_min(1e-12)
 
 
+def low_side_index(stat: torch.Tensor) -> torch.Tensor:
+    """MAD anomaly index of each value, zeroed at and above the median (Neural Cleanse's rule: only abnormally
+    *small* triggers point at a backdoor)."""
+    return torch.where(stat < torch.quantile(stat, 0.5), mad_anomaly(stat), torch.zeros_like(stat))
+
+
+def score_norms(norms: torch.Tensor, threshold: float, reference: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """(statistic, anomaly index, flagged classes) for per-class trigger norms: the statistic is the L1 norm,
+    or log(norm / reference norm) given a clean model's norms; a class whose low-side index exceeds
+    ``threshold`` is flagged."""
+    stat = norms if reference is None else norms.clamp_min(1e-6).log() - reference.clamp_min(1e-6).log()
+    index = low_side_index(stat)
+    return stat, index, [k for k in range(len(stat)) if float(index[k]) > threshold]
+
+
+def _rounded(values: torch.Tensor, digits: int) -> list[float]:
+    return [round(float(v), digits) for v in values]
+
+
 @dataclass
 class CleanseResult:
     triggers: list[Trigger]
@@ -265,8 +285,19 @@ class CleanseResult:
     anomaly: torch.Tensor  # anomaly index per class of ``stat`` (0 for classes above the median)
     flagged: list[int]  # classes whose statistic is below the median with an index above the threshold
     stat: torch.Tensor  # the statistic scored: the L1 norms, or log(norm / reference norm) when calibrated
-    reference_norms: torch.Tensor | None = None  # the clean reference model's L1 norm per class
-    anomaly_l1: torch.Tensor | None = None  # the paper's index on the raw norms (kept when calibrated)
+    reference_norms: torch.Tensor | None = None  # the clean reference models' L1 norm per class
+
+    @classmethod
+    def of(cls, triggers: list[Trigger], threshold: float, reference_norms: torch.Tensor | None = None
+           ) -> CleanseResult:
+        norms = torch.tensor([t.l1 for t in triggers])
+        stat, index, flagged = score_norms(norms, threshold, reference_norms)
+        return cls(triggers, norms, index, flagged, stat, reference_norms)
+
+    @property
+    def anomaly_l1(self) -> torch.Tensor:
+        """The paper's index, on the raw norms (the same as ``anomaly`` without a reference)."""
+        return self.anomaly if self.reference_norms is None else low_side_index(self.norms)
 
     def ranking(self) -> list[int]:
         """Classes from the most to the least suspect: flagged ones by decreasing index, then the others by
@@ -280,17 +311,14 @@ class CleanseResult:
         """The flagged class with the highest index, else the class with the smallest statistic."""
         return self.ranking()[0]
 
-
-def score_norms(norms: torch.Tensor, threshold: float, reference: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """(statistic, anomaly index, flagged classes) for per-class trigger norms: the statistic is the L1 norm,
-    or log(norm / reference norm) given a clean model's norms; its MAD anomaly index is zeroed above the
-    median, and a class whose index exceeds ``threshold`` is flagged (Neural Cleanse's rule: only abnormally
-    *small* triggers point at a backdoor)."""
-    stat = norms if reference is None else norms.clamp_min(1e-6).log() - reference.clamp_min(1e-6).log()
-    index = mad_anomaly(stat)
-    index = torch.where(stat < torch.quantile(stat, 0.5), index, torch.zeros_like(index))
-    return stat, index, [k for k in range(len(stat)) if float(index[k]) > threshold]
+    def report(self) -> dict:
+        """The per-class numbers the attacks built on Neural Cleanse put in their cards."""
+        out = {"anomaly_index": _rounded(self.anomaly, 4), "l1_norms": _rounded(self.norms, 3),
+               "flagged": self.flagged}
+        if self.reference_norms is not None:
+            out.update(reference_l1_norms=_rounded(self.reference_norms, 3),
+                       anomaly_index_l1=_rounded(self.anomaly_l1, 4), log_l1_ratio=_rounded(self.stat, 4))
+        return out
 
 
 def neural_cleanse(model: nn.Module, x: torch.Tensor, num_classes: int, *, ctx: Context, steps: int,
@@ -304,11 +332,7 @@ def neural_cleanse(model: nn.Module, x: torch.Tensor, num_classes: int, *, ctx: 
         classes = list(range(first, min(num_classes, first + group)))
         triggers += reverse_triggers(model, x, classes, ctx=ctx.child("nc", first), steps=steps,
                                      batch_size=batch_size, lr=lr, init_cost=init_cost)
-    norms = torch.tensor([t.l1 for t in triggers])
-    stat, index, flagged = score_norms(norms, threshold, reference_norms)
-    index_l1 = index if reference_norms is None else score_norms(norms, threshold)[1]
-    return CleanseResult(triggers, norms, index, flagged, stat=stat, reference_norms=reference_norms,
-                         anomaly_l1=index_l1)
+    return CleanseResult.of(triggers, threshold, reference_norms)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -329,15 +353,16 @@ class CleanseConfig(ComponentConfig):
     references: int = param(2, "clean reference models (seeded apart) whose norms are averaged (geometric mean) "
                             "when reference=true: one model's norms are noisy", ge=1)
 
+    def reference_training_epochs(self, profile) -> int:
+        """Epochs spent training the reference models (0 without calibration)."""
+        return self.references * (self.reference_epochs or profile.attack_epochs) if self.reference else 0
+
 
 def reference_model(target: Target, ctx: Context, epochs: int) -> nn.Module:
     """A clean model of the target's architecture, trained from scratch on the attacker's own labelled pool."""
-    info, p = target.info, ctx.profile
-    ctx.manual_seed()
-    model = create_model(target.arch, in_channels=info.in_channels, num_classes=info.num_classes,
-                         image_size=info.image_size, mean=info.mean, std=info.std)
-    return fit(model, target.x_pool, target.y_pool, ctx=ctx, epochs=epochs, batch_size=p.batch_size, lr=p.lr,
-               desc="nc reference")
+    p = ctx.profile
+    return fit(substitute(target, ctx, None), target.x_pool, target.y_pool, ctx=ctx, epochs=epochs,
+               batch_size=p.batch_size, lr=p.lr, desc="nc reference")
 
 
 def cleanse_target(target: Target, ctx: Context, config: CleanseConfig, lr: float) -> CleanseResult:

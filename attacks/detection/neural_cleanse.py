@@ -43,18 +43,8 @@ class NeuralCleanse(Attack):
         c = self.config
         res = cleanse_target(target, ctx, c, lr=c.lr)
         detected = bool(res.flagged)
-        extras = {"anomaly_index": _r(res.anomaly, 4), "l1_norms": _r(res.norms, 3),
-                  "trigger_success": [round(t.success, 4) for t in res.triggers],
-                  "flagged": res.flagged, "most_anomalous": res.suspect,
-                  "statistic": "log_l1_ratio" if c.reference else "l1"}
-        epochs = 0
-        if res.reference_norms is not None:
-            extras.update(reference_l1_norms=_r(res.reference_norms, 3), anomaly_index_l1=_r(res.anomaly_l1, 4),
-                          log_l1_ratio=_r(res.stat, 4))
-            epochs = c.references * (c.reference_epochs or ctx.profile.attack_epochs)
+        extras = {**res.report(), "trigger_success": [round(t.success, 4) for t in res.triggers],
+                  "most_anomalous": res.suspect, "statistic": "log_l1_ratio" if c.reference else "l1"}
         return Outcome(detected=detected, detected_target=res.suspect if detected else None,
-                       score=float(res.anomaly.max()), epochs=epochs, extras=extras)
-
-
-def _r(values, digits: int) -> list[float]:
-    return [round(float(v), digits) for v in values]
+                       score=float(res.anomaly.max()), epochs=c.reference_training_epochs(ctx.profile),
+                       extras=extras)

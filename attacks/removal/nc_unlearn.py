@@ -55,15 +55,9 @@ class NCUnlearn(Attack):
             rows = stamped[which == i]
             x[rows] = res.triggers[cls].apply(x[rows])
         epochs = c.epochs or p.attack_epochs
-        if c.reference:
-            epochs += c.references * (c.reference_epochs or p.attack_epochs)
         lr = c.lr or p.lr / 10
         ctx.manual_seed()
-        fit(model, x, y, ctx=ctx, epochs=c.epochs or p.attack_epochs, batch_size=p.batch_size, lr=lr, desc=self.name)
-        return Outcome(model=model.eval(), epochs=epochs, extras={
-            "unlearned_classes": chosen, "flagged": res.flagged,
-            "trigger_success": [round(res.triggers[k].success, 4) for k in chosen],
-            "anomaly_index": [round(float(v), 4) for v in res.anomaly],
-            "l1_norms": [round(float(v), 3) for v in res.norms], "stamped": k,
-            **({"reference_l1_norms": [round(float(v), 3) for v in res.reference_norms]}
-               if res.reference_norms is not None else {})})
+        fit(model, x, y, ctx=ctx, epochs=epochs, batch_size=p.batch_size, lr=lr, desc=self.name)
+        return Outcome(model=model.eval(), epochs=epochs + c.reference_training_epochs(p), extras={
+            **res.report(), "unlearned_classes": chosen,
+            "trigger_success": [round(res.triggers[k].success, 4) for k in chosen], "stamped": k})
