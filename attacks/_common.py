@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -365,6 +366,34 @@ def reference_model(target: Target, ctx: Context, epochs: int) -> nn.Module:
                batch_size=p.batch_size, lr=p.lr, desc="nc reference")
 
 
+# The reference norms of one attacker (pool, seed, settings) are the same for every target it inspects: every
+# defense of a run, and the null models of each cell. Kept per process (a run's workers live through it).
+_REFERENCE_NORMS: dict[tuple, torch.Tensor] = {}
+
+
+def _digest(t: torch.Tensor) -> str:
+    return hashlib.blake2b(t.detach().cpu().contiguous().numpy().data, digest_size=16).hexdigest()
+
+
+def reference_norms(target: Target, ctx: Context, config: CleanseConfig, x: torch.Tensor, settings: dict
+                    ) -> torch.Tensor:
+    """Geometric mean over ``config.references`` clean reference models of their trigger norms on ``x``
+    (computed once per process for a given pool, images, seed and settings)."""
+    c, p = config, ctx.profile
+    epochs = c.reference_epochs or p.attack_epochs
+    key = (target.arch, _digest(target.x_pool), _digest(target.y_pool), _digest(x), ctx.seed, str(ctx.device),
+           c.references, epochs, p.batch_size, p.lr, tuple(sorted(settings.items())))
+    if key not in _REFERENCE_NORMS:
+        logs = []
+        for i in range(c.references):
+            ref_ctx = ctx.child("reference") if i == 0 else ctx.child("reference", i)
+            ref = reference_model(target, ref_ctx, epochs)
+            logs.append(neural_cleanse(ref, x, target.info.num_classes, ctx=ref_ctx, **settings)
+                        .norms.clamp_min(1e-6).log())
+        _REFERENCE_NORMS[key] = torch.stack(logs).mean(0).exp()
+    return _REFERENCE_NORMS[key].clone()
+
+
 def cleanse_target(target: Target, ctx: Context, config: CleanseConfig, lr: float) -> CleanseResult:
     """:func:`neural_cleanse` of the target's white-box copy on ``config.n_clean`` images of the attacker's pool,
     with Adam at ``lr`` on the masks and patterns; with ``config.reference`` the same on ``config.references``
@@ -377,14 +406,7 @@ def cleanse_target(target: Target, ctx: Context, config: CleanseConfig, lr: floa
     k = target.info.num_classes
     settings = dict(steps=nc_steps(c.steps, ctx), batch_size=c.batch_size, lr=lr, init_cost=c.init_cost,
                     threshold=c.threshold)
-    ref_norms = None
-    if c.reference:
-        logs = []
-        for i in range(c.references):
-            ref_ctx = ctx.child("reference") if i == 0 else ctx.child("reference", i)
-            ref = reference_model(target, ref_ctx, c.reference_epochs or ctx.profile.attack_epochs)
-            logs.append(neural_cleanse(ref, x, k, ctx=ref_ctx, **settings).norms.clamp_min(1e-6).log())
-        ref_norms = torch.stack(logs).mean(0).exp()
+    ref_norms = reference_norms(target, ctx, c, x, settings) if c.reference else None
     return neural_cleanse(model, x, k, ctx=ctx, reference_norms=ref_norms, **settings)
 
 

@@ -73,6 +73,24 @@ def test_neural_cleanse_with_a_reference_model(patch_victim, task, profile):
     assert ex["anomaly_index_l1"] == plain.extras["anomaly_index"]
 
 
+def test_reference_models_are_trained_once_per_attacker(patch_victim, task, profile, monkeypatch):
+    import attacks._common as common
+
+    monkeypatch.setattr(common, "_REFERENCE_NORMS", {})
+    built = []
+    real = common.reference_model
+    monkeypatch.setattr(common, "reference_model", lambda *a, **k: built.append(1) or real(*a, **k))
+    clean = create_defense("none").embed(task, _ctx(profile))
+    first = _attack("neural_cleanse", patch_victim, task, profile, reference=True)
+    second = _attack("neural_cleanse", clean, task, profile, reference=True)  # another target, same attacker
+    assert len(built) == 2  # the two reference models, for both targets
+    assert first.extras["reference_l1_norms"] == second.extras["reference_l1_norms"]
+    assert first.extras["l1_norms"] != second.extras["l1_norms"]
+    other_seed = create_attack("neural_cleanse", reference=True)
+    other_seed(make_target(patch_victim, other_seed, task), _ctx(profile, seed=1))
+    assert len(built) == 4  # another attacker seed trains its own
+
+
 def test_neural_cleanse_finds_the_patch_target(patch_victim, task, profile):
     assert patch_victim.verify(patch_victim.model)[0] > 0.95
     out = _attack("neural_cleanse", patch_victim, task, profile)
