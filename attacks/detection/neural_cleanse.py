@@ -12,8 +12,8 @@ above 2 is flagged. The verdict names the most anomalous flagged class.
 of the same architecture on its own labelled pool, reverse-engineers them on the same images with the same
 settings, and scores each class by log(L1 / reference L1), the reference L1 being the geometric mean over
 those models, instead of the raw L1. The paper's statistic assumes every clean
-class needs a similar mask; on Fashion-MNIST it does not (measured, quick profile: Bag needs 16-22 pixels in
-every model, Ankle boot 100-170), so the median absolute deviation is so wide that even a zero-norm trigger
+class needs a similar mask; on Fashion-MNIST it does not (measured, quick profile, content victims: Bag needs
+17-22 pixels, Sneaker and Ankle boot 104-149), so the median absolute deviation is so wide that even a zero-norm trigger
 scores an index below 2 and nothing can be flagged. Relative to the same class in a clean model, a
 backdoor's target stands out. The raw-norm index is still reported (``anomaly_index_l1``).
 """
