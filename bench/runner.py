@@ -84,9 +84,28 @@ class RunSummary:
 _WORKER: dict[str, Any] = {}
 
 
+def _keep_worker_alive() -> None:
+    """Switch off loky's leak guard in this process.
+
+    A loky worker whose resident memory grew by more than 300 MB since its first job is taken for a leaking
+    one and replaced by a fresh process. Ours grow on purpose: the data set, the task and an attacker's
+    reference-model norms are kept per process for the jobs that follow. A replacement pays a torch import and
+    rebuilds all of them (calibrated Neural Cleanse retrains its reference models), and the run warns "A worker
+    stopped while some jobs were given to the executor". The guard is a module global of loky's worker loop,
+    read after every job; without psutil loky skips it the same way.
+    """
+    try:
+        from joblib.externals.loky import process_executor
+    except ImportError:  # pragma: no cover - joblib without its vendored loky
+        return
+    if getattr(process_executor, "_USE_PSUTIL", False):
+        process_executor._USE_PSUTIL = False
+
+
 def _setup(plan: Plan) -> Cache:
     """Per-process setup: plugins, thread share, the cache handle. Idempotent."""
     if _WORKER.get("plan") != plan:
+        _keep_worker_alive()
         load_plugins(plan.plugins)
         _WORKER["cluster_threads"] = cluster_threads()  # a Dask or Ray worker knows its share of its host
         if _WORKER["cluster_threads"] is not None:

@@ -281,3 +281,39 @@ def test_killed_run_resumes_without_duplicates_or_corrupt_cards(tmp_path):
     trained = again.stdout.split("models trained: ")[1]
     victims, attacks = int(trained.split(" victims")[0]), int(trained.split(", ")[1].split(" by attacks")[0])
     assert victims + attacks == total - done_before
+
+
+# --- loky's leak guard must not replace a worker whose per-process caches grow ---------------------------------
+
+_HELD: list[bytearray] = []
+
+
+def _set_up_worker(plan) -> int:
+    from bench import runner
+
+    runner._setup(plan)
+    return os.getpid()
+
+
+def _grow_by(mb: int) -> int:
+    import time
+
+    _HELD.append(bytearray(b"\x01") * (mb << 20))  # filled, so resident: what a cached data set does
+    time.sleep(1.2)  # loky checks a worker's memory at most once a second, after a job
+    return os.getpid()
+
+
+def test_worker_keeps_its_caches_when_memory_grows(tmp_path):
+    pytest.importorskip("psutil")  # loky's guard needs psutil; without it there is nothing to switch off
+    from joblib.externals.loky import get_reusable_executor
+
+    plan = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+                     cache_dir=str(tmp_path / "c"), device="cpu")
+    executor = get_reusable_executor(max_workers=1, kill_workers=True, reuse=False)
+    try:
+        pid = executor.submit(_set_up_worker, plan).result()
+        # 400 MB over the size after the first job: loky would call it a leak and start a fresh worker
+        assert executor.submit(_grow_by, 400).result() == pid
+        assert executor.submit(os.getpid).result() == pid
+    finally:
+        executor.shutdown(kill_workers=True)
