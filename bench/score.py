@@ -10,7 +10,13 @@ No attack grades itself. Ownership is decided per cell by two rules together:
   clean test inputs of other classes (:func:`label_rate`). Without that floor a degenerate suspect that
   answers the target class to almost everything (a failed extraction, a broken removal) would "carry" any
   watermark whose label is that class: measured, a DFME copy of ``content`` at 13% accuracy scored 66.6%
-  WSR against a null rate of 0.25%. ``retained`` = WSR >= threshold and p < ``ALPHA``.
+  WSR against a null rate of 0.25%.
+
+``retained`` = WSR minus the suspect's own label rate >= threshold, and p < ``ALPHA``. For a working model the
+own rate is a few percent and this is the paper's WSR >= threshold; for a near-constant one the threshold
+applies to what the watermark adds above that rate. The floor alone did not suffice: measured, a DFME copy of
+``ewe`` at 10% accuracy gave EWE's target label to 99.0% of clean inputs and to 100% of 1,000 watermarks, and
+the binomial test against 99.0% gives p = 4e-5.
 
 ``removed_cheaply`` follows the WRT SoK's rule: not retained and clean accuracy dropped <= 5 points.
 """
@@ -159,13 +165,14 @@ def score_models(
     hits = round(wsr * n)
     rate = null.rate if null is not None else 1.0 / max(1, len(torch.unique(y_test)))
     out["extras"]["null_rate_smoothed"] = rate
+    own = 0.0
     if protected.verify_y is not None and suspect_pred is not None:
         own = label_rate(suspect_pred, y_test, protected.verify_y)
         out["extras"]["suspect_label_rate"] = own
         rate = max(rate, own)
     out["extras"]["p_value_rate"] = rate
     out["p_value"] = binom_sf(hits, n, rate)
-    out["retained"] = bool(wsr >= threshold and out["p_value"] < ALPHA)
+    out["retained"] = bool(wsr - own >= threshold and out["p_value"] < ALPHA)
     out["removed_cheaply"] = bool(not out["retained"] and acc_v - out["clean_acc_suspect"] <= MAX_ACC_DROP)
     return out
 

@@ -693,7 +693,8 @@ CONTROL_NOTE = (
 )
 RULES_NOTE = (
     "WSR cells: mean ± sd over ok seeds; (k/n) = only k of the n seeds are ok. ✓ = ownership still "
-    "provable (WSR ≥ threshold and p < 0.01, majority of seeds); ✗ = removed. Detection columns: ✓ "
+    "provable (WSR above the suspect's own rate of giving that label to clean inputs by ≥ threshold, and "
+    "p < 0.01; majority of seeds); ✗ = removed. Detection columns: ✓ "
     "undetected, ✗ detected. Robustness = extraction and removal attacks survived / those with an ok cell "
     "(n/a, errors and cells not run are left out). Worst case per threat class: the attack that removes the "
     "watermark (else the lowest WSR). Acc Δ = victim clean accuracy minus that of `none`, same seeds. "

@@ -188,6 +188,21 @@ def test_a_suspect_that_answers_the_target_to_everything_carries_no_watermark():
     assert half["extras"]["suspect_label_rate"] == 0.0 and half["retained"] is True
 
 
+def test_a_near_constant_suspect_needs_the_threshold_above_its_own_label_rate():
+    # rows 0 and 1 (the watermarks) and row 0 (most clean class-0 images) -> 1; row 2 -> 0
+    suspect = [[0.0, 5.0], [0.0, 5.0], [5.0, 0.0]]
+    clean = [[5.0, 0.0], [5.0, 0.0], [5.0, 0.0]]
+    prot = _protected(suspect)
+    x_test = torch.tensor([0.0] * 9 + [2.0] + [1.0] * 10).view(20, 1, 1, 1)
+    y_test = torch.tensor([0] * 10 + [1] * 10)  # 9 of the 10 class-0 images are answered 1
+    out = score_models(protected=prot, suspect=Fixed(suspect), x_test=x_test, y_test=y_test,
+                       null_models=[Fixed(clean)])
+    assert out["wsr_suspect"] == 1.0 and out["extras"]["suspect_label_rate"] == pytest.approx(0.9)
+    # 100 of 100 against a rate of 0.9 is significant (0.9 ** 100), but the watermark adds 10 points only
+    assert out["p_value"] == pytest.approx(0.9 ** 100, rel=1e-4) and out["p_value"] < 0.01
+    assert out["retained"] is False
+
+
 def test_a_detection_counts_only_when_it_names_the_watermark():
     from bench.score import names_the_watermark
 
