@@ -102,10 +102,16 @@ def label_rate(pred: torch.Tensor, y_true: torch.Tensor, verify_y: torch.Tensor)
 
 def names_the_watermark(protected: Protected, detected: bool | None, target: int | None,
                         pair: tuple[int, int] | list[int] | None) -> bool | None:
-    """Did a detector that flagged the model find *this* watermark? True when the class it names is a label of
-    the verification set, or the source pair it names is the scheme's (``info["classes"]``: MEA-Defender and
-    its relatives); False when it names something else; None when it flagged nothing or the scheme has no
-    watermark. A flag that names neither a class nor a pair counts as found (nothing to check it against)."""
+    """Did a detector that flagged the model find *this* watermark? True when the class it names is the label of
+    at least half of the verification set (the watermark's target), or the source pair it names is the
+    scheme's (``info["classes"]``: MEA-Defender and its relatives); False when it names something else; None
+    when it flagged nothing or the scheme has no watermark. A flag that names neither a class nor a pair counts
+    as found (nothing to check it against).
+
+    A watermark whose labels are spread over the classes (``adi``'s random labels, ``dawn``'s flipped answers)
+    has no target for a detector to name, so a named class is no evidence of finding it. Measured: raw Neural
+    Cleanse flags Bag on ``adi``'s victim (index 2.71), the class with the smallest clean-model triggers on
+    Fashion-MNIST, and Bag is also one of adi's labels."""
     if not detected or not protected.has_watermark or protected.verify_y is None:
         return None
     if target is None and pair is None:
@@ -113,7 +119,7 @@ def names_the_watermark(protected: Protected, detected: bool | None, target: int
     classes = (protected.info or {}).get("classes") or {}
     if pair is not None and {"a", "b"} <= set(classes) and set(pair) == {classes["a"], classes["b"]}:
         return True
-    return target is not None and target in set(protected.verify_y.tolist())
+    return target is not None and 2 * int((protected.verify_y == target).sum()) >= len(protected.verify_y)
 
 
 def score_models(

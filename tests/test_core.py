@@ -217,3 +217,8 @@ def test_a_detection_counts_only_when_it_names_the_watermark():
     assert names_the_watermark(mixed, True, 2, (3, 4)) is True  # the target
     assert names_the_watermark(mixed, True, 5, (3, 4)) is False
     assert names_the_watermark(Protected(model=prot.model), True, 1, None) is None  # no watermark
+    # labels spread over the classes (adi, dawn): no class is the watermark's target, a named one finds nothing
+    spread = Protected(model=prot.model, verify_x=prot.verify_x, verify_y=torch.arange(100) % 10)
+    assert names_the_watermark(spread, True, 8, None) is False
+    half = Protected(model=prot.model, verify_x=prot.verify_x, verify_y=torch.tensor([3] * 50 + [4] * 50))
+    assert names_the_watermark(half, True, 3, None) is True and names_the_watermark(half, True, 5, None) is False
