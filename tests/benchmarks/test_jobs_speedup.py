@@ -68,7 +68,9 @@ def _run(root: Path, jobs: int, dataset: str = "synthetic", profile: str = "test
     summary = execute(plan, plan_run(plan, *matrix, list(SEEDS)), progress=False)
     wall = time.perf_counter() - t0
     n_cells = len(matrix[0].split(",")) * len(matrix[1].split(",")) * len(SEEDS)
-    assert summary.counts["ok"] == summary.cells == n_cells and not summary.errors, summary.errors
+    # random_mix_probe on `none` is n/a: a detector has no watermark to find in a clean model
+    assert summary.counts["ok"] + summary.counts["n/a"] == summary.cells == n_cells, summary.counts
+    assert not summary.errors, summary.errors
     assert sum(summary.built.values()) > 0 and sum(summary.loaded.values()) == 0  # nothing came from a cache
     df = load_results(root / "results")
     cards = {}
