@@ -1224,8 +1224,12 @@ def render_heatmap(groups: list[Group], path: Path) -> Path:
                 )
             ax.set_xlabel("")
             ax.set_ylabel("")
-            ax.tick_params(axis="x", labelrotation=0)
             ax.tick_params(axis="y", labelrotation=0)
+            if max(len(a) for a in cols) > 14:  # sweep and chain names would run into each other side by side
+                for label in ax.get_xticklabels():
+                    label.set(rotation=35, ha="right", rotation_mode="anchor")
+            else:
+                ax.tick_params(axis="x", labelrotation=0)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=HEATMAP_DPI, metadata={"Software": None}, facecolor="white")
     return path
