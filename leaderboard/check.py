@@ -5,7 +5,9 @@ path its own fields name; the cards are rendered into a temporary folder and eve
 byte for byte with the published one. A hand-edited card (or a hand-edited leaderboard) therefore fails:
 the numbers no longer match what the renderer makes of the cards. A card made by an older version of its
 defense or attack than the registered one is stale (its numbers describe code that is gone) and fails too;
-names the registries do not know (a plugin not loaded) are not judged.
+names the registries do not know (a plugin not loaded) are not judged. A card whose verdict does not follow
+from its own numbers by the scorer's rules (:func:`verdict_mismatch`) fails as well, so a flipped verdict
+cannot pass by re-rendering the leaderboard after the edit.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from pathlib import Path
 
 from bench.errors import CardError
 from bench.results import card_path, iter_cards
+from bench.score import ALPHA, MAX_ACC_DROP
 from bench.spec import parse_spec, split_top_level
 
-__all__ = ["check_leaderboard"]
+__all__ = ["check_leaderboard", "stale_versions", "verdict_mismatch"]
 
 # what render() may write; anything else under the output folder is not ours to judge
 _OUTPUTS = ("LEADERBOARD.md", "index.html", "figures/*.png")
@@ -55,6 +58,24 @@ def stale_versions(card: dict) -> str | None:
     return "; ".join(found) or None
 
 
+def verdict_mismatch(card: dict) -> str | None:
+    """Why ``retained`` or ``removed_cheaply`` of an ok card is not what :mod:`bench.score` derives from the
+    card's own WSR, label rate, threshold, p-value and accuracies; None when they agree or there is no verdict."""
+    if card["status"] != "ok" or card["retained"] is None:
+        return None
+    own = (card.get("extras") or {}).get("suspect_label_rate") or 0.0
+    try:
+        retained = bool(card["wsr_suspect"] - own >= card["threshold"] and card["p_value"] < ALPHA)
+        cheaply = bool(not retained and card["clean_acc_victim"] - card["clean_acc_suspect"] <= MAX_ACC_DROP)
+    except TypeError:  # a number the verdict rests on is missing
+        return "it has a verdict but not the WSR, threshold, p-value and accuracies it rests on"
+    if card["retained"] != retained:
+        return f"retained is {card['retained']}, but its numbers give {retained}"
+    if card["removed_cheaply"] is not None and card["removed_cheaply"] != cheaply:
+        return f"removed_cheaply is {card['removed_cheaply']}, but its numbers give {cheaply}"
+    return None
+
+
 def check_leaderboard(results_dir: str | Path, out_dir: str | Path) -> list[str]:
     """Problems found, one line each (empty when the published leaderboard matches the cards)."""
     from leaderboard.render import render
@@ -69,6 +90,9 @@ def check_leaderboard(results_dir: str | Path, out_dir: str | Path) -> list[str]
         why = stale_versions(card)
         if why:
             problems.append(f"{path}: stale, made by {why}; re-run its cell (`wmbench run` re-runs it) or delete it")
+        why = verdict_mismatch(card)
+        if why:
+            problems.append(f"{path}: edited? {why}; re-score it (`wmbench run --force` on its cell)")
     if not out.is_dir():
         raise CardError(f"no published leaderboard at {str(out)!r}; render it with `wmbench leaderboard --out {out}`")
     with tempfile.TemporaryDirectory(prefix="wmbench-check-") as tmp:

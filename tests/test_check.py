@@ -53,6 +53,24 @@ def test_a_hand_edited_card_fails_the_check(tmp_path: Path, capsys):
     assert "re-render it with `wmbench leaderboard" in err
 
 
+def test_a_flipped_verdict_fails_even_after_a_re_render(tmp_path: Path):
+    results, out = _publish(tmp_path)
+    path = _card(results)
+    card = json.loads(path.read_text())
+    assert card["retained"] is True
+    card["retained"], card["removed_cheaply"] = False, True  # "the attack removed it", by hand
+    path.write_text(json.dumps(card))
+    render(results, out)  # the leaderboard now matches the edited card
+    problems = check_leaderboard(results, out)
+    assert problems == [f"{path}: edited? retained is False, but its numbers give True; "
+                        "re-score it (`wmbench run --force` on its cell)"]
+    # a card's own numbers decide: a WSR within the threshold of the label rate is no retained watermark
+    card.update(retained=True, removed_cheaply=False, extras={**card["extras"], "suspect_label_rate": 0.2})
+    path.write_text(json.dumps(card))
+    render(results, out)
+    assert any("retained is True, but its numbers give False" in p for p in check_leaderboard(results, out))
+
+
 def test_a_hand_edited_leaderboard_fails_the_check(tmp_path: Path):
     results, out = _publish(tmp_path)
     md = out / "LEADERBOARD.md"
