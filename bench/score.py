@@ -33,7 +33,7 @@ from bench.api import Protected
 from bench.train import accuracy, predict_labels
 
 __all__ = ["ALPHA", "MAX_ACC_DROP", "binom_sf", "NullResult", "null_wsr", "label_rate", "names_the_watermark",
-           "score_models"]
+           "verdict", "score_models"]
 
 ALPHA = 0.01
 MAX_ACC_DROP = 0.05
@@ -122,6 +122,14 @@ def names_the_watermark(protected: Protected, detected: bool | None, target: int
     return target is not None and 2 * int((protected.verify_y == target).sum()) >= len(protected.verify_y)
 
 
+def verdict(*, wsr: float, label_rate: float, threshold: float, p_value: float, acc_victim: float,
+            acc_suspect: float) -> tuple[bool, bool]:
+    """(retained, removed_cheaply) from a cell's numbers: the WSR above the suspect's own label rate reaches
+    the threshold and p < ``ALPHA``; removed cheaply = not retained with at most ``MAX_ACC_DROP`` accuracy lost."""
+    retained = bool(wsr - label_rate >= threshold and p_value < ALPHA)
+    return retained, bool(not retained and acc_victim - acc_suspect <= MAX_ACC_DROP)
+
+
 def score_models(
     *,
     protected: Protected,
@@ -178,8 +186,9 @@ def score_models(
         rate = max(rate, own)
     out["extras"]["p_value_rate"] = rate
     out["p_value"] = binom_sf(hits, n, rate)
-    out["retained"] = bool(wsr - own >= threshold and out["p_value"] < ALPHA)
-    out["removed_cheaply"] = bool(not out["retained"] and acc_v - out["clean_acc_suspect"] <= MAX_ACC_DROP)
+    out["retained"], out["removed_cheaply"] = verdict(wsr=wsr, label_rate=own, threshold=threshold,
+                                                      p_value=out["p_value"], acc_victim=acc_v,
+                                                      acc_suspect=out["clean_acc_suspect"])
     return out
 
 

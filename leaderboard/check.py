@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.errors import CardError
 from bench.results import card_path, iter_cards
-from bench.score import ALPHA, MAX_ACC_DROP
+from bench.score import verdict
 from bench.spec import parse_spec, split_top_level
 
 __all__ = ["check_leaderboard", "stale_versions", "verdict_mismatch"]
@@ -63,10 +63,10 @@ def verdict_mismatch(card: dict) -> str | None:
     card's own WSR, label rate, threshold, p-value and accuracies; None when they agree or there is no verdict."""
     if card["status"] != "ok" or card["retained"] is None:
         return None
-    own = (card.get("extras") or {}).get("suspect_label_rate") or 0.0
     try:
-        retained = bool(card["wsr_suspect"] - own >= card["threshold"] and card["p_value"] < ALPHA)
-        cheaply = bool(not retained and card["clean_acc_victim"] - card["clean_acc_suspect"] <= MAX_ACC_DROP)
+        retained, cheaply = verdict(wsr=card["wsr_suspect"], threshold=card["threshold"], p_value=card["p_value"],
+                                    label_rate=(card.get("extras") or {}).get("suspect_label_rate") or 0.0,
+                                    acc_victim=card["clean_acc_victim"], acc_suspect=card["clean_acc_suspect"])
     except TypeError:  # a number the verdict rests on is missing
         return "it has a verdict but not the WSR, threshold, p-value and accuracies it rests on"
     if card["retained"] != retained:

@@ -631,9 +631,9 @@ def cell_detail(cell: Cell) -> str:
         elif c["status"] == "n/a":
             parts.append(f"seed {c['seed']}: n/a" + (f" ({truncate(c['error'], 300)})" if c["error"] else ""))
         elif cell.kind == "detection":
-            nulls = (c.get("extras") or {}).get("null_detected")
+            extras = c.get("extras") or {}
+            nulls, right = extras.get("null_detected"), extras.get("detection_correct")
             alarm = "" if nulls is None else f", clean null models flagged: {sum(map(bool, nulls))}/{len(nulls)}"
-            right = (c.get("extras") or {}).get("detection_correct")
             named = "" if right is None else f" (names the watermark: {'yes' if right else 'no'})"
             parts.append(f"seed {c['seed']}: detected={c['detected']} target={c['detected_target']}{named}{alarm}")
         else:

@@ -59,6 +59,10 @@ def _setting(enabled: bool) -> tuple[str, str, tuple[str, str]]:
     return "synthetic", "test", SMALL
 
 
+def _n_cells(matrix: tuple[str, str]) -> int:
+    return len(matrix[0].split(",")) * len(matrix[1].split(",")) * len(SEEDS)
+
+
 def _run(root: Path, jobs: int, dataset: str = "synthetic", profile: str = "test",
          matrix: tuple[str, str] = SMALL) -> tuple[float, dict]:
     """Run the matrix from scratch under ``root``; return (wall seconds, card metrics by cell)."""
@@ -67,7 +71,7 @@ def _run(root: Path, jobs: int, dataset: str = "synthetic", profile: str = "test
     t0 = time.perf_counter()
     summary = execute(plan, plan_run(plan, *matrix, list(SEEDS)), progress=False)
     wall = time.perf_counter() - t0
-    n_cells = len(matrix[0].split(",")) * len(matrix[1].split(",")) * len(SEEDS)
+    n_cells = _n_cells(matrix)
     # random_mix_probe on `none` is n/a: a detector has no watermark to find in a clean model
     assert summary.counts["ok"] + summary.counts["n/a"] == summary.cells == n_cells, summary.counts
     assert not summary.errors, summary.errors
@@ -100,8 +104,7 @@ def test_jobs_speedup(benchmark, tmp_path: Path, monkeypatch):
 
     out = benchmark.pedantic(runs, rounds=1, iterations=1)
     (t1, cards1), (t2, cards2) = out["jobs1"], out["jobs2"]
-    n_cells = len(matrix[0].split(",")) * len(matrix[1].split(","))
-    assert len(cards1) == n_cells and set(cards1) == set(cards2)
+    assert len(cards1) == _n_cells(matrix) and set(cards1) == set(cards2)
     # the thread counts differ (all cores in one process, a share in each of two), and CPU float sums depend on
     # them: on the synthetic set the metrics agree to 1e-6; on the real smoke matrix they drift in the third
     # decimal (one content soft-label copy: 70.2% vs 70.0%), so there they must agree to 2 points
