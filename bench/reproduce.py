@@ -7,6 +7,7 @@ runner (so everything is cached and carded like any sweep) and writes a Markdown
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,8 @@ class Reproduction:
     dataset: str
     defense: str
     rows: tuple[Row, ...]
+    # "module:function" returning extra Markdown lines from (plan, matrix, seeds), after the table
+    explain: str | None = None
 
 
 REPRODUCTIONS: dict[str, Reproduction] = {
@@ -49,6 +52,7 @@ REPRODUCTIONS: dict[str, Reproduction] = {
                 Row("Papernot (Jacobian augmentation)", "jacobian", 0.8939, 0.8230),
                 Row("Knockoff Nets", "knockoff", 0.8957, 0.8550),
             ),
+            explain="defenses.mea_defender:explain_reproduction",
         ),
     )
 }
@@ -103,6 +107,9 @@ def run_reproduction(name: str, plan, seeds: list[int], progress: bool = True,
         sd = f" ± {100 * cells.wsr_suspect.std():.2f}" if len(cells) > 1 else ""
         lines.append(f"| {r.label} | {r.attack} | {_pct(r.paper_acc)} | {_pct(acc)} | {_pct(r.paper_wsr)} | "
                      f"{_pct(wsr)}{sd} | {_pct(null)} | {'—' if p is None or p != p else f'{p:.1e}'} |")
+    if rep.explain:
+        module, _, func = rep.explain.partition(":")
+        lines += getattr(importlib.import_module(module), func)(plan, matrix, seeds)
     text = "\n".join(lines) + "\n"
     out = Path(plan.results_dir) / "reproductions" / f"{rep.name}.md"
     out.parent.mkdir(parents=True, exist_ok=True)

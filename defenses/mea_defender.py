@@ -44,6 +44,11 @@ Version 2, seed 0: victim 77.81% accuracy, WSR 0.10% (``none``: 88.50%); without
 (``mea_defender_ver_only``) 86.56% and 95.05%. The switches ``com_target``, ``com_stage1``, ``com_extra``,
 ``anchor_pairing`` and ``anchors_stage*`` (a set as small as ``anchor_batch`` is forwarded whole at every
 step, as in the code) show where it does and does not work; the README quotes the sweeps and their commands.
+Why: ``combination_optimum`` solves the loss for a watermark whose output were free. Its minimiser answers
+the target only when the watermarks' share of the cross-entropy batch over the KL's weight (w / c) exceeds a
+break-even ratio set by the sources' outputs (``break_even_ratio``); the code's weights give 0.004 (stage 1)
+and 0.11 (stage 2) against 3.8 for a clean model's sources and 1.6 for the trained victim's, so the loss
+itself sends watermarks to a source class. ``wmbench reproduce mea-defender-fmnist`` prints the analysis.
 """
 
 from __future__ import annotations
@@ -75,6 +80,10 @@ __all__ = [
     "min_norm_gamma",
     "mgda_aux_weight",
     "false_triggering",
+    "combination_optimum",
+    "break_even_ratio",
+    "combination_diagnosis",
+    "explain_reproduction",
 ]
 
 # The paper's source/target classes per data set; CIFAR-100 by name (looked up in the task's class names).
@@ -173,6 +182,92 @@ def mgda_aux_weight(g1: Sequence[torch.Tensor | None], g2: Sequence[torch.Tensor
     n1 = min(loss1 * math.sqrt(d11), 10.0) + 1e-5
     n2 = min(loss2 * math.sqrt(d22), 10.0) + 1e-5
     return 1.0 - min_norm_gamma(d11 / (n1 * n1), d12 / (n1 * n2), d22 / (n2 * n2))
+
+
+# ------------------------------------------------------------------------- where the combination loss sits
+
+
+def _mean_log_probs(log_pa: torch.Tensor, log_pb: torch.Tensor) -> torch.Tensor:
+    """L_k = E[log p_A(k)] + E[log p_B(k)] over the source images: with anchors paired at random, the
+    expected KL(q || p_A) + KL(q || p_B) is 2 sum_k q_k log q_k - sum_k q_k L_k."""
+    if log_pa.dim() != 2 or log_pb.dim() != 2 or log_pa.shape[1] != log_pb.shape[1]:
+        raise ValueError(f"log-probabilities must be (n, classes) with the same classes; got "
+                         f"{tuple(log_pa.shape)} and {tuple(log_pb.shape)}")
+    return log_pa.double().mean(0) + log_pb.double().mean(0)
+
+
+def combination_optimum(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int, w_ce: float,
+                        w_kl: float) -> torch.Tensor:
+    """The output distribution q that minimises, for one watermark input whose output were free,
+    ``w_ce * -log q[target] + w_kl * E[KL(q || p_A) + KL(q || p_B)]`` (the expectation over randomly paired
+    source images whose log-probabilities are the rows of ``log_pa`` and ``log_pb``).
+
+    This is what the published training loss asks of a watermark's output: ``w_ce`` is the watermarks'
+    share of the cross-entropy batch, ``w_kl`` the combination loss's weight (MGDA's plus the fixed extra).
+    Stationarity gives q_k = kappa * G_k for every other class, G_k = exp(L_k / 2) (the geometric mean of
+    the sources' probabilities), and q_t = (1 - q_t) (G_t / S) exp(w_ce / (2 w_kl q_t)) for the target, with
+    S the sum of the other G_k; the left side grows and the right side falls with q_t, so the root is
+    unique and bisection finds it. A network that has to generalise can do no better than this minimiser
+    on the loss; if the minimiser does not answer ``target``, the loss does not ask the watermark to."""
+    if w_ce < 0 or w_kl <= 0:
+        raise ValueError(f"combination_optimum: need w_ce >= 0 and w_kl > 0, got {w_ce}, {w_kl}")
+    half = _mean_log_probs(log_pa, log_pb) / 2
+    k = half.numel()
+    if not 0 <= target < k:
+        raise ValueError(f"combination_optimum: target {target} is not a class of {k}")
+    others = torch.ones(k, dtype=torch.bool)
+    others[target] = False
+    log_s = torch.logsumexp(half[others], 0)
+    log_ratio = float(half[target] - log_s)  # log(G_t / S)
+    a = w_ce / (2 * w_kl)
+
+    def h(u: float) -> float:  # the stationarity condition in u = logit(q_t); increasing, one root
+        return -math.inf if a > 0 and -u > 700 else u - log_ratio - a * (1 + math.exp(-u))
+
+    lo = log_ratio + a  # h(lo) <= 0
+    hi = max(lo, 0.0, log_ratio + 2 * a) + 1.0  # h(hi) > 0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if h(mid) > 0:
+            hi = mid
+        else:
+            lo = mid
+    q_t = 1 / (1 + math.exp(-(lo + hi) / 2)) if (lo + hi) / 2 > -700 else math.exp((lo + hi) / 2)
+    q = torch.zeros(k, dtype=torch.float64)
+    q[others] = (1 - q_t) * torch.softmax(half[others], 0)
+    q[target] = q_t
+    return q
+
+
+def break_even_ratio(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int) -> float:
+    """The smallest ``w_ce / w_kl`` at which :func:`combination_optimum` answers ``target``:
+    2 * G_max / (S + G_max) * log(G_max / G_t), with G_max the largest other geometric mean (0 when the
+    target already has the largest one)."""
+    half = _mean_log_probs(log_pa, log_pb) / 2
+    others = torch.ones(half.numel(), dtype=torch.bool)
+    others[target] = False
+    log_gmax = float(half[others].max())
+    log_s = float(torch.logsumexp(half[others], 0))
+    gap = log_gmax - float(half[target])
+    if gap <= 0:
+        return 0.0
+    share = math.exp(log_gmax - float(torch.logaddexp(torch.tensor(log_s), torch.tensor(log_gmax))))
+    return 2 * share * gap
+
+
+def combination_diagnosis(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, target: int, *,
+                          w_ce: float, w_kl: float, device: torch.device | str = "cpu") -> dict:
+    """Where the combination loss puts a watermark's output, given ``model``'s outputs on source images
+    ``x_a`` and ``x_b`` (eval mode): the minimiser's target probability and answer, and the break-even
+    ``w_ce / w_kl`` against the one in use."""
+    from bench.train import predict_logits
+
+    log_pa = F.log_softmax(predict_logits(model, x_a, device=device).double(), 1)
+    log_pb = F.log_softmax(predict_logits(model, x_b, device=device).double(), 1)
+    q = combination_optimum(log_pa, log_pb, target, w_ce, w_kl)
+    return {"q_target": float(q[target]), "answer": int(q.argmax()), "ratio": w_ce / w_kl,
+            "break_even": break_even_ratio(log_pa, log_pb, target),
+            "p_a_target": float(log_pa.exp()[:, target].mean()), "p_b_target": float(log_pb.exp()[:, target].mean())}
 
 
 # --------------------------------------------------------------------------------------------- defense
@@ -488,3 +583,77 @@ def false_triggering(model: nn.Module, probes: dict[str, torch.Tensor], target: 
                      device: torch.device | str = "cpu") -> dict[str, float]:
     """WFPR per mixer: the share of A x B mixtures that ``model`` answers with the target class."""
     return {k: float((predict_labels(model, x, device=device) == target).float().mean()) for k, x in probes.items()}
+
+
+def _stage_weights(info: dict, config: dict, stage: str) -> tuple[float, float] | None:
+    """(watermarks' share of the cross-entropy batch, mean weight of the combination loss) of one trained
+    stage, from ``Protected.info`` and the defense's config; None when the stage did not run or had no KL."""
+    st = info.get(stage)
+    if not config.get("combination", True) or (stage == "stage1" and not config.get("com_stage1", True)):
+        return None
+    if not st or "mgda_aux_weight_mean" not in st and config.get("balance") != "fixed":
+        return None
+    sizes = st["samples_per_epoch"]
+    w = sizes["watermark"] / max(1, sum(sizes.values()))
+    s = st.get("mgda_aux_weight_mean", config.get("aux_weight", 0.0))
+    lam = [config["com_extra_tenth"] if e % 10 == 9 else config["com_extra"] for e in range(st["epochs"])]
+    return w, s + sum(lam) / len(lam)
+
+
+def explain_reproduction(plan, matrix, seeds: list[int]) -> list[str]:
+    """Markdown for ``wmbench reproduce mea-defender-fmnist``: where the published loss puts a watermark's
+    output (:func:`combination_optimum`) given the sources' outputs of the clean ``none`` victim and of the
+    trained MEA-Defender victim, at each stage's weights."""
+    from bench.cache import Cache
+    from bench.data import make_task
+
+    cache = Cache(plan.cache_dir)
+    cells = [*matrix.cells, *matrix.skipped]
+    lines = ["", "## Where the combination loss puts a watermark", "",
+             "For one watermark whose output were free, the published loss is minimised by the distribution "
+             "`combination_optimum` computes (`defenses/mea_defender.py`): w = the watermarks' share of the "
+             "cross-entropy batch, c = the combination loss's weight (MGDA's mean plus the fixed extra), "
+             "p_A(C) and p_B(C) = the model's mean probability of the target on the owner's source images. The "
+             "minimiser answers the target only when w / c exceeds the break-even ratio; a network that has "
+             "to generalise does no better on the loss.", "",
+             "| seed | sources' outputs from | stage weights | w | c | w / c | break-even w / c | p_A(C) | "
+             "p_B(C) | minimiser's q(C) | its answer |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = 0
+    for seed in seeds:
+        victims = {}
+        for cell in cells:
+            label = cell.defense.label
+            if cell.seed == seed and label in ("none", "mea_defender") and label not in victims:
+                found = cache.load(cell.victim_key)
+                if found is not None:
+                    victims[label] = (found[0], cell.config.get("defense_config", {}))
+        if "mea_defender" not in victims:
+            continue
+        protected, config = victims["mea_defender"]
+        info = protected.info
+        a, b, t = info["classes"]["a"], info["classes"]["b"], info["classes"]["target"]
+        p = plan.profile
+        task = make_task(plan.dataset, seed=seed, arch=plan.arch, victim_train=p.victim_train,
+                         attacker_pool=p.attacker_pool, test=p.test, root=plan.data_root)
+        x_a, x_b = task.x_victim[task.y_victim == a], task.x_victim[task.y_victim == b]
+        names = task.info.class_names
+        for who in ("none", "mea_defender"):
+            if who not in victims:
+                continue
+            model = victims[who][0].model
+            for stage in ("stage1", "stage2"):
+                weights = _stage_weights(info, config, stage)
+                if weights is None:
+                    continue
+                w, c = weights
+                d = combination_diagnosis(model, x_a, x_b, t, w_ce=w, w_kl=c)
+                lines.append(f"| {seed} | `{who}` victim | {stage.replace('stage', 'stage ')} | {w:.4f} | {c:.3f} | "
+                             f"{d['ratio']:.4f} | {d['break_even']:.3f} | {100 * d['p_a_target']:.2f}% | "
+                             f"{100 * d['p_b_target']:.2f}% | {100 * d['q_target']:.2f}% | "
+                             f"{names[d['answer']]} ({d['answer']}) |")
+                rows += 1
+    if not rows:
+        return ["", "(The MEA-Defender victim is not in the cache, so the loss analysis was skipped; re-run "
+                "without deleting the cache to get it.)"]
+    return lines

@@ -12,7 +12,11 @@ from bench.errors import ConfigError
 from bench.registry import create_defense, get_defense
 from defenses._mixing import ALL_MIXERS, HELD_OUT, WATERMARK_LAYOUTS, evasion_mixers, mix
 from defenses.mea_defender import (
+    _stage_weights,
+    break_even_ratio,
+    combination_diagnosis,
     combination_loss,
+    combination_optimum,
     default_classes,
     mgda_aux_weight,
     min_norm_gamma,
@@ -127,6 +131,100 @@ def test_combination_loss_by_hand_and_no_gradient_through_anchors():
     assert z_a.grad is None and z_b.grad is None and z_wm.grad is not None
     same = torch.tensor([[2.0, -1.0, 0.5]])
     assert combination_loss(same, same, same).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def _logp(rows):
+    return torch.tensor(rows, dtype=torch.float64).log()
+
+
+def _objective_minimum(log_pa, log_pb, target, w_ce, w_kl):
+    """Brute force: minimise w_ce * CE + w_kl * mean KL over free logits."""
+    z = torch.zeros(log_pa.shape[1], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([z], max_iter=1000, tolerance_grad=1e-14, tolerance_change=1e-16,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        lq = torch.log_softmax(z, 0)
+        q = lq.exp()
+        kl = sum((q * (lq - lp)).sum(1).mean() for lp in (log_pa, log_pb))
+        loss = -w_ce * lq[target] + w_kl * kl
+        loss.backward()
+        return loss
+
+    for _ in range(5):
+        opt.step(closure)
+    return torch.softmax(z.detach(), 0)
+
+
+def test_combination_optimum_by_hand_without_cross_entropy():
+    # w_ce = 0: q is the normalised geometric mean sqrt(p_A p_B), whatever the KL weight
+    pa, pb = _logp([[0.8, 0.1, 0.1]]), _logp([[0.1, 0.7, 0.2]])
+    g = torch.tensor([math.sqrt(0.08), math.sqrt(0.07), math.sqrt(0.02)])
+    q = combination_optimum(pa, pb, target=2, w_ce=0.0, w_kl=3.0)
+    assert torch.allclose(q, (g / g.sum()).double(), atol=1e-9)
+    assert q.sum().item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("w_ce,w_kl", [(0.01, 2.5), (0.27, 2.5), (1.0, 1.0), (5.0, 0.5), (40.0, 0.1)])
+def test_combination_optimum_matches_brute_force(w_ce, w_kl):
+    gen = torch.Generator().manual_seed(3)
+    log_pa = torch.log_softmax(torch.randn(40, 6, generator=gen, dtype=torch.float64) * 2
+                               + torch.tensor([5.0, 0, 0, 0, 0, 0], dtype=torch.float64), 1)
+    log_pb = torch.log_softmax(torch.randn(40, 6, generator=gen, dtype=torch.float64) * 2
+                               + torch.tensor([0, 5.0, 0, 0, 0, 0], dtype=torch.float64), 1)
+    q = combination_optimum(log_pa, log_pb, 2, w_ce, w_kl)
+    assert torch.allclose(q, _objective_minimum(log_pa, log_pb, 2, w_ce, w_kl), atol=1e-6)
+
+
+def test_break_even_ratio_separates_the_answers():
+    gen = torch.Generator().manual_seed(5)
+    log_pa = torch.log_softmax(torch.randn(30, 5, generator=gen, dtype=torch.float64)
+                               + torch.tensor([4.0, 0, -2, 0, 0], dtype=torch.float64), 1)
+    log_pb = torch.log_softmax(torch.randn(30, 5, generator=gen, dtype=torch.float64)
+                               + torch.tensor([0, 4.0, -2, 0, 0], dtype=torch.float64), 1)
+    r = break_even_ratio(log_pa, log_pb, 2)
+    assert r > 0
+    assert int(combination_optimum(log_pa, log_pb, 2, 1.001 * r, 1.0).argmax()) == 2
+    assert int(combination_optimum(log_pa, log_pb, 2, 0.999 * r, 1.0).argmax()) != 2
+    # a target that already has the largest geometric mean needs no cross-entropy at all
+    assert break_even_ratio(_logp([[0.2, 0.1, 0.7]]), _logp([[0.1, 0.2, 0.7]]), 2) == 0.0
+
+
+def test_combination_optimum_input_checks():
+    pa = _logp([[0.5, 0.5]])
+    with pytest.raises(ValueError, match="w_kl > 0"):
+        combination_optimum(pa, pa, 0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="not a class"):
+        combination_optimum(pa, pa, 2, 1.0, 1.0)
+    with pytest.raises(ValueError, match="same classes"):
+        combination_optimum(pa, _logp([[0.2, 0.3, 0.5]]), 0, 1.0, 1.0)
+
+
+def test_combination_diagnosis_of_a_model():
+    # a "model" that answers every input with fixed probabilities: p(target) tiny, so only a large w/c works
+    probs = torch.tensor([0.6, 0.39, 0.01])
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.copy_(probs.log())
+    x = torch.rand(8, 1, 2, 2)
+    d = combination_diagnosis(model, x, x, 2, w_ce=0.01, w_kl=2.5)
+    assert d["p_a_target"] == pytest.approx(0.01, rel=1e-5) and d["answer"] == 0
+    assert d["ratio"] == pytest.approx(0.004)
+    assert d["break_even"] == pytest.approx(2 * 0.6 / 1.59 * math.log(60), rel=1e-6)
+    assert combination_diagnosis(model, x, x, 2, w_ce=2 * d["break_even"], w_kl=1.0)["answer"] == 2
+
+
+def test_stage_weights_from_the_victims_record():
+    info = {"stage1": {"epochs": 10, "samples_per_epoch": {"clean": 99, "watermark": 1, "evasion": 0,
+                                                           "same_class_mix": 0}, "mgda_aux_weight_mean": 0.5}}
+    cfg = {"combination": True, "com_stage1": True, "com_extra": 2.0, "com_extra_tenth": 12.0, "balance": "mgda"}
+    w, c = _stage_weights(info, cfg, "stage1")
+    assert w == pytest.approx(0.01) and c == pytest.approx(0.5 + (9 * 2 + 12) / 10)
+    assert _stage_weights(info, cfg, "stage2") is None
+    assert _stage_weights(info, {**cfg, "com_stage1": False}, "stage1") is None
+    assert _stage_weights(info, {**cfg, "combination": False}, "stage1") is None
 
 
 def test_similarity_loss_by_hand():

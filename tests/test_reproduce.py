@@ -1,3 +1,5 @@
+import pytest
+
 from bench import reproduce
 from bench.reproduce import Reproduction, Row, run_reproduction
 from bench.runner import make_plan
@@ -21,3 +23,28 @@ def test_reproduction_table_on_synthetic(tmp_path, monkeypatch):
     assert victim[4].strip().endswith("%") and victim[6].strip().endswith("%")
     assert "no_such_attack_yet (not implemented yet)" in lines[3]
     assert "--profile test --seeds 0" in text
+
+
+def test_mea_reproduction_explains_where_the_loss_puts_the_watermark(tmp_path, monkeypatch):
+    rep = Reproduction(
+        name="toy-mea", title="toy MEA row", source="nowhere", dataset="synthetic", defense="mea_defender",
+        rows=(Row("victim", "identity", 0.9, 1.0),), explain="defenses.mea_defender:explain_reproduction",
+    )
+    monkeypatch.setitem(reproduce.REPRODUCTIONS, "toy-mea", rep)
+    plan = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+                     cache_dir=str(tmp_path / "c"), device="cpu")
+    text, _ = run_reproduction("toy-mea", plan, [0], progress=False)
+    assert "## Where the combination loss puts a watermark" in text
+    section = text.split("## Where the combination loss puts a watermark")[1]
+    rows = [ln.split("|")[1:-1] for ln in section.splitlines() if ln.startswith("| 0 |")]
+    # the clean victim's and the MEA victim's source outputs, at the weights of both stages
+    assert [(r[1].strip(), r[2].strip()) for r in rows] == [
+        ("`none` victim", "stage 1"), ("`none` victim", "stage 2"),
+        ("`mea_defender` victim", "stage 1"), ("`mea_defender` victim", "stage 2")]
+    for r in rows:
+        w, c, ratio = (float(r[i]) for i in (3, 4, 5))
+        assert ratio == pytest.approx(w / c, abs=1e-4) and c >= 2.0  # the fixed extra weight is 2
+        assert 0 < float(r[9].strip().rstrip("%")) < 100
+    # the rerun from the cache trains nothing and writes the same analysis
+    again, _ = run_reproduction("toy-mea", plan, [0], progress=False)
+    assert again.split("## Where the combination loss puts a watermark")[1] == section
