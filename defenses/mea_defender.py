@@ -656,4 +656,54 @@ def explain_reproduction(plan, matrix, seeds: list[int]) -> list[str]:
     if not rows:
         return ["", "(The MEA-Defender victim is not in the cache, so the loss analysis was skipped; re-run "
                 "without deleting the cache to get it.)"]
+    return lines + _variants_against_prediction(plan, seeds, cache)
+
+
+def _variants_against_prediction(plan, seeds: list[int], cache) -> list[str]:
+    """Every MEA-Defender variant with an ``identity`` card in the results whose combination loss covers the
+    target: the minimiser's answer from its own trained sources at its last stage's weights, beside the
+    victim WSR that was measured."""
+    from bench.data import make_task
+    from bench.results import iter_cards
+    from bench.runner import plan_run
+
+    found = []
+    for _, card in iter_cards(plan.results_dir):
+        cfg = card.get("defense_config") or {}
+        if (card.get("attack") == "identity" and card.get("status") == "ok" and card.get("seed") in seeds
+                and card.get("dataset") == plan.dataset and card.get("arch") == plan.arch
+                and card.get("profile") == plan.profile.name and card["defense"].startswith("mea_defender")
+                and cfg.get("combination") and cfg.get("com_target")):
+            found.append(card)
+    if not found:
+        return []
+    lines = ["", "Prediction against measurement, for every MEA-Defender variant in the results whose combination "
+             "loss covers the target (its own trained sources, its last stage's weights):", "",
+             "| seed | variant | stage | w / c | break-even w / c | minimiser's answer | measured victim WSR |",
+             "|---:|---|---|---:|---:|---|---:|"]
+    tasks: dict[int, object] = {}
+    p = plan.profile
+    for card in sorted(found, key=lambda c: (c["seed"], c["defense"])):
+        seed = card["seed"]
+        cells = plan_run(plan, card["defense"], "identity", [seed])
+        key = next(iter([*cells.cells, *cells.skipped])).victim_key
+        loaded = cache.load(key)
+        if loaded is None:
+            continue
+        protected = loaded[0]
+        info = protected.info
+        stage = "stage2" if _stage_weights(info, card["defense_config"], "stage2") else "stage1"
+        weights = _stage_weights(info, card["defense_config"], stage)
+        if weights is None:
+            continue
+        if seed not in tasks:
+            tasks[seed] = make_task(plan.dataset, seed=seed, arch=plan.arch, victim_train=p.victim_train,
+                                    attacker_pool=p.attacker_pool, test=p.test, root=plan.data_root)
+        task = tasks[seed]
+        a, b, t = info["classes"]["a"], info["classes"]["b"], info["classes"]["target"]
+        d = combination_diagnosis(protected.model, task.x_victim[task.y_victim == a], task.x_victim[task.y_victim == b],
+                                  t, w_ce=weights[0], w_kl=weights[1])
+        name = task.info.class_names[d["answer"]]
+        lines.append(f"| {seed} | `{card['defense']}` | {stage.replace('stage', 'stage ')} | {d['ratio']:.3f} | "
+                     f"{d['break_even']:.3f} | {name} ({d['answer']}) | {100 * card['wsr_suspect']:.2f}% |")
     return lines

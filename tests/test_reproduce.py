@@ -36,7 +36,8 @@ def test_mea_reproduction_explains_where_the_loss_puts_the_watermark(tmp_path, m
     text, _ = run_reproduction("toy-mea", plan, [0], progress=False)
     assert "## Where the combination loss puts a watermark" in text
     section = text.split("## Where the combination loss puts a watermark")[1]
-    rows = [ln.split("|")[1:-1] for ln in section.splitlines() if ln.startswith("| 0 |")]
+    first, second = section.split("Prediction against measurement")
+    rows = [ln.split("|")[1:-1] for ln in first.splitlines() if ln.startswith("| 0 |")]
     # the clean victim's and the MEA victim's source outputs, at the weights of both stages
     assert [(r[1].strip(), r[2].strip()) for r in rows] == [
         ("`none` victim", "stage 1"), ("`none` victim", "stage 2"),
@@ -45,6 +46,10 @@ def test_mea_reproduction_explains_where_the_loss_puts_the_watermark(tmp_path, m
         w, c, ratio = (float(r[i]) for i in (3, 4, 5))
         assert ratio == pytest.approx(w / c, abs=1e-4) and c >= 2.0  # the fixed extra weight is 2
         assert 0 < float(r[9].strip().rstrip("%")) < 100
+    # every MEA variant carded with the target inside its KL: the prediction beside the measured WSR
+    checked = [ln.split("|")[1:-1] for ln in second.splitlines() if ln.startswith("| 0 |")]
+    assert len(checked) == 1 and checked[0][2].strip() == "stage 2"
+    assert checked[0][6].strip().endswith("%")
     # the rerun from the cache trains nothing and writes the same analysis
     again, _ = run_reproduction("toy-mea", plan, [0], progress=False)
     assert again.split("## Where the combination loss puts a watermark")[1] == section
