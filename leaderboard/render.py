@@ -43,7 +43,7 @@ from bench.errors import WmbenchError
 from bench.results import load_results
 
 __all__ = ["render", "summarize", "find_sweeps", "cost_points", "Stat", "Cell", "DefenseRow", "AttackRow", "Group",
-           "Sweep", "CostPoint", "KIND_ORDER"]
+           "Sweep", "CostPoint", "KIND_ORDER", "sweep_colours"]
 
 KIND_ORDER = ("control", "extraction", "removal", "detection")
 CONTROL_DEFENSE = "none"
@@ -1236,6 +1236,19 @@ def render_heatmap(groups: list[Group], path: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- sweeps
+def sweep_colours(sw: Sweep) -> dict[str, tuple]:
+    """The schemes a sweep figure draws, each with a distinct colour, in the group's order: those with ok
+    cards at two or more of the sweep's points (a scheme run at one setting only is not swept; if no scheme
+    has two, those with one). tab10 for up to 10 schemes, tab20 beyond."""
+    import matplotlib
+
+    points = {d: sum(sw.cell(d, a).status == "ok" for _, a in sw.points) for d in sw.group.defenses}
+    least = 2 if any(n >= 2 for n in points.values()) else 1
+    drawn = [d for d, n in points.items() if n >= least]
+    palette = matplotlib.colormaps["tab10" if len(drawn) <= 10 else "tab20"].colors
+    return {d: palette[i % len(palette)] for i, d in enumerate(drawn)}
+
+
 def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
     """One row per sweep of one field: WSR (watermarked schemes) and the suspect's clean accuracy (every
     scheme) versus the field, one line per scheme; filled markers = retained, hollow = removed, dashed = the
@@ -1243,22 +1256,22 @@ def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
     import matplotlib
     import matplotlib.ticker
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     fields = sweep_fields(sweeps)
     if len(fields) != 1:
         raise ValueError(f"one figure draws the sweeps of one field, not {fields}")
     log = fields[0] == QUERIES_FIELD
     model = "stolen model" if log else "suspect model"
-    colours = matplotlib.colormaps["tab10"].colors
     with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10}):
-        fig = Figure(figsize=(11.0, 3.6 * len(sweeps)), layout="constrained")
+        fig = Figure(figsize=(12.5, 3.6 * len(sweeps)), layout="constrained")
         axes = fig.subplots(len(sweeps), 2, squeeze=False)
         for (ax_wsr, ax_acc), sw in zip(axes, sweeps, strict=True):
             g = sw.group
             xs = [q for q, _ in sw.points]
             thresholds = set()
-            for i, d in enumerate(g.defenses):
-                colour = colours[i % len(colours)]
+            colours = sweep_colours(sw)
+            for d, colour in colours.items():
                 cells = [(q, sw.cell(d, a)) for q, a in sw.points]
                 acc = [(q, c.stat("clean_acc_suspect")) for q, c in cells if c.status == "ok"]
                 acc = [(q, st.mean) for q, st in acc if st is not None]
@@ -1297,10 +1310,12 @@ def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
                 ax.set_ylim(-0.03, 1.03)
                 ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
                 ax.grid(True, color="#e5e5e5", linewidth=0.8)
-                if ax.get_legend_handles_labels()[0]:
-                    ax.legend(loc="best", fontsize=8, frameon=False)
-                else:
+                if not ax.get_lines():
                     ax.text(0.5, 0.5, empty, ha="center", transform=ax.transAxes)
+            if colours:  # one key per row, beside it: every scheme drawn in either panel, none over the data
+                handles = [Line2D([], [], marker="o", color=c, label=d) for d, c in colours.items()]
+                ax_acc.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                              frameon=False)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=QUERIES_DPI, metadata={"Software": None}, facecolor="white")
     return path

@@ -6,6 +6,7 @@ Regenerate the goldens after an intended change with
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -468,6 +469,21 @@ def test_pruning_sweep_is_found(tmp_path: Path):
     assert (sweep.field, sweep.family, sweep.kind, sweep.axis) == ("rate", "prune", "removal", "pruning rate")
     assert sweep.points == [(0.1, "prune[rate=0.1]"), (0.3, "prune[rate=0.3]"), (0.5, "prune")]
     assert sweep.whole is None
+
+
+def test_sweep_figure_draws_swept_schemes_only_each_in_its_own_colour(tmp_path: Path):
+    from leaderboard.render import find_sweeps, sweep_colours
+
+    extra = [prune(f"scheme_{i:02d}", "prune", 0.5, wsr_suspect=0.9) for i in range(12)]  # default rate only
+    (g,) = summarize(load_results(write_cards(tmp_path / "results", prune_cards() + extra)))
+    (sweep,) = find_sweeps([g])
+    assert list(sweep_colours(sweep)) == ["none", "content"]  # the 12 one-point schemes are not swept
+    # with no scheme at two points, every scheme with one is drawn; beyond 10, colours still all differ
+    (g2,) = summarize(load_results(write_cards(tmp_path / "r2", [
+        prune("content", "prune[rate=0.1]", 0.1), *extra[:11], prune("none", "prune[rate=0.1]", 0.1)])))
+    sweep2 = dataclasses.replace(sweep, group=g2, points=[(0.1, "prune[rate=0.1]"), (0.5, "prune")])
+    colours = sweep_colours(sweep2)
+    assert len(colours) == 13 and len(set(colours.values())) == 13
 
 
 def test_columns_differing_in_two_fields_or_in_no_number_are_no_sweep(tmp_path: Path):
