@@ -506,6 +506,9 @@ class MEADefender(Defense):
                 "wall_s": round(time.perf_counter() - t0, 3)}
         if weights:
             info["mgda_aux_weight_mean"] = sum(weights) / len(weights)
+        if use_com:  # the KL acted on these fixed watermarks only: does the net answer them apart from fresh ones?
+            info["anchor_wm_to_target"] = float((predict_labels(model, anc_w) == classes[2]).float().mean())
+            info["anchor_wm_n"] = n_anchor
         return info
 
     def stage_epochs(self, profile_epochs: int) -> tuple[int, int]:

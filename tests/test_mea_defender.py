@@ -355,8 +355,9 @@ def test_default_embedding_records_its_pieces(task, ctx):
     assert info["stage1"]["samples_per_epoch"] == {"clean": n, "watermark": round(0.01 * n), "evasion": 0,
                                                    "same_class_mix": 0}
     assert info["stage2"]["samples_per_epoch"]["evasion"] == round(0.08 * n)
-    for stage in ("stage1", "stage2"):
+    for stage, n_anchor in (("stage1", 600), ("stage2", 1000)):
         assert 0.001 <= info[stage]["mgda_aux_weight_mean"] <= 0.999
+        assert 0.0 <= info[stage]["anchor_wm_to_target"] <= 1.0 and info[stage]["anchor_wm_n"] == n_anchor
     assert set(info["wfpr"]) == set(info["seen_mixers"]) | set(info["heldout_mixers"])
     assert info["wfpr_seen"] == pytest.approx(sum(info["wfpr"][k] for k in info["seen_mixers"]) / 4)
     assert info["evasion_trained"]
