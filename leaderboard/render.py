@@ -43,7 +43,8 @@ from bench.errors import WmbenchError
 from bench.results import load_results
 
 __all__ = ["render", "summarize", "find_sweeps", "cost_points", "Stat", "Cell", "DefenseRow", "AttackRow", "Group",
-           "Sweep", "CostPoint", "KIND_ORDER", "sweep_colours"]
+           "Sweep", "CostPoint", "KIND_ORDER", "sweep_colours",
+           "cost_schemes"]
 
 KIND_ORDER = ("control", "extraction", "removal", "detection")
 CONTROL_DEFENSE = "none"
@@ -70,6 +71,7 @@ COST_NAME = "figures/cost_vs_wsr.png"
 COST_DPI = 110
 COST_MIN_WALL_S = 0.01  # a cell faster than this sits at this floor of the log axis
 COST_LABEL_MAX = 40  # panels with at most this many points name the attack next to each point
+COST_MAX_SCHEMES = 20  # more schemes than tab20 has colours: the configured variants are left to the tables
 COST_MARKERS = {"control": "D", "extraction": "o", "removal": "s"}
 COST_KIND_LABEL = {"control": "control (no attack)", "other": "other attack"}
 CLAIM_THRESHOLD = 0.3  # drawn when no plotted card records its scheme's threshold (bench.api.Defense's default)
@@ -1322,6 +1324,17 @@ def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ cost vs WSR
+def cost_schemes(defenses: list[str]) -> list[str]:
+    """The schemes the cost figure draws: all of them while they fit :data:`COST_MAX_SCHEMES` distinct
+    colours; beyond, the registered schemes as registered (no ``[...]`` configuration), which are what the
+    leaderboard compares (every configured variant stays in the tables)."""
+    unique = list(dict.fromkeys(defenses))
+    if len(unique) <= COST_MAX_SCHEMES:
+        return unique
+    plain = [d for d in unique if "[" not in d]
+    return plain or unique
+
+
 def render_cost(groups: list[Group], path: Path) -> Path:
     """One panel per dataset/arch group with a point (:func:`cost_points`): the suspect's WSR versus the
     attack's wall seconds (log-scaled), colour per scheme, marker per attack kind, filled = retained,
@@ -1334,7 +1347,11 @@ def render_cost(groups: list[Group], path: Path) -> Path:
     panels = [(g, pts) for g in groups if (pts := cost_points(g))]
     if not panels:
         raise WmbenchError("no ok card of a watermarked scheme with a suspect model: nothing to plot")
-    schemes = sorted({p.defense for _, pts in panels for p in pts}, key=_defense_key)
+    keep = cost_schemes([p.defense for _, pts in panels for p in pts])
+    left_out = sorted({p.defense for _, pts in panels for p in pts} - set(keep))
+    panels = [(g, [p for p in pts if p.defense in keep]) for g, pts in panels]
+    panels = [(g, pts) for g, pts in panels if pts]
+    schemes = sorted(keep, key=_defense_key)
     palette = matplotlib.colormaps["tab10" if len(schemes) <= 10 else "tab20"].colors
     colour = {d: palette[i % len(palette)] for i, d in enumerate(schemes)}
     grey = "#57606a"
@@ -1354,7 +1371,9 @@ def render_cost(groups: list[Group], path: Path) -> Path:
             thresholds = sorted({t for p in pts for t in p.thresholds}) or [CLAIM_THRESHOLD]
             for t in thresholds:
                 ax.axhline(t, color=grey, linestyle="--", linewidth=1.0, zorder=1)
-            ax.set_title(f"{g.label}: attack cost versus WSR (mean over ok seeds)", loc="left")
+            ax.set_title(f"{g.label}: attack cost versus WSR (mean over ok seeds)"
+                         + (f"; {len(left_out)} configured variant(s) not drawn, see the tables" if left_out else ""),
+                         loc="left")
             ax.set_xscale("log")
             ax.set_xlim(min(xs) / 3.3, max(xs) * 3.3)  # a span of more than a decade always has a labelled tick
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))

@@ -486,6 +486,17 @@ def test_sweep_figure_draws_swept_schemes_only_each_in_its_own_colour(tmp_path: 
     assert len(colours) == 13 and len(set(colours.values())) == 13
 
 
+def test_cost_figure_leaves_configured_variants_to_the_tables_when_colours_run_out():
+    from leaderboard.render import COST_MAX_SCHEMES, cost_schemes
+
+    few = ["content", "content[patch_frac=0.15]", "content", "ewe"]
+    assert cost_schemes(few) == ["content", "content[patch_frac=0.15]", "ewe"]  # all fit: all drawn, once
+    many = ["content", "ewe"] + [f"mea_defender[com_extra={i}]" for i in range(COST_MAX_SCHEMES)]
+    assert cost_schemes(many) == ["content", "ewe"]
+    only_variants = [f"mea_defender[com_extra={i}]" for i in range(COST_MAX_SCHEMES + 1)]
+    assert cost_schemes(only_variants) == only_variants  # nothing plain to fall back on: draw them all
+
+
 def test_columns_differing_in_two_fields_or_in_no_number_are_no_sweep(tmp_path: Path):
     from leaderboard.render import find_sweeps
 
