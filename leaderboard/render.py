@@ -8,8 +8,9 @@ byte-identical Markdown and HTML, and a byte-identical PNG for a given matplotli
 
 Aggregation rules (one *cell* = one defense x attack pair, over the seeds seen in its dataset/arch group):
 
-* a seed with no card is "not run"; a cell shows its WSR as mean ± sd over its ``ok`` seeds and says how
-  many of the expected seeds that is when some are missing or failed;
+* a cell is expected at the seeds that both its scheme and its attack were run with (its scheme's seeds if
+  they share none); an expected seed with no card is "not run"; a cell shows its WSR as mean ± sd over its
+  ``ok`` seeds and says how many of the expected seeds that is when some are missing or failed;
 * a cell is *retained* (✓) when the majority of its ``ok`` seeds are retained, else removed (✗);
   a detection cell *survives* when the majority of its ``ok`` seeds are not detected;
 * a scheme's robustness = extraction and removal attacks it survives / those with an ``ok`` cell
@@ -280,8 +281,16 @@ def _group(dataset: str, arch: str, cards: list[dict]) -> Group:
     attacks = tuple(sorted(kinds, key=_attack_key(kinds)))
     seeds = tuple(sorted({c["seed"] for c in cards}))
     profiles = tuple(sorted({c["profile"] for c in cards}))
+    row_seeds = {d: {c["seed"] for c in cards if c["defense"] == d} for d in defenses}
+    col_seeds = {a: {c["seed"] for c in cards if c["attack"] == a} for a in attacks}
+
+    def expected(d: str, a: str) -> tuple[int, ...]:
+        """The seeds a cell is expected at: those its scheme and its attack both were run with (a sweep
+        run at one seed is not 'missing' two seeds because the central ablation used three)."""
+        return tuple(sorted(row_seeds[d] & col_seeds[a] or row_seeds[d]))
+
     cells = {
-        (d, a): Cell(d, a, kinds[a], seeds, [c for c in cards if c["defense"] == d and c["attack"] == a])
+        (d, a): Cell(d, a, kinds[a], expected(d, a), [c for c in cards if c["defense"] == d and c["attack"] == a])
         for d in defenses
         for a in attacks
     }
@@ -694,7 +703,8 @@ CONTROL_NOTE = (
     "columns show the suspect's clean accuracy (detection columns: whether the clean model is flagged)."
 )
 RULES_NOTE = (
-    "WSR cells: mean ± sd over ok seeds; (k/n) = only k of the n seeds are ok. ✓ = ownership still "
+    "WSR cells: mean ± sd over ok seeds; (k/n) = only k of the n seeds that its scheme and its attack were "
+    "both run with are ok. ✓ = ownership still "
     "provable (WSR above the suspect's own rate of giving that label to clean inputs by ≥ threshold, and "
     "p < 0.01; majority of seeds); ✗ = removed. Detection columns: ✓ "
     "undetected, ✗ detected. Robustness = extraction and removal attacks survived / those with an ok cell "
@@ -787,7 +797,7 @@ def _detail_rows(g: Group):
         for a in g.attacks:
             cell = g.cells[(d, a)]
             by_seed = {c["seed"]: c for c in cell.cards}
-            for s in g.seeds:
+            for s in sorted(set(cell.seeds) | set(by_seed)):
                 c = by_seed.get(s)
                 if c is None:
                     yield NOT_RUN, [d, a, str(s), NOT_RUN] + [NOT_RUN_MARK] * 9 + [""], ""

@@ -199,7 +199,8 @@ def test_markdown_shows_control_legend_and_marks(golden_results: Path, tmp_path:
     assert "| `none` (control) |" in text
     assert "null/control" in text
     assert "96.0 ± 1.4% ✓" in text  # identity, two seeds
-    assert "12.0% ✗ (1/2)" in text  # soft_label, one of two seeds
+    # soft_label ran at seed 0 only (no card of any scheme at seed 1): one seed, nothing missing
+    assert "| 12.0% ✗ | ERR |" in text
     assert "| ERR |" in text and "| n/a |" in text and "| · |" in text
     assert "![WSR heatmap](figures/wsr_heatmap.png)" in text
     assert "3.1e-01" in text  # p-values in scientific notation
@@ -273,7 +274,8 @@ def test_robustness_and_cost_by_hand(tmp_path: Path):
     assert rows["ext2"].removed_cheaply == (1, 1)
     assert rows["ext1"].removed_cheaply == (0, 1)
     assert rows["det1"].detected == (1, 1)
-    assert rows["rem2"].counts == {"ok": 0, "error": 0, "n/a": 1, "not run": 5}
+    # rem2 ran at seed 0 only: `none` (run at seed 0) lacks its card there; no seed is expected beyond 0
+    assert rows["rem2"].counts == {"ok": 0, "error": 0, "n/a": 1, "not run": 1}
     assert rows["rem1"].suspect_acc.mean == pytest.approx((0.9 + 0.5) / 2)
 
     text = render(root, tmp_path / "out")["markdown"].read_text(encoding="utf-8")
@@ -283,8 +285,9 @@ def test_robustness_and_cost_by_hand(tmp_path: Path):
     assert "ext2: 10.0% ✗" in wm_row and "rem1: 40.0 ± 28.3% ✗" in wm_row
     assert "✗ 1/2 undetected; detected by det1" in wm_row
     assert "| 56.7 ± 32.1% ✓ |" in wm_row  # ext1: all three seeds ok, so no (k/n)
-    assert "| 40.0 ± 28.3% ✗ (2/3) |" in wm_row  # rem1: two of the three seeds
-    assert "| 95.0 ± 0.0% ✓ (2/3) |" in wm_row  # identity
+    # rem1 and identity ran at seeds 0 and 1 (seed 2 exists only in ext1): complete, no (k/n)
+    assert "| 40.0 ± 28.3% ✗ |" in wm_row
+    assert "| 95.0 ± 0.0% ✓ |" in wm_row
     assert "| 88.0 ± 1.0% | -2.5 ± 0.7 pts |" in wm_row
 
 
@@ -408,11 +411,11 @@ def test_wsr_versus_queries_figure_and_tables(tmp_path: Path):
     assert "### synthetic / small\\_cnn: soft\\_label (extraction)" in text
     assert "| Scheme | 1,000 | 5,000 | 30,000 (all) |" in text
     row = next(line for line in text.splitlines() if line.startswith("| `content` | WSR 15.0%"))
-    # seed 1 exists only at 5,000 queries: the other budgets show (1/2)
-    assert row == ("| `content` | WSR 15.0% ✗ · acc 70.0% (1/2) | WSR 45.0 ± 7.1% ✓ · acc 81.0 ± 1.4% "
-                   "| WSR 70.0% ✓ · acc 86.0% (1/2) |")
-    assert "| `none` | acc 72.0% (1/2) | acc 81.0% (1/2) | acc 87.0% (1/2) |" in text
-    assert "| `content` | WSR 20.0% ✗ · acc 90.0% (1/2) | ERR |" in text  # the temperature-7 sweep
+    # seed 1 exists only at 5,000 queries and only for `content`: every other point ran at its one seed
+    assert row == ("| `content` | WSR 15.0% ✗ · acc 70.0% | WSR 45.0 ± 7.1% ✓ · acc 81.0 ± 1.4% "
+                   "| WSR 70.0% ✓ · acc 86.0% |")
+    assert "| `none` | acc 72.0% | acc 81.0% | acc 87.0% |" in text
+    assert "| `content` | WSR 20.0% ✗ · acc 90.0% | ERR |" in text  # the temperature-7 sweep (seed 0 only)
     assert "| `none` | · | · |" in text
     page = paths["html"].read_text(encoding="utf-8")
     assert '<img src="figures/wsr_vs_queries.png"' in page and "<h2>WSR versus queries</h2>" in page
@@ -497,6 +500,24 @@ def test_cost_figure_leaves_configured_variants_to_the_tables_when_colours_run_o
     assert cost_schemes(only_variants) == only_variants  # nothing plain to fall back on: draw them all
 
 
+def test_a_cell_is_expected_at_the_seeds_its_row_and_column_share(tmp_path: Path):
+    # content x A and none x B ran at seeds 0 and 1, the crossed cells at seed 0 only: both are holes in a
+    # rectangle (their scheme and their attack each ran at seed 1); C ran at seed 0 only, so nothing is missing
+    cards = [make_card(defense="content", attack="A", attack_kind="extraction", seed=s) for s in (0, 1)]
+    cards += [make_card(defense="none", attack="B", attack_kind="extraction", seed=s) for s in (0, 1)]
+    cards += [make_card(defense="content", attack="B", attack_kind="extraction", seed=0),
+              make_card(defense="none", attack="A", attack_kind="extraction", seed=0),
+              make_card(defense="content", attack="C", attack_kind="extraction", seed=0)]
+    (g,) = summarize(load_results(write_cards(tmp_path / "results", cards)))
+    assert g.cells[("content", "B")].missing_seeds == (1,) and g.cells[("none", "A")].missing_seeds == (1,)
+    assert g.cells[("content", "A")].complete and g.cells[("content", "C")].seeds == (0,)
+    assert g.cells[("none", "C")].missing_seeds == (0,)  # never run: expected at its scheme's seeds in C's
+    text = render(tmp_path / "results", tmp_path / "out")["markdown"].read_text(encoding="utf-8")
+    assert "1 cell-seed(s) not run" not in text and "3 cell-seed(s) not run" in text
+    content_row = next(line for line in text.splitlines() if line.startswith("| `content` |") and "(1/2)" in line)
+    assert content_row.count("(1/2)") == 1
+
+
 def test_columns_differing_in_two_fields_or_in_no_number_are_no_sweep(tmp_path: Path):
     from leaderboard.render import find_sweeps
 
@@ -537,10 +558,10 @@ def test_wsr_versus_pruning_rate_figure_and_tables(tmp_path: Path):
     assert "differ only in their pruning rate (rate)" in text
     assert "### synthetic / small\\_cnn: prune (removal)" in text
     assert "| Scheme | 0.1 | 0.3 | 0.5 |" in text
-    # seed 1 exists only at rate 0.3: the other rates show (1/2)
-    assert ("| `content` | WSR 90.0% ✓ · acc 89.0% (1/2) | WSR 55.0 ± 7.1% ✓ · acc 85.0 ± 1.4% "
-            "| WSR 20.0% ✗ · acc 70.0% (1/2) |") in text
-    assert "| `none` | acc 90.0% (1/2) | acc 87.0% (1/2) | acc 72.0% (1/2) |" in text
+    # seed 1 exists only at rate 0.3 and only for `content`: every other point ran at its one seed
+    assert ("| `content` | WSR 90.0% ✓ · acc 89.0% | WSR 55.0 ± 7.1% ✓ · acc 85.0 ± 1.4% "
+            "| WSR 20.0% ✗ · acc 70.0% |") in text
+    assert "| `none` | acc 90.0% | acc 87.0% | acc 72.0% |" in text
     # the chains and the two-field column make no table
     assert [x for x in text.splitlines() if x.startswith("### ") and "prune" in x] == [
         "### synthetic / small\\_cnn: prune (removal)"]
