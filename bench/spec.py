@@ -96,6 +96,21 @@ def parse_spec(text: str) -> tuple[str, list[dict[str, Any]]]:
     return name.strip(), [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*choices)]
 
 
+def _non_default(built, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``cfg`` that change the config: ``prune[rate=0.5]`` (the default rate) is ``prune``, one
+    column and one card, not two; a None value means "keep the default" (``queries=all``)."""
+    defaults = type(built)()
+    out = {}
+    for k, v in cfg.items():
+        if v is None:
+            continue
+        d, got = getattr(defaults, k), getattr(built, k)
+        if got == d and type(got) is type(d):
+            continue
+        out[k] = v
+    return out
+
+
 def expand_specs(text: str, registry) -> list[Spec]:
     """Expand a comma-separated list of specs against a registry; validates every config."""
     out: list[Spec] = []
@@ -104,8 +119,8 @@ def expand_specs(text: str, registry) -> list[Spec]:
         for name in registry.expand(pattern):
             cls = registry.get(name)
             for cfg in configs:
-                build_config(cls.Config, name, cfg)  # validate now: bad values fail before any work
-                spec = Spec(name, cfg)
+                built = build_config(cls.Config, name, cfg)  # validate now: bad values fail before any work
+                spec = Spec(name, _non_default(built, cfg))
                 if spec not in out:
                     out.append(spec)
     return out

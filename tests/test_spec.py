@@ -26,3 +26,14 @@ def test_expand_specs_validates_and_labels():
         expand_specs("soft_label[temperature=-1]", ATTACKS)
     with pytest.raises(UnknownNameError, match="did you mean content"):
         expand_specs("contnet", DEFENSES)
+
+
+def test_a_default_value_adds_no_column():
+    # prune's default rate is 0.5 and soft_label's default budget is the whole pool ("all")
+    specs = expand_specs("prune[rate=0.5],prune,prune[rate=0.3],soft_label[queries=1000,all;temperature=1,7]",
+                         ATTACKS)
+    assert [s.label for s in specs] == ["prune", "prune[rate=0.3]", "soft_label[queries=1000]",
+                                        "soft_label[queries=1000;temperature=7]", "soft_label",
+                                        "soft_label[temperature=7]"]
+    # a value equal to the default but of another type still means the same config: 1 and 1.0
+    assert expand_specs("soft_label[temperature=1.0]", ATTACKS) == [Spec("soft_label")]
