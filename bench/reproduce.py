@@ -33,7 +33,8 @@ class Reproduction:
     dataset: str
     defense: str
     rows: tuple[Row, ...]
-    # "module:function" returning extra Markdown lines from (plan, matrix, seeds), after the table
+    # "module:function" returning extra Markdown lines from (plan, matrix, seeds, name), after the table;
+    # it may write files named after the reproduction beside its table
     explain: str | None = None
 
 
@@ -109,7 +110,7 @@ def run_reproduction(name: str, plan, seeds: list[int], progress: bool = True,
                      f"{_pct(wsr)}{sd} | {_pct(null)} | {'—' if p is None or p != p else f'{p:.1e}'} |")
     if rep.explain:
         module, _, func = rep.explain.partition(":")
-        lines += getattr(importlib.import_module(module), func)(plan, matrix, seeds)
+        lines += getattr(importlib.import_module(module), func)(plan, matrix, seeds, rep.name)
     text = "\n".join(lines) + "\n"
     out = Path(plan.results_dir) / "reproductions" / f"{rep.name}.md"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -603,7 +603,7 @@ def _stage_weights(info: dict, config: dict, stage: str) -> tuple[float, float] 
     return w, s + sum(lam) / len(lam)
 
 
-def explain_reproduction(plan, matrix, seeds: list[int]) -> list[str]:
+def explain_reproduction(plan, matrix, seeds: list[int], name: str = "mea-defender-fmnist") -> list[str]:
     """Markdown for ``wmbench reproduce mea-defender-fmnist``: where the published loss puts a watermark's
     output (:func:`combination_optimum`) given the sources' outputs of the clean ``none`` victim and of the
     trained MEA-Defender victim, at each stage's weights."""
@@ -659,10 +659,10 @@ def explain_reproduction(plan, matrix, seeds: list[int]) -> list[str]:
     if not rows:
         return ["", "(The MEA-Defender victim is not in the cache, so the loss analysis was skipped; re-run "
                 "without deleting the cache to get it.)"]
-    return lines + _variants_against_prediction(plan, seeds, cache)
+    return lines + _variants_against_prediction(plan, seeds, cache, name)
 
 
-def _variants_against_prediction(plan, seeds: list[int], cache) -> list[str]:
+def _variants_against_prediction(plan, seeds: list[int], cache, name: str) -> list[str]:
     """Every MEA-Defender variant with an ``identity`` card in the results whose combination loss covers the
     target: the minimiser's answer from its own trained sources at its last stage's weights, beside the
     victim WSR that was measured."""
@@ -685,6 +685,7 @@ def _variants_against_prediction(plan, seeds: list[int], cache) -> list[str]:
              "| seed | variant | stage | w / c | break-even w / c | minimiser's answer | measured victim WSR |",
              "|---:|---|---|---:|---:|---|---:|"]
     tasks: dict[int, object] = {}
+    points: list[tuple[float, float, float, float]] = []
     p = plan.profile
     for card in sorted(found, key=lambda c: (c["seed"], c["defense"])):
         seed = card["seed"]
@@ -706,7 +707,59 @@ def _variants_against_prediction(plan, seeds: list[int], cache) -> list[str]:
         a, b, t = info["classes"]["a"], info["classes"]["b"], info["classes"]["target"]
         d = combination_diagnosis(protected.model, task.x_victim[task.y_victim == a], task.x_victim[task.y_victim == b],
                                   t, w_ce=weights[0], w_kl=weights[1])
-        name = task.info.class_names[d["answer"]]
+        answer = task.info.class_names[d["answer"]]
         lines.append(f"| {seed} | `{card['defense']}` | {stage.replace('stage', 'stage ')} | {d['ratio']:.3f} | "
-                     f"{d['break_even']:.3f} | {name} ({d['answer']}) | {100 * card['wsr_suspect']:.2f}% |")
+                     f"{d['break_even']:.3f} | {answer} ({d['answer']}) | {100 * card['wsr_suspect']:.2f}% |")
+        points.append((d["ratio"], d["break_even"], card["wsr_suspect"], card["threshold"] or 0.3))
+    if points:
+        from pathlib import Path
+
+        figure = Path(plan.results_dir) / "reproductions" / f"{name}-prediction.png"
+        _plot_prediction(points, figure)
+        lines += ["", f"![measured victim WSR against w / c over its break-even]({figure.name})", "",
+                  "Each point is one victim: across, the loss's w / c over the break-even its own sources set "
+                  "(right of 1: the minimiser answers the target); up, the WSR measured on it."]
     return lines
+
+
+def _plot_prediction(points: list[tuple[float, float, float, float]], path) -> None:
+    """Measured victim WSR against (w / c) / break-even, log-scaled; a break-even of 0 (the target already
+    leads the sources' geometric mean) is drawn at the right edge."""
+    import matplotlib
+    import matplotlib.ticker
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    finite = [r / b for r, b, _, _ in points if b > 0]
+    hi = max([10.0, *finite]) * 3
+    lo = min([0.1, *finite]) / 3
+    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9}):
+        fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+        ax = fig.subplots()
+        for r, b, wsr, thr in points:
+            x = r / b if b > 0 else hi / 1.5
+            learned = wsr >= thr
+            ax.plot([x], [wsr], marker="o", linestyle="none", markersize=7, color="#1a7f37" if r >= b else "#cf222e",
+                    markerfacecolor="#1a7f37" if learned else "white")
+        ax.axvline(1.0, color="#57606a", linestyle="--", linewidth=1.0)
+        ax.axhline(points[0][3], color="#57606a", linestyle=":", linewidth=1.0)
+        ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.set_ylim(-0.03, 1.03)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+        ax.set_xlabel("(w / c) / break-even   (right of the dashed line: the loss's minimiser answers the target)")
+        ax.set_ylabel("measured victim WSR")
+        ax.set_title("MEA-Defender: the closed-form prediction against the measurement", loc="left", fontsize=10)
+        ax.grid(True, color="#e5e5e5", linewidth=0.8)
+        for _, b, wsr, _ in points:
+            if b <= 0:  # drawn at the edge: say why
+                ax.annotate("break-even 0", (hi / 1.5, wsr), xytext=(-6, -12), textcoords="offset points",
+                            ha="right", fontsize=7, color="#57606a")
+        key = [Line2D([], [], marker="o", linestyle="none", color="#1a7f37", label="predicted: answers the target"),
+               Line2D([], [], marker="o", linestyle="none", color="#cf222e", markerfacecolor="white",
+                      label="predicted: answers a source class"),
+               Line2D([], [], color="#57606a", linestyle=":", label="claim threshold (filled: WSR above it)")]
+        ax.legend(handles=key, loc="upper left", fontsize=7, frameon=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, metadata={"Software": None}, facecolor="white")

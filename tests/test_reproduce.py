@@ -50,6 +50,9 @@ def test_mea_reproduction_explains_where_the_loss_puts_the_watermark(tmp_path, m
     checked = [ln.split("|")[1:-1] for ln in second.splitlines() if ln.startswith("| 0 |")]
     assert len(checked) == 1 and checked[0][2].strip() == "stage 2"
     assert checked[0][6].strip().endswith("%")
+    # and a picture of it beside the table
+    figure = tmp_path / "r" / "reproductions" / "toy-mea-prediction.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({figure.name})" in text
     # the rerun from the cache trains nothing and writes the same analysis
     again, _ = run_reproduction("toy-mea", plan, [0], progress=False)
     assert again.split("## Where the combination loss puts a watermark")[1] == section
