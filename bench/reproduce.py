@@ -33,8 +33,8 @@ class Reproduction:
     dataset: str
     defense: str
     rows: tuple[Row, ...]
-    # "module:function" returning extra Markdown lines from (plan, matrix, seeds, name), after the table;
-    # it may write files named after the reproduction beside its table
+    # "module:function" returning extra Markdown lines from (plan, matrix, seeds, name, every card as a
+    # DataFrame), after the table; it may write files named after the reproduction beside its table
     explain: str | None = None
 
 
@@ -81,9 +81,9 @@ def run_reproduction(name: str, plan, seeds: list[int], progress: bool = True,
     missing = [r for r in rep.rows if r.attack not in ATTACKS]
     matrix = plan_run(plan, f"none,{rep.defense}", ",".join(r.attack for r in available), seeds)
     execute(plan, matrix, progress=progress, backend=backend)
-    df = load_results(plan.results_dir)
-    df = df[(df.dataset == rep.dataset) & (df.arch == plan.arch) & (df.defense == rep.defense)
-            & (df.profile == plan.profile.name) & (df.seed.isin(seeds)) & (df.status == "ok")]
+    cards = load_results(plan.results_dir)
+    df = cards[(cards.dataset == rep.dataset) & (cards.arch == plan.arch) & (cards.defense == rep.defense)
+               & (cards.profile == plan.profile.name) & (cards.seed.isin(seeds)) & (cards.status == "ok")]
     lines = [
         f"# Reproduction: {rep.title}",
         "",
@@ -110,7 +110,7 @@ def run_reproduction(name: str, plan, seeds: list[int], progress: bool = True,
                      f"{_pct(wsr)}{sd} | {_pct(null)} | {'—' if p is None or p != p else f'{p:.1e}'} |")
     if rep.explain:
         module, _, func = rep.explain.partition(":")
-        lines += getattr(importlib.import_module(module), func)(plan, matrix, seeds, rep.name)
+        lines += getattr(importlib.import_module(module), func)(plan, matrix, seeds, rep.name, cards)
     text = "\n".join(lines) + "\n"
     out = Path(plan.results_dir) / "reproductions" / f"{rep.name}.md"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -117,7 +117,8 @@ def _setup(plan: Plan) -> Cache:
     return _WORKER["cache"]
 
 
-def _task(plan: Plan, seed: int):
+def plan_task(plan: Plan, seed: int):
+    """The task (splits of the plan's data set at its profile's sizes) that every job of ``seed`` uses."""
     from bench.data import make_task
 
     p = plan.profile
@@ -158,7 +159,7 @@ class VictimJob:
         cache = _setup(plan)
         if cache.has(self.key) and cache.load(self.key) is not None:
             return False
-        task = _task(plan, self.seed)
+        task = plan_task(plan, self.seed)
         defense = DEFENSES.create(self.defense.name, **self.defense.config)
         ctx = _ctx(plan, self.train_seed)
 
@@ -202,7 +203,7 @@ class AttackJob:
             if protected.model is None:
                 raise WmbenchError("the previous step of this chain produced no model to attack")
             protected = Protected(model=protected.model)
-        task = _task(plan, self.seed)
+        task = plan_task(plan, self.seed)
         attack = ATTACKS.create(self.attack.name, **self.attack.config)
         ctx = _ctx(plan, self.attack_seed)
 
@@ -241,7 +242,7 @@ class Cell:
             base.update(status="n/a", error=None)
             write_card(self.card, base)
             return "n/a"
-        task = _task(plan, self.seed)
+        task = plan_task(plan, self.seed)
         protected, victim_meta = _must_load(cache, self.victim_key, "victim")
         steps = [_must_load(cache, k, "attack result") for k in self.attack_keys]
         outcome = steps[-1][0]
@@ -595,7 +596,7 @@ def preflight(plan: Plan) -> None:
     clear error instead of an error card in every cell."""
     from bench.models import model_for_task
 
-    model_for_task(_task(plan, 0))
+    model_for_task(plan_task(plan, 0))
 
 
-__all__ += ["preflight", "make_plan", "make_target", "git_sha", "Cell", "Matrix"]
+__all__ += ["preflight", "make_plan", "make_target", "git_sha", "Cell", "Matrix", "plan_task"]

@@ -196,6 +196,17 @@ def _mean_log_probs(log_pa: torch.Tensor, log_pb: torch.Tensor) -> torch.Tensor:
     return log_pa.double().mean(0) + log_pb.double().mean(0)
 
 
+def _geometric(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log G_k for every class, mask of the classes other than ``target``), G_k = exp(L_k / 2) being the
+    geometric mean of the sources' probabilities of class k."""
+    half = _mean_log_probs(log_pa, log_pb) / 2
+    if not 0 <= target < half.numel():
+        raise ValueError(f"combination_optimum: target {target} is not a class of {half.numel()}")
+    others = torch.ones(half.numel(), dtype=torch.bool)
+    others[target] = False
+    return half, others
+
+
 def combination_optimum(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int, w_ce: float,
                         w_kl: float) -> torch.Tensor:
     """The output distribution q that minimises, for one watermark input whose output were free,
@@ -211,14 +222,8 @@ def combination_optimum(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int,
     on the loss; if the minimiser does not answer ``target``, the loss does not ask the watermark to."""
     if w_ce < 0 or w_kl <= 0:
         raise ValueError(f"combination_optimum: need w_ce >= 0 and w_kl > 0, got {w_ce}, {w_kl}")
-    half = _mean_log_probs(log_pa, log_pb) / 2
-    k = half.numel()
-    if not 0 <= target < k:
-        raise ValueError(f"combination_optimum: target {target} is not a class of {k}")
-    others = torch.ones(k, dtype=torch.bool)
-    others[target] = False
-    log_s = torch.logsumexp(half[others], 0)
-    log_ratio = float(half[target] - log_s)  # log(G_t / S)
+    half, others = _geometric(log_pa, log_pb, target)
+    log_ratio = float(half[target] - torch.logsumexp(half[others], 0))  # log(G_t / S)
     a = w_ce / (2 * w_kl)
 
     def h(u: float) -> float:  # the stationarity condition in u = logit(q_t); increasing, one root
@@ -232,8 +237,9 @@ def combination_optimum(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int,
             hi = mid
         else:
             lo = mid
-    q_t = 1 / (1 + math.exp(-(lo + hi) / 2)) if (lo + hi) / 2 > -700 else math.exp((lo + hi) / 2)
-    q = torch.zeros(k, dtype=torch.float64)
+    u = (lo + hi) / 2
+    q_t = 1 / (1 + math.exp(-u)) if u > -700 else math.exp(u)
+    q = torch.zeros(half.numel(), dtype=torch.float64)
     q[others] = (1 - q_t) * torch.softmax(half[others], 0)
     q[target] = q_t
     return q
@@ -243,16 +249,27 @@ def break_even_ratio(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int) ->
     """The smallest ``w_ce / w_kl`` at which :func:`combination_optimum` answers ``target``:
     2 * G_max / (S + G_max) * log(G_max / G_t), with G_max the largest other geometric mean (0 when the
     target already has the largest one)."""
-    half = _mean_log_probs(log_pa, log_pb) / 2
-    others = torch.ones(half.numel(), dtype=torch.bool)
-    others[target] = False
-    log_gmax = float(half[others].max())
-    log_s = float(torch.logsumexp(half[others], 0))
-    gap = log_gmax - float(half[target])
+    half, others = _geometric(log_pa, log_pb, target)
+    log_gmax = half[others].max()
+    gap = float(log_gmax - half[target])
     if gap <= 0:
         return 0.0
-    share = math.exp(log_gmax - float(torch.logaddexp(torch.tensor(log_s), torch.tensor(log_gmax))))
-    return 2 * share * gap
+    return 2 * float(torch.sigmoid(log_gmax - torch.logsumexp(half[others], 0))) * gap  # G_max / (S + G_max)
+
+
+def _source_log_probs(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor,
+                      device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``model``'s log-probabilities (eval mode, float64) on the source images of A and of B."""
+    from bench.train import predict_logits
+
+    return tuple(F.log_softmax(predict_logits(model, x, device=device).double(), 1) for x in (x_a, x_b))
+
+
+def _diagnose(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int, w_ce: float, w_kl: float) -> dict:
+    q = combination_optimum(log_pa, log_pb, target, w_ce, w_kl)
+    return {"q_target": float(q[target]), "answer": int(q.argmax()), "ratio": w_ce / w_kl,
+            "break_even": break_even_ratio(log_pa, log_pb, target),
+            "p_a_target": float(log_pa.exp()[:, target].mean()), "p_b_target": float(log_pb.exp()[:, target].mean())}
 
 
 def combination_diagnosis(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, target: int, *,
@@ -260,14 +277,7 @@ def combination_diagnosis(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor
     """Where the combination loss puts a watermark's output, given ``model``'s outputs on source images
     ``x_a`` and ``x_b`` (eval mode): the minimiser's target probability and answer, and the break-even
     ``w_ce / w_kl`` against the one in use."""
-    from bench.train import predict_logits
-
-    log_pa = F.log_softmax(predict_logits(model, x_a, device=device).double(), 1)
-    log_pb = F.log_softmax(predict_logits(model, x_b, device=device).double(), 1)
-    q = combination_optimum(log_pa, log_pb, target, w_ce, w_kl)
-    return {"q_target": float(q[target]), "answer": int(q.argmax()), "ratio": w_ce / w_kl,
-            "break_even": break_even_ratio(log_pa, log_pb, target),
-            "p_a_target": float(log_pa.exp()[:, target].mean()), "p_b_target": float(log_pb.exp()[:, target].mean())}
+    return _diagnose(*_source_log_probs(model, x_a, x_b, device), target, w_ce, w_kl)
 
 
 # --------------------------------------------------------------------------------------------- defense
@@ -591,10 +601,10 @@ def false_triggering(model: nn.Module, probes: dict[str, torch.Tensor], target: 
 def _stage_weights(info: dict, config: dict, stage: str) -> tuple[float, float] | None:
     """(watermarks' share of the cross-entropy batch, mean weight of the combination loss) of one trained
     stage, from ``Protected.info`` and the defense's config; None when the stage did not run or had no KL."""
-    st = info.get(stage)
     if not config.get("combination", True) or (stage == "stage1" and not config.get("com_stage1", True)):
         return None
-    if not st or "mgda_aux_weight_mean" not in st and config.get("balance") != "fixed":
+    st = info.get(stage)
+    if not st or ("mgda_aux_weight_mean" not in st and config.get("balance") != "fixed"):
         return None
     sizes = st["samples_per_epoch"]
     w = sizes["watermark"] / max(1, sum(sizes.values()))
@@ -603,15 +613,45 @@ def _stage_weights(info: dict, config: dict, stage: str) -> tuple[float, float] 
     return w, s + sum(lam) / len(lam)
 
 
-def explain_reproduction(plan, matrix, seeds: list[int], name: str = "mea-defender-fmnist") -> list[str]:
+class _Sources:
+    """Victims from the cache, tasks, and the victims' log-probabilities on the owner's source images, each
+    loaded or computed once for both tables of the reproduction."""
+
+    def __init__(self, plan, cache) -> None:
+        self.plan, self.cache = plan, cache
+        self._victims: dict[str, Protected | None] = {}
+        self._tasks: dict[int, Task] = {}
+        self._log_probs: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def victim(self, key: str) -> Protected | None:
+        if key not in self._victims:
+            found = self.cache.load(key)
+            self._victims[key] = None if found is None else found[0]
+        return self._victims[key]
+
+    def task(self, seed: int) -> Task:
+        from bench.runner import plan_task
+
+        if seed not in self._tasks:
+            self._tasks[seed] = plan_task(self.plan, seed)
+        return self._tasks[seed]
+
+    def log_probs(self, key: str, seed: int, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if (key, a, b) not in self._log_probs:
+            task = self.task(seed)
+            self._log_probs[(key, a, b)] = _source_log_probs(
+                self.victim(key).model, task.x_victim[task.y_victim == a], task.x_victim[task.y_victim == b])
+        return self._log_probs[(key, a, b)]
+
+
+def explain_reproduction(plan, matrix, seeds: list[int], name: str, cards) -> list[str]:
     """Markdown for ``wmbench reproduce mea-defender-fmnist``: where the published loss puts a watermark's
     output (:func:`combination_optimum`) given the sources' outputs of the clean ``none`` victim and of the
-    trained MEA-Defender victim, at each stage's weights."""
+    trained MEA-Defender victim, at each stage's weights; then, from ``cards`` (every result card, as
+    :func:`bench.results.load_results` gives them), the prediction beside the measurement for every variant."""
     from bench.cache import Cache
-    from bench.data import make_task
 
-    cache = Cache(plan.cache_dir)
-    cells = [*matrix.cells, *matrix.skipped]
+    src = _Sources(plan, Cache(plan.cache_dir))
     lines = ["", "## Where the combination loss puts a watermark", "",
              "For one watermark whose output were free, the published loss is minimised by the distribution "
              "`combination_optimum` computes (`defenses/mea_defender.py`): w = the watermarks' share of the "
@@ -624,33 +664,25 @@ def explain_reproduction(plan, matrix, seeds: list[int], name: str = "mea-defend
              "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     rows = 0
     for seed in seeds:
-        victims = {}
-        for cell in cells:
-            label = cell.defense.label
-            if cell.seed == seed and label in ("none", "mea_defender") and label not in victims:
-                found = cache.load(cell.victim_key)
-                if found is not None:
-                    victims[label] = (found[0], cell.config.get("defense_config", {}))
-        if "mea_defender" not in victims:
+        keys: dict[str, tuple[str, dict]] = {}
+        for cell in (*matrix.cells, *matrix.skipped):
+            if cell.seed == seed and cell.defense.label in ("none", "mea_defender"):
+                keys.setdefault(cell.defense.label, (cell.victim_key, cell.config.get("defense_config", {})))
+        if "mea_defender" not in keys or (protected := src.victim(keys["mea_defender"][0])) is None:
             continue
-        protected, config = victims["mea_defender"]
-        info = protected.info
+        config, info = keys["mea_defender"][1], protected.info
         a, b, t = info["classes"]["a"], info["classes"]["b"], info["classes"]["target"]
-        p = plan.profile
-        task = make_task(plan.dataset, seed=seed, arch=plan.arch, victim_train=p.victim_train,
-                         attacker_pool=p.attacker_pool, test=p.test, root=plan.data_root)
-        x_a, x_b = task.x_victim[task.y_victim == a], task.x_victim[task.y_victim == b]
-        names = task.info.class_names
+        names = src.task(seed).info.class_names
         for who in ("none", "mea_defender"):
-            if who not in victims:
+            if who not in keys or src.victim(keys[who][0]) is None:
                 continue
-            model = victims[who][0].model
+            log_pa, log_pb = src.log_probs(keys[who][0], seed, a, b)
             for stage in ("stage1", "stage2"):
                 weights = _stage_weights(info, config, stage)
                 if weights is None:
                     continue
                 w, c = weights
-                d = combination_diagnosis(model, x_a, x_b, t, w_ce=w, w_kl=c)
+                d = _diagnose(log_pa, log_pb, t, w, c)
                 lines.append(f"| {seed} | `{who}` victim | {stage.replace('stage', 'stage ')} | {w:.4f} | {c:.3f} | "
                              f"{d['ratio']:.4f} | {d['break_even']:.3f} | {100 * d['p_a_target']:.2f}% | "
                              f"{100 * d['p_b_target']:.2f}% | {100 * d['q_target']:.2f}% | "
@@ -659,58 +691,45 @@ def explain_reproduction(plan, matrix, seeds: list[int], name: str = "mea-defend
     if not rows:
         return ["", "(The MEA-Defender victim is not in the cache, so the loss analysis was skipped; re-run "
                 "without deleting the cache to get it.)"]
-    return lines + _variants_against_prediction(plan, seeds, cache, name)
+    return lines + _variants_against_prediction(plan, seeds, src, name, cards)
 
 
-def _variants_against_prediction(plan, seeds: list[int], cache, name: str) -> list[str]:
-    """Every MEA-Defender variant with an ``identity`` card in the results whose combination loss covers the
+def _variants_against_prediction(plan, seeds: list[int], src: _Sources, name: str, cards) -> list[str]:
+    """Every MEA-Defender variant with an ``identity`` card in ``cards`` whose combination loss covers the
     target: the minimiser's answer from its own trained sources at its last stage's weights, beside the
     victim WSR that was measured."""
-    from bench.data import make_task
-    from bench.results import iter_cards
     from bench.runner import plan_run
 
-    found = []
-    for _, card in iter_cards(plan.results_dir):
-        cfg = card.get("defense_config") or {}
-        if (card.get("attack") == "identity" and card.get("status") == "ok" and card.get("seed") in seeds
-                and card.get("dataset") == plan.dataset and card.get("arch") == plan.arch
-                and card.get("profile") == plan.profile.name and card["defense"].startswith("mea_defender")
-                and cfg.get("combination") and cfg.get("com_target")):
-            found.append(card)
+    mine = cards[(cards.attack == "identity") & (cards.status == "ok") & cards.seed.isin(seeds)
+                 & (cards.dataset == plan.dataset) & (cards.arch == plan.arch)
+                 & (cards.profile == plan.profile.name) & cards.defense.str.startswith("mea_defender")]
+    found = [r for r in mine.sort_values(["seed", "defense"]).itertuples()
+             if (r.defense_config or {}).get("combination") and r.defense_config.get("com_target")]
     if not found:
         return []
     lines = ["", "Prediction against measurement, for every MEA-Defender variant in the results whose combination "
              "loss covers the target (its own trained sources, its last stage's weights):", "",
              "| seed | variant | stage | w / c | break-even w / c | minimiser's answer | measured victim WSR |",
              "|---:|---|---|---:|---:|---|---:|"]
-    tasks: dict[int, object] = {}
     points: list[tuple[float, float, float, float]] = []
-    p = plan.profile
-    for card in sorted(found, key=lambda c: (c["seed"], c["defense"])):
-        seed = card["seed"]
-        cells = plan_run(plan, card["defense"], "identity", [seed])
-        key = next(iter([*cells.cells, *cells.skipped])).victim_key
-        loaded = cache.load(key)
-        if loaded is None:
+    for card in found:
+        seed = int(card.seed)
+        matrix = plan_run(plan, card.defense, "identity", [seed])
+        key = (*matrix.cells, *matrix.skipped)[0].victim_key
+        protected = src.victim(key)
+        if protected is None:
             continue
-        protected = loaded[0]
         info = protected.info
-        stage = "stage2" if _stage_weights(info, card["defense_config"], "stage2") else "stage1"
-        weights = _stage_weights(info, card["defense_config"], stage)
+        stage, weights = next(((st, wts) for st in ("stage2", "stage1")
+                               if (wts := _stage_weights(info, card.defense_config, st))), (None, None))
         if weights is None:
             continue
-        if seed not in tasks:
-            tasks[seed] = make_task(plan.dataset, seed=seed, arch=plan.arch, victim_train=p.victim_train,
-                                    attacker_pool=p.attacker_pool, test=p.test, root=plan.data_root)
-        task = tasks[seed]
         a, b, t = info["classes"]["a"], info["classes"]["b"], info["classes"]["target"]
-        d = combination_diagnosis(protected.model, task.x_victim[task.y_victim == a], task.x_victim[task.y_victim == b],
-                                  t, w_ce=weights[0], w_kl=weights[1])
-        answer = task.info.class_names[d["answer"]]
-        lines.append(f"| {seed} | `{card['defense']}` | {stage.replace('stage', 'stage ')} | {d['ratio']:.3f} | "
-                     f"{d['break_even']:.3f} | {answer} ({d['answer']}) | {100 * card['wsr_suspect']:.2f}% |")
-        points.append((d["ratio"], d["break_even"], card["wsr_suspect"], card["threshold"] or 0.3))
+        d = _diagnose(*src.log_probs(key, seed, a, b), t, *weights)
+        answer = src.task(seed).info.class_names[d["answer"]]
+        lines.append(f"| {seed} | `{card.defense}` | {stage.replace('stage', 'stage ')} | {d['ratio']:.3f} | "
+                     f"{d['break_even']:.3f} | {answer} ({d['answer']}) | {100 * card.wsr_suspect:.2f}% |")
+        points.append((d["ratio"], d["break_even"], card.wsr_suspect, card.threshold))
     if points:
         from pathlib import Path
 

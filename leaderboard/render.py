@@ -1252,13 +1252,17 @@ def sweep_colours(sw: Sweep) -> dict[str, tuple]:
     """The schemes a sweep figure draws, each with a distinct colour, in the group's order: those with ok
     cards at two or more of the sweep's points (a scheme run at one setting only is not swept; if no scheme
     has two, those with one). tab10 for up to 10 schemes, tab20 beyond."""
-    import matplotlib
-
     points = {d: sum(sw.cell(d, a).status == "ok" for _, a in sw.points) for d in sw.group.defenses}
     least = 2 if any(n >= 2 for n in points.values()) else 1
-    drawn = [d for d, n in points.items() if n >= least]
-    palette = matplotlib.colormaps["tab10" if len(drawn) <= 10 else "tab20"].colors
-    return {d: palette[i % len(palette)] for i, d in enumerate(drawn)}
+    return _palette([d for d, n in points.items() if n >= least])
+
+
+def _palette(names: list[str]) -> dict[str, tuple]:
+    """A colour per name in order: tab10 for up to 10 names, tab20 beyond (cycling past 20)."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"].colors
+    return {d: colours[i % len(colours)] for i, d in enumerate(names)}
 
 
 def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
@@ -1362,8 +1366,7 @@ def render_cost(groups: list[Group], path: Path) -> Path:
     panels = [(g, [p for p in pts if p.defense in keep]) for g, pts in panels]
     panels = [(g, pts) for g, pts in panels if pts]
     schemes = sorted(keep, key=_defense_key)
-    palette = matplotlib.colormaps["tab10" if len(schemes) <= 10 else "tab20"].colors
-    colour = {d: palette[i % len(palette)] for i, d in enumerate(schemes)}
+    colour = _palette(schemes)
     grey = "#57606a"
     with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10}):
         fig = Figure(figsize=(9.5, 4.4 * len(panels)), layout="constrained")
