@@ -168,6 +168,11 @@ class Defense(Component):
     """A watermark scheme. Subclasses implement :meth:`embed`."""
 
     threshold: ClassVar[float] = 0.3  # WSR at or above which ownership is claimed (MEA-Defender's rule)
+    # where the watermark lives: "model" (the victim answers its verification set) or "api" (the served
+    # answers carry it by construction and the model is untouched, e.g. DAWN); the tuning gate reads it
+    embedding: ClassVar[str] = "model"
+    # the tuning protocol's declared grid (bench.tuning.Grid) or None: docs/protocol.md
+    tuning_grid: ClassVar[object] = None
 
     def embed(self, task: Task, ctx: Context) -> Protected:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -78,6 +78,21 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help=argparse.SUPPRESS)
     _backend_args(rep)
 
+    tune = sub.add_parser("tune", help="run the tuning protocol (docs/protocol.md): every scheme and declared grid "
+                          "point against the victim-side gate on the tuning seeds")
+    tune.add_argument("--seeds", default=None, help="comma-separated tuning seeds (default: 100,101)")
+    tune.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
+    tune.add_argument("--report-only", action="store_true", help="render the page from the cards; train nothing")
+    tune.add_argument("--jobs", type=int, default=1, help="parallel jobs (default: 1)")
+    tune.add_argument("--results", default="results", help="where cards go (default: results)")
+    tune.add_argument("--cache-dir", default=os.environ.get("WMBENCH_CACHE", ".wmbench-cache"),
+                      help="artifact cache (default: $WMBENCH_CACHE or .wmbench-cache)")
+    tune.add_argument("--data-root", default=os.environ.get("WMBENCH_DATA"), help="data sets root")
+    tune.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    tune.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    tune.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help=argparse.SUPPRESS)
+    _backend_args(tune)
+
     show = sub.add_parser("show", help="print one result card")
     show.add_argument("card", help="path to a seed-<k>.json card")
     return p
@@ -171,6 +186,36 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from pathlib import Path
+
+    from bench.backends import check_backend, cluster_plan, use_backend
+    from bench.registry import DEFENSES, load_plugins
+    from bench.results import load_results
+    from bench.runner import make_plan, preflight
+    from bench.tuning import TUNING_SEEDS, run_tuning, tuning_report
+
+    seeds = _seeds(args.seeds) if args.seeds else list(TUNING_SEEDS)
+    if args.report_only:
+        load_plugins(args.plugin)
+        cards = load_results(args.results)
+        text, _ = tuning_report(cards[cards.dataset == "fashion-mnist"], DEFENSES, seeds, args.profile)
+        out = Path(args.results) / "reproductions" / "tuning.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    else:
+        check_backend(args.backend, args.scheduler)
+        plan = make_plan(profile=args.profile, results_dir=args.results, cache_dir=args.cache_dir,
+                         device=args.device, data_root=args.data_root, jobs=args.jobs, plugins=tuple(args.plugin))
+        plan = cluster_plan(plan, args.backend)
+        preflight(plan)
+        with use_backend(args.backend, jobs=plan.jobs, scheduler=args.scheduler) as backend:
+            text, out = run_tuning(plan, seeds, progress=not args.quiet, backend=backend)
+    print(text)
+    print(f"written to {out}")
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from leaderboard.render import render
 
@@ -209,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard, "show": cmd_show,
-                "reproduce": cmd_reproduce}[
+                "reproduce": cmd_reproduce, "tune": cmd_tune}[
             args.command
         ](args)
     except WmbenchError as exc:

@@ -26,9 +26,17 @@ def param(
     lt: float | None = None,
     choices: tuple | None = None,
     none_ok: bool = False,
+    also: tuple = (),
+    added: bool = False,
 ) -> Any:
-    """A defaulted config field with its help line and constraints (``None`` allowed when ``none_ok``)."""
-    meta = dict(help=help, ge=ge, gt=gt, le=le, lt=lt, choices=choices, none_ok=none_ok or default is None)
+    """A defaulted config field with its help line and constraints (``None`` allowed when ``none_ok``).
+
+    ``also`` lists words accepted besides the range (``kl_weight=auto``). ``added`` marks a field added to a
+    released component whose ``None`` keeps the released behaviour: while it is ``None`` it is left out of
+    :func:`config_to_dict`, so the configs, run ids and cache keys of the runs made before it existed stay
+    valid."""
+    meta = dict(help=help, ge=ge, gt=gt, le=le, lt=lt, choices=choices, none_ok=none_ok or default is None,
+                also=also, added=added)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -39,7 +47,8 @@ def _allowed(meta: dict) -> str:
     for key, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
         if meta.get(key) is not None:
             parts.append(f"{sym} {meta[key]}")
-    return " and ".join(parts) if parts else "a value of the default's type"
+    text = " and ".join(parts) if parts else "a value of the default's type"
+    return text + "".join(f" or {w!r}" for w in meta.get("also", ()))
 
 
 def _check_field(owner: str, f: dataclasses.Field, value: Any) -> None:
@@ -49,6 +58,8 @@ def _check_field(owner: str, f: dataclasses.Field, value: Any) -> None:
         if meta.get("none_ok"):
             return
         raise ConfigError(f"{where}; it must be {_allowed(meta)}")
+    if isinstance(value, str) and value in meta.get("also", ()):
+        return
     if meta.get("choices") is not None:
         if value not in meta["choices"]:
             raise ConfigError(f"{where}; allowed: {_allowed(meta)}")
@@ -100,6 +111,8 @@ def config_to_dict(cfg: ComponentConfig) -> dict[str, Any]:
     out = {}
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
+        if v is None and f.metadata.get("added"):
+            continue  # a field added later, at its released behaviour: identity unchanged (see ``param``)
         out[f.name] = list(v) if isinstance(v, tuple) else v
     return out
 

@@ -19,17 +19,17 @@ from dataclasses import dataclass
 
 from bench.config import param
 from bench.registry import register_defense
-from defenses.mea_defender import MEADefender
+from defenses.mea_defender_official import MEADefenderOfficial
 
 
 @register_defense("composite_backdoor")
-class CompositeBackdoor(MEADefender):
+class CompositeBackdoor(MEADefenderOfficial):
     """Composite Backdoor: A x B composites -> C with same-class mixtures, CE + similarity (Lin et al. 2020)."""
 
     version = "1"
 
     @dataclass(frozen=True, kw_only=True)
-    class Config(MEADefender.Config):
+    class Config(MEADefenderOfficial.Config):
         stage1_wm_rate: float = param(0.1, "watermarks per epoch, as a fraction of the owner's set", ge=0, le=1)
         same_class_mix_rate: float = param(0.5, "mixtures of two same-class images keeping their label, per "
                                            "epoch, fraction of the owner's set", ge=0, le=2)

@@ -91,6 +91,7 @@ class Dawn(Defense):
     """DAWN (Szyller et al. 2021): the API answers a keyed-hash-selected share of queries with wrong labels."""
 
     version = "1"
+    embedding = "api"  # the served answers carry the watermark; the model is trained exactly like ``none``
 
     @dataclass(frozen=True, kw_only=True)
     class Config(ComponentConfig):

@@ -69,6 +69,7 @@ from bench.errors import ConfigError
 from bench.models import model_for_task
 from bench.registry import register_defense
 from bench.train import predict_labels
+from bench.tuning import Grid
 from defenses._mixing import HELD_OUT, WATERMARK_LAYOUTS, evasion_mixers, mix
 
 __all__ = [
@@ -78,10 +79,16 @@ __all__ = [
     "combination_loss",
     "similarity_loss",
     "min_norm_gamma",
+    "auxiliary_loss",
+    "total_loss",
     "mgda_aux_weight",
+    "min_norm_weights",
+    "mgda_task_weights",
     "false_triggering",
     "combination_optimum",
     "break_even_ratio",
+    "auto_weight_from_outputs",
+    "auto_kl_weight",
     "combination_diagnosis",
     "explain_reproduction",
 ]
@@ -93,6 +100,16 @@ _PAPER_CLASSES: dict[str, tuple] = {
     "cifar100": ("beaver", "dolphin", "otter"),
 }
 _VERIFY_TAG = "mea_watermark"  # every variant of the scheme gets the same verification set for a seed
+# The registered default's KL weight: the point the tuning protocol (docs/protocol.md) selects from
+# ``MEADefender.tuning_grid`` on the tuning seeds, by victim-side measurements only.
+KL_WEIGHT: float | str = 0.05
+# ``kl_weight=auto``: c = w / (AUTO_MARGIN x break-even of the current sources' outputs), fixed in advance
+AUTO_MARGIN = 1.5
+AUTO_EVERY = 50  # steps between two recomputations (and at the first step of each stage)
+AUTO_SOURCES = 256  # A and B images (from the stage's anchors) whose outputs set the break-even
+AUTO_MAX = 1.0  # the weight when the target already leads the sources (break-even 0)
+BALANCES = ("mgda", "fixed", "paper_tasks")
+_TASKS = ("util", "ver", "eva", "com")  # paper_tasks: the row kinds' cross-entropies and the KL
 
 
 def default_classes(task: Task) -> tuple[int, int, int]:
@@ -156,6 +173,28 @@ def similarity_loss(z: torch.Tensor, y: torch.Tensor, classes: Sequence[int], ma
     return (0.5 * (same * d2 + (1 - same) * apart)).mean() / len(d2)
 
 
+def auxiliary_loss(sim: torch.Tensor | None, com: torch.Tensor | None, *, shared: bool) -> torch.Tensor | None:
+    """The auxiliary task that MGDA (or ``aux_weight``) weighs against the cross-entropy: the similarity term,
+    plus the combination KL when it shares that weight (``shared``: the public code; else the KL has its own)."""
+    if com is None or not shared:
+        return sim
+    return com if sim is None else sim + com
+
+
+def total_loss(ce: torch.Tensor, sim: torch.Tensor | None, com: torch.Tensor | None, *, aux_weight: float,
+               kl_weight: float | None, extra: float = 0.0) -> torch.Tensor:
+    """One step's loss. ``kl_weight=None`` (public code): ce + aux_weight * (sim + com) + extra * com.
+    A number: ce + aux_weight * sim + (kl_weight + extra) * com, so the similarity term keeps its weight
+    whatever the KL's is. ``sim`` already carries ``sim_weight``; a missing term counts as absent."""
+    aux = auxiliary_loss(sim, com, shared=kl_weight is None)
+    loss = ce if aux is None else ce + aux_weight * aux
+    if com is not None:
+        w = (0.0 if kl_weight is None else kl_weight) + extra
+        if w:
+            loss = loss + w * com
+    return loss
+
+
 def min_norm_gamma(v11: float, v12: float, v22: float) -> float:
     """The weight of x1 in min_c |c x1 + (1 - c) x2|^2 from the inner products (the rule of the public code's
     2-task MGDA solver, with its 0.999 / 0.001 clipping)."""
@@ -182,6 +221,37 @@ def mgda_aux_weight(g1: Sequence[torch.Tensor | None], g2: Sequence[torch.Tensor
     n1 = min(loss1 * math.sqrt(d11), 10.0) + 1e-5
     n2 = min(loss2 * math.sqrt(d22), 10.0) + 1e-5
     return 1.0 - min_norm_gamma(d11 / (n1 * n1), d12 / (n1 * n2), d22 / (n2 * n2))
+
+
+def min_norm_weights(gram: torch.Tensor, iters: int = 250, tol: float = 1e-9) -> torch.Tensor:
+    """The weights alpha on the simplex that minimise |sum_i alpha_i g_i|^2, from the Gram matrix of the
+    task gradients (Frank-Wolfe with the exact two-point line search of :func:`min_norm_gamma`, as in Sener
+    and Koltun's MGDA-UB solver that the paper cites)."""
+    gram = gram.double()
+    n = gram.shape[0]
+    alpha = torch.full((n,), 1.0 / n, dtype=torch.float64)
+    for _ in range(iters):
+        grad = gram @ alpha
+        t = int(grad.argmin())
+        v11, v12, v22 = float(alpha @ grad), float(grad[t]), float(gram[t, t])
+        gamma = min_norm_gamma(v11, v12, v22)
+        new = gamma * alpha
+        new[t] += 1 - gamma
+        if float((new - alpha).abs().sum()) < tol:
+            alpha = new
+            break
+        alpha = new
+    return alpha
+
+
+def mgda_task_weights(grads: Sequence[Sequence[torch.Tensor | None]], losses: Sequence[float]) -> torch.Tensor:
+    """MGDA's weight of every task for its per-parameter gradients after the code's "loss+" normalisation
+    (each gradient divided by min(loss * |grad|, 10) + 1e-5)."""
+    n = len(grads)
+    raw = torch.tensor([[_dot(grads[i], grads[j]) for j in range(n)] for i in range(n)], dtype=torch.float64)
+    norm = torch.tensor([min(loss * math.sqrt(max(float(raw[i, i]), 0.0)), 10.0) + 1e-5
+                         for i, loss in enumerate(losses)], dtype=torch.float64)
+    return min_norm_weights(raw / norm[:, None] / norm[None, :])
 
 
 # ------------------------------------------------------------------------- where the combination loss sits
@@ -257,6 +327,27 @@ def break_even_ratio(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int) ->
     return 2 * float(torch.sigmoid(log_gmax - torch.logsumexp(half[others], 0))) * gap  # G_max / (S + G_max)
 
 
+def auto_weight_from_outputs(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int, w_ce: float) -> float:
+    """``kl_weight=auto``: the KL weight c = w_ce / (AUTO_MARGIN x break-even) that puts the loss's
+    minimiser (:func:`combination_optimum`) on the target with a margin of AUTO_MARGIN over the break-even
+    ``w_ce / c`` that the sources' outputs set; AUTO_MAX when the target already leads (break-even 0)."""
+    be = break_even_ratio(log_pa, log_pb, target)
+    return AUTO_MAX if be <= 0 else min(AUTO_MAX, w_ce / (AUTO_MARGIN * be))
+
+
+def auto_kl_weight(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, target: int, w_ce: float) -> float:
+    """:func:`auto_weight_from_outputs` on ``model``'s current outputs (eval mode, no gradient) for up to
+    AUTO_SOURCES images of each source; the model is put back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            log_pa, log_pb = (F.log_softmax(model(x[:AUTO_SOURCES]).double(), 1) for x in (x_a, x_b))
+    finally:
+        model.train(was_training)
+    return auto_weight_from_outputs(log_pa, log_pb, target, w_ce)
+
+
 def _source_log_probs(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor,
                       device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """``model``'s log-probabilities (eval mode, float64) on the source images of A and of B."""
@@ -306,7 +397,10 @@ def _sizes(n: int, *, clean: float, wm: float, eva: float, same: float) -> dict[
 class MEADefender(Defense):
     """MEA-Defender: A x B composites -> C, kept between A and B by a KL loss, plus an evasion set (Lv et al. 2024)."""
 
-    version = "2"
+    version = "3"  # 3: kl_weight (the KL's own weight) and the tuned defaults; v2 is mea_defender_official
+    # the declared tuning grid (docs/protocol.md): the KL weight, fixed before it was run; 'auto' is placed
+    # by the mean weight it applied (``kl_weight_mean`` per stage in Protected.info)
+    tuning_grid = Grid("kl_weight", (0.02, 0.05, 0.1, 0.2, 0.5, "auto"), strength="kl_weight_mean")
 
     @dataclass(frozen=True, kw_only=True)
     class Config(ComponentConfig):
@@ -347,13 +441,19 @@ class MEADefender(Defense):
                                     "from anchors A_k and B_k (sources)", choices=("index", "sources"))
         sim_weight: float = param(1.0, "weight of the logit-similarity term in the auxiliary loss (0 = off)",
                                   ge=0)
-        balance: str = param("mgda", "weight of the auxiliary loss: MGDA min-norm (paper, code) or aux_weight",
-                             choices=("mgda", "fixed"))
-        aux_weight: float = param(0.5, "weight of the auxiliary loss (similarity + combination) when "
-                                  "balance=fixed", ge=0)
+        balance: str = param("fixed", "weight of the auxiliary loss: MGDA min-norm against the cross-entropy "
+                             "(code), aux_weight, or MGDA over the paper's four losses (paper_tasks: L_util, L_com, "
+                             "L_ver, L_eva, Eq. 4-9, no weight pinned)", choices=BALANCES)
+        aux_weight: float = param(1.0, "weight of the auxiliary loss when balance=fixed: similarity + "
+                                  "combination, or the similarity term alone when kl_weight is set", ge=0)
+        kl_weight: float | None = param(
+            KL_WEIGHT, "own weight of the combination loss, apart from the similarity term: a number, 'auto' "
+            "(the closed-form rule: w / (1.5 x break-even of the current sources), recomputed every "
+            "50 steps), or None = the auxiliary weight of both terms (public code; mea_defender_official)",
+            ge=0, also=("auto",), added=True)
         mgda_every: int = param(10, "recompute the MGDA weight every k steps and reuse it in between", ge=1)
-        com_extra: float = param(2.0, "extra fixed weight of the combination loss (code: 2)", ge=0)
-        com_extra_tenth: float = param(12.0, "that extra weight in every tenth epoch of a stage (code: 12)", ge=0)
+        com_extra: float = param(0.0, "extra fixed weight of the combination loss (code: 2)", ge=0)
+        com_extra_tenth: float = param(0.0, "that extra weight in every tenth epoch of a stage (code: 12)", ge=0)
         verify_n: int | None = param(None, "verification watermarks; None = profile.verify_max if >= 1000, "
                                      "else min(1000, A x B test pairs)", ge=1)
         wfpr_n: int | None = param(None, "mixtures per mixer for false triggering; None = as verify_n", ge=1)
@@ -365,6 +465,9 @@ class MEADefender(Defense):
             if self.epochs is not None and self.stage2_epochs is not None and self.stage2_epochs >= self.epochs:
                 raise ConfigError(f"{owner}: stage2_epochs={self.stage2_epochs} leaves no stage-1 epoch of "
                                   f"epochs={self.epochs} (both stages count in epochs); lower stage2_epochs")
+            if self.kl_weight == "auto" and not (self.combination and self.com_target):
+                raise ConfigError(f"{owner}: kl_weight=auto follows the break-even of a KL over every class; it "
+                                  "needs combination=true and com_target=true")
             for i, (k1, v1) in enumerate(picked):
                 for k2, v2 in picked[i + 1:]:
                     if v1 == v2:
@@ -462,6 +565,16 @@ class MEADefender(Defense):
             anc_w = self._mix(c.layout, *src, g)
         weights: list[float] = []
         s = c.aux_weight if c.balance == "fixed" else 0.5
+        # kl_weight set: the KL has its own weight and the auxiliary weight s covers the similarity term only
+        own_kl = use_com and c.kl_weight is not None
+        kl = 0.0 if not own_kl or c.kl_weight == "auto" else float(c.kl_weight)
+        w_share = sizes["watermark"] / max(1, n_ep)
+        kl_trace: list[float] = []
+        paper = c.balance == "paper_tasks"
+        if paper:  # the row kind of every sample of an epoch, in _epoch_data's order; same-class mixes are utility
+            kind_ep = torch.repeat_interleave(torch.tensor([0, 1, 2, 0]), torch.tensor(list(sizes.values())))
+            task_w = dict.fromkeys(_TASKS, 0.25)
+            task_trace: dict[str, list[float]] = {k: [] for k in _TASKS}
         step = 0
         t0 = time.perf_counter()
         model.train()
@@ -474,6 +587,8 @@ class MEADefender(Defense):
             for start in range(0, n_ep, bs):
                 idx = perm[start:start + bs]
                 xb, yb = x_ep[idx], y_ep[idx]
+                if paper:
+                    kinds = kind_ep[perm[start:start + bs].cpu()].to(yb.device)
                 com = None
                 if use_com:  # a paired mini-batch of the stage's fixed anchor sets
                     if c.anchor_batch >= n_anchor:  # the whole sets, as the public code does at every step
@@ -487,24 +602,30 @@ class MEADefender(Defense):
                     com = combination_loss(zw, za, zb, exclude=None if c.com_target else classes[2])
                 else:
                     z = model(xb)
+                if paper:
+                    loss = self._paper_tasks_loss(z, yb, kinds, com, params, task_w, task_trace,
+                                                  recompute=step % c.mgda_every == 0)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    step += 1
+                    total += float(loss.detach()) * len(idx)
+                    continue
                 ce = F.cross_entropy(z, yb)
-                aux = None
-                if use_sim:
-                    aux = c.sim_weight * similarity_loss(z, yb, classes)
-                if com is not None:
-                    aux = com if aux is None else aux + com
+                sim = c.sim_weight * similarity_loss(z, yb, classes) if use_sim else None
+                aux = auxiliary_loss(sim, com, shared=not own_kl)
                 opt.zero_grad(set_to_none=True)
-                if aux is None:
-                    loss = ce
-                else:
-                    if c.balance == "mgda" and step % c.mgda_every == 0:
-                        g1 = torch.autograd.grad(ce, params, retain_graph=True, allow_unused=True)
-                        g2 = torch.autograd.grad(aux, params, retain_graph=True, allow_unused=True)
-                        s = mgda_aux_weight(g1, g2, float(ce.detach()), float(aux.detach()))
-                        weights.append(s)
-                    loss = ce + s * aux
-                    if com is not None and lam:
-                        loss = loss + lam * com
+                if aux is not None and c.balance == "mgda" and step % c.mgda_every == 0:
+                    g1 = torch.autograd.grad(ce, params, retain_graph=True, allow_unused=True)
+                    g2 = torch.autograd.grad(aux, params, retain_graph=True, allow_unused=True)
+                    s = mgda_aux_weight(g1, g2, float(ce.detach()), float(aux.detach()))
+                    weights.append(s)
+                if own_kl:
+                    if c.kl_weight == "auto" and step % AUTO_EVERY == 0:
+                        kl = auto_kl_weight(model, anc_a, anc_b, classes[2], w_share)
+                    kl_trace.append(kl)
+                loss = total_loss(ce, sim, com, aux_weight=s, kl_weight=kl if own_kl else None, extra=lam)
                 loss.backward()
                 opt.step()
                 sched.step()
@@ -516,10 +637,38 @@ class MEADefender(Defense):
                 "wall_s": round(time.perf_counter() - t0, 3)}
         if weights:
             info["mgda_aux_weight_mean"] = sum(weights) / len(weights)
+        if paper:  # MGDA's mean weight of each of the paper's four losses over the recomputations
+            info["task_weight_mean"] = {k: sum(v) / len(v) for k, v in task_trace.items() if v}
+        if kl_trace:  # the KL's own weight (constant, or the auto rule's values step by step)
+            info["kl_weight_mean"] = sum(kl_trace) / len(kl_trace)
+            if c.kl_weight == "auto":
+                info["kl_weight_first"], info["kl_weight_last"] = kl_trace[0], kl_trace[-1]
         if use_com:  # the KL acted on these fixed watermarks only: does the net answer them apart from fresh ones?
             info["anchor_wm_to_target"] = float((predict_labels(model, anc_w) == classes[2]).float().mean())
             info["anchor_wm_n"] = n_anchor
         return info
+
+    @staticmethod
+    def _paper_tasks_loss(z: torch.Tensor, y: torch.Tensor, kinds: torch.Tensor, com: torch.Tensor | None,
+                          params: list, weights: dict[str, float], trace: dict[str, list[float]], *,
+                          recompute: bool) -> torch.Tensor:
+        """``balance=paper_tasks``: sum_k alpha_k L_k over the paper's losses present in the batch (L_util,
+        L_ver, L_eva: cross-entropy over the clean, watermark and evasion rows; L_com: the KL), alpha from
+        MGDA over their normalised gradients every ``mgda_every`` steps (kept in ``weights`` in between)."""
+        losses = {}
+        for k, name in enumerate(_TASKS[:3]):
+            m = kinds == k
+            if bool(m.any()):
+                losses[name] = F.cross_entropy(z[m], y[m])
+        if com is not None:
+            losses["com"] = com
+        if recompute and len(losses) > 1:
+            grads = [torch.autograd.grad(v, params, retain_graph=True, allow_unused=True) for v in losses.values()]
+            alpha = mgda_task_weights(grads, [float(v.detach()) for v in losses.values()])
+            for name, a in zip(losses, alpha.tolist(), strict=True):
+                weights[name] = a
+                trace[name].append(a)
+        return sum(weights[name] * v for name, v in losses.items())
 
     def stage_epochs(self, profile_epochs: int) -> tuple[int, int]:
         """(stage-1, stage-2) epochs: the configured or profile's budget split between the two stages."""
@@ -604,11 +753,19 @@ def _stage_weights(info: dict, config: dict, stage: str) -> tuple[float, float] 
     if not config.get("combination", True) or (stage == "stage1" and not config.get("com_stage1", True)):
         return None
     st = info.get(stage)
-    if not st or ("mgda_aux_weight_mean" not in st and config.get("balance") != "fixed"):
+    if not st or config.get("balance") == "paper_tasks":  # per-task means: not the closed form's w and c
         return None
+    own = config.get("kl_weight")
+    if own is not None:  # the KL's own weight (a number, or the auto rule's mean as applied)
+        s = st.get("kl_weight_mean", None if isinstance(own, str) else own)
+        if s is None:
+            return None
+    elif "mgda_aux_weight_mean" not in st and config.get("balance") != "fixed":
+        return None
+    else:
+        s = st.get("mgda_aux_weight_mean", config.get("aux_weight", 0.0))
     sizes = st["samples_per_epoch"]
     w = sizes["watermark"] / max(1, sum(sizes.values()))
-    s = st.get("mgda_aux_weight_mean", config.get("aux_weight", 0.0))
     lam = [config["com_extra_tenth"] if e % 10 == 9 else config["com_extra"] for e in range(st["epochs"])]
     return w, s + sum(lam) / len(lam)
 
@@ -666,14 +823,15 @@ def explain_reproduction(plan, matrix, seeds: list[int], name: str, cards) -> li
     for seed in seeds:
         keys: dict[str, tuple[str, dict]] = {}
         for cell in (*matrix.cells, *matrix.skipped):
-            if cell.seed == seed and cell.defense.label in ("none", "mea_defender"):
+            if cell.seed == seed:
                 keys.setdefault(cell.defense.label, (cell.victim_key, cell.config.get("defense_config", {})))
-        if "mea_defender" not in keys or (protected := src.victim(keys["mea_defender"][0])) is None:
+        scheme = next((k for k in keys if k != "none"), None)
+        if scheme is None or (protected := src.victim(keys[scheme][0])) is None:
             continue
-        config, info = keys["mea_defender"][1], protected.info
+        config, info = keys[scheme][1], protected.info
         a, b, t = info["classes"]["a"], info["classes"]["b"], info["classes"]["target"]
         names = src.task(seed).info.class_names
-        for who in ("none", "mea_defender"):
+        for who in ("none", scheme):
             if who not in keys or src.victim(keys[who][0]) is None:
                 continue
             log_pa, log_pb = src.log_probs(keys[who][0], seed, a, b)

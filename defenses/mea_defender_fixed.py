@@ -12,16 +12,16 @@ from dataclasses import dataclass
 
 from bench.config import param
 from bench.registry import register_defense
-from defenses.mea_defender import MEADefender
+from defenses.mea_defender_official import MEADefenderOfficial
 
 
 @register_defense("mea_defender_fixed")
-class MEADefenderFixed(MEADefender):
+class MEADefenderFixed(MEADefenderOfficial):
     """MEA-Defender ablation: a fixed weight for the auxiliary loss instead of MGDA."""
 
     version = "2"
 
     @dataclass(frozen=True, kw_only=True)
-    class Config(MEADefender.Config):
+    class Config(MEADefenderOfficial.Config):
         balance: str = param("fixed", "weight of the auxiliary loss: MGDA min-norm or aux_weight (fixed: this "
                              "ablation)", choices=("mgda", "fixed"))

@@ -12,16 +12,16 @@ from dataclasses import dataclass
 
 from bench.config import param
 from bench.registry import register_defense
-from defenses.mea_defender import MEADefender
+from defenses.mea_defender_official import MEADefenderOfficial
 
 
 @register_defense("mea_defender_no_eva")
-class MEADefenderNoEva(MEADefender):
+class MEADefenderNoEva(MEADefenderOfficial):
     """MEA-Defender ablation: no evasion set (L_eva removed), everything else unchanged."""
 
     version = "2"
 
     @dataclass(frozen=True, kw_only=True)
-    class Config(MEADefender.Config):
+    class Config(MEADefenderOfficial.Config):
         stage2_eva_rate: float = param(0.0, "stage-2 evasion mixtures per epoch, fraction of the owner's set "
                                        "(0: this ablation)", ge=0, le=2)

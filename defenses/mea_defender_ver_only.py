@@ -14,17 +14,17 @@ from dataclasses import dataclass
 
 from bench.config import param
 from bench.registry import register_defense
-from defenses.mea_defender import MEADefender
+from defenses.mea_defender_official import MEADefenderOfficial
 
 
 @register_defense("mea_defender_ver_only")
-class MEADefenderVerOnly(MEADefender):
+class MEADefenderVerOnly(MEADefenderOfficial):
     """MEA-Defender ablation: target-label CE and the logit-similarity term only (no combination loss)."""
 
     version = "2"
 
     @dataclass(frozen=True, kw_only=True)
-    class Config(MEADefender.Config):
+    class Config(MEADefenderOfficial.Config):
         combination: bool = param(False, "use the combination loss KL(p_wm||p_A) + KL(p_wm||p_B) (off: this "
                                   "ablation)")
         balance: str = param("fixed", "weight of the auxiliary loss: MGDA min-norm or aux_weight (fixed: ce + "

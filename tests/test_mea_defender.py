@@ -12,7 +12,12 @@ from bench.errors import ConfigError
 from bench.registry import create_defense, get_defense
 from defenses._mixing import ALL_MIXERS, HELD_OUT, WATERMARK_LAYOUTS, evasion_mixers, mix
 from defenses.mea_defender import (
+    AUTO_MARGIN,
+    AUTO_MAX,
     _stage_weights,
+    auto_kl_weight,
+    auto_weight_from_outputs,
+    auxiliary_loss,
     break_even_ratio,
     combination_diagnosis,
     combination_loss,
@@ -20,8 +25,10 @@ from defenses.mea_defender import (
     default_classes,
     mgda_aux_weight,
     min_norm_gamma,
+    min_norm_weights,
     paper_rows,
     similarity_loss,
+    total_loss,
 )
 
 
@@ -225,6 +232,13 @@ def test_stage_weights_from_the_victims_record():
     assert _stage_weights(info, cfg, "stage2") is None
     assert _stage_weights(info, {**cfg, "com_stage1": False}, "stage1") is None
     assert _stage_weights(info, {**cfg, "combination": False}, "stage1") is None
+    # the KL's own weight (v3): c is that weight (as applied) plus the extra, MGDA's weight plays no part
+    own = {**cfg, "balance": "fixed", "kl_weight": 0.05, "com_extra": 0.0, "com_extra_tenth": 0.0}
+    info["stage1"]["kl_weight_mean"] = 0.05
+    assert _stage_weights(info, own, "stage1") == pytest.approx((0.01, 0.05))
+    info["stage1"]["kl_weight_mean"] = 0.07  # auto: the mean it applied
+    assert _stage_weights(info, {**own, "kl_weight": "auto"}, "stage1") == pytest.approx((0.01, 0.07))
+    assert _stage_weights(info, {**own, "balance": "paper_tasks", "kl_weight": None}, "stage1") is None
 
 
 def test_similarity_loss_by_hand():
@@ -286,22 +300,26 @@ def test_classes_checked(task, ctx):
 
 
 def test_ablation_defaults_differ_as_intended():
-    base = create_defense("mea_defender").config
+    base = create_defense("mea_defender_official").config  # the public code's weights
     fields = {f.name for f in dataclasses.fields(base)}
 
-    def changed(name):
+    def changed(name, against=base):
         cfg = create_defense(name).config
         assert {f.name for f in dataclasses.fields(cfg)} == fields
-        return {k for k in fields if getattr(cfg, k) != getattr(base, k)}
+        return {k for k in fields if getattr(cfg, k) != getattr(against, k)}
 
-    assert base.balance == "mgda" and base.combination and base.stage2_eva_rate > 0
+    assert base.balance == "mgda" and base.combination and base.stage2_eva_rate > 0 and base.kl_weight is None
     assert changed("mea_defender_no_eva") == {"stage2_eva_rate"}
     assert changed("mea_defender_fixed") == {"balance"}
     assert changed("mea_defender_ver_only") == {"combination", "balance", "aux_weight"}
+    assert changed("mea_defender") == {"balance", "aux_weight", "kl_weight", "com_extra", "com_extra_tenth"}
+    tuned = create_defense("mea_defender").config
+    assert changed("mea_defender_paper_mgda", tuned) == {"balance", "kl_weight", "sim_weight"}
     cb = create_defense("composite_backdoor").config
     assert not cb.combination and cb.stage2_epochs == 0 and cb.same_class_mix_rate > 0
     for name in ("mea_defender_no_eva", "mea_defender_fixed", "mea_defender_ver_only", "composite_backdoor"):
-        assert issubclass(get_defense(name), get_defense("mea_defender"))
+        assert issubclass(get_defense(name), get_defense("mea_defender_official"))
+    assert issubclass(get_defense("mea_defender_official"), get_defense("mea_defender"))
 
 
 def test_epoch_data_composition(task, ctx):
@@ -346,7 +364,7 @@ def test_verification_set_size_rule(task, ctx):
 
 
 def test_default_embedding_records_its_pieces(task, ctx):
-    prot = create_defense("mea_defender", epochs=2, stage2_epochs=1).embed(task, ctx)
+    prot = create_defense("mea_defender_official", epochs=2, stage2_epochs=1).embed(task, ctx)
     info = prot.info
     assert info["classes"] == {"a": 0, "b": 1, "target": 2}
     assert len(prot.verify_x) == info["n_verify"] == 1000  # the test profile caps at 400 < 1000: 1000 pairs
@@ -374,3 +392,94 @@ def test_watermark_learned_and_evasion_lowers_false_triggering(task, ctx, profil
     assert without.verify(without.model)[0] >= 0.8
     assert with_eva.info["wfpr_seen"] <= 0.25 and without.info["wfpr_seen"] >= 0.5
     assert not without.info["evasion_trained"]
+
+
+# ------------------------------------------------------------------------------ the KL's own weight (v3)
+
+
+def test_total_loss_shares_or_splits_the_weights_by_hand():
+    ce, sim, com = torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0)
+    # public code: ce + s (sim + com) + extra com
+    assert total_loss(ce, sim, com, aux_weight=0.5, kl_weight=None, extra=2.0).item() == pytest.approx(1 + 2.5 + 6)
+    # own KL weight: the similarity term keeps aux_weight whatever the KL weight is
+    assert total_loss(ce, sim, com, aux_weight=1.0, kl_weight=0.05).item() == pytest.approx(1 + 2 + 0.15)
+    assert total_loss(ce, sim, com, aux_weight=1.0, kl_weight=0.5).item() == pytest.approx(1 + 2 + 1.5)
+    assert total_loss(ce, sim, com, aux_weight=1.0, kl_weight=0.05, extra=1.0).item() == pytest.approx(1 + 2 + 3.15)
+    assert total_loss(ce, None, com, aux_weight=0.7, kl_weight=None).item() == pytest.approx(1 + 2.1)
+    assert total_loss(ce, sim, None, aux_weight=0.7, kl_weight=0.05).item() == pytest.approx(1 + 1.4)
+    assert total_loss(ce, None, None, aux_weight=0.7, kl_weight=None).item() == 1.0
+    assert auxiliary_loss(sim, com, shared=False) is sim and auxiliary_loss(sim, com, shared=True).item() == 5.0
+
+
+def test_auto_kl_weight_follows_the_break_even():
+    pa, pb = _logp([[0.7, 0.29, 0.01]] * 3), _logp([[0.25, 0.7, 0.05]] * 3)
+    be = break_even_ratio(pa, pb, 2)
+    assert be > 0
+    c = auto_weight_from_outputs(pa, pb, 2, 0.274)
+    assert c == pytest.approx(0.274 / (AUTO_MARGIN * be))
+    assert AUTO_MARGIN == 1.5
+    # with that weight the loss's minimiser answers the target (w / c = 1.5 x break-even > break-even)
+    assert int(combination_optimum(pa, pb, 2, 0.274, c).argmax()) == 2
+    assert int(combination_optimum(pa, pb, 2, 0.274, c * 1.6).argmax()) != 2  # 1.6 x that weight: it does not
+    # the target already leads the sources: nothing to outweigh, the cap
+    lead = _logp([[0.1, 0.1, 0.8]])
+    assert auto_weight_from_outputs(lead, lead, 2, 0.274) == AUTO_MAX
+    assert auto_weight_from_outputs(pa, pb, 2, 1e6) == AUTO_MAX
+
+
+def test_auto_kl_weight_reads_the_model_in_eval_mode_and_restores_it():
+    probs = torch.tensor([0.6, 0.39, 0.01])
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.Dropout(0.9))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.copy_(probs.log())
+    model.train()
+    x = torch.rand(8, 1, 2, 2)
+    c = auto_kl_weight(model, x, x, 2, 0.1)  # dropout off while reading: exactly the fixed outputs
+    lp = _logp([probs.tolist()])
+    assert c == pytest.approx(auto_weight_from_outputs(lp, lp, 2, 0.1), rel=1e-6)
+    assert model.training
+
+
+def test_kl_weight_values():
+    assert create_defense("mea_defender", kl_weight="auto").config.kl_weight == "auto"
+    assert create_defense("mea_defender", kl_weight=0).config.kl_weight == 0.0
+    with pytest.raises(ConfigError, match="kl_weight='often' is invalid.*'auto'"):
+        create_defense("mea_defender", kl_weight="often")
+    with pytest.raises(ConfigError, match="kl_weight=-0.1"):
+        create_defense("mea_defender", kl_weight=-0.1)
+    with pytest.raises(ConfigError, match="needs combination=true and com_target=true"):
+        create_defense("mea_defender", kl_weight="auto", com_target=False)
+
+
+def test_own_kl_weight_and_auto_are_recorded(task, ctx):
+    fixed = create_defense("mea_defender", epochs=2, stage2_epochs=1, kl_weight=0.2).embed(task, ctx).info
+    assert fixed["stage1"]["kl_weight_mean"] == pytest.approx(0.2) and "mgda_aux_weight_mean" not in fixed["stage1"]
+    auto = create_defense("mea_defender", epochs=2, stage2_epochs=1, kl_weight="auto").embed(task, ctx).info
+    for stage in ("stage1", "stage2"):
+        st = auto[stage]
+        assert 0 < st["kl_weight_mean"] <= AUTO_MAX and 0 < st["kl_weight_last"] <= AUTO_MAX
+
+
+def test_min_norm_weights_by_hand():
+    # two orthogonal gradients of squared norms 1 and 4: alpha = (0.8, 0.2), |.|^2 = 0.64 + 0.16 = 0.8
+    alpha = min_norm_weights(torch.tensor([[1.0, 0.0], [0.0, 4.0]]))
+    assert alpha.tolist() == pytest.approx([0.8, 0.2], abs=1e-6)
+    # three tasks, one of them the zero gradient: all the weight on it
+    alpha = min_norm_weights(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]))
+    assert alpha[2].item() == pytest.approx(1.0, abs=1e-3)
+    # brute force on the simplex for a random Gram matrix
+    g = torch.randn(4, 6, generator=torch.Generator().manual_seed(0)).double()
+    gram = g @ g.T
+    alpha = min_norm_weights(gram, iters=2000)
+    grid = torch.distributions.Dirichlet(torch.ones(4)).sample((20000,)).double()
+    assert float(alpha @ gram @ alpha) <= float(((grid @ gram) * grid).sum(1).min()) + 1e-6
+    assert float(alpha.sum()) == pytest.approx(1.0) and float(alpha.min()) >= 0
+
+
+def test_paper_tasks_variant_records_a_weight_per_loss(task, ctx):
+    info = create_defense("mea_defender_paper_mgda", epochs=2, stage2_epochs=1).embed(task, ctx).info
+    w1, w2 = info["stage1"]["task_weight_mean"], info["stage2"]["task_weight_mean"]
+    assert set(w2) == {"util", "ver", "eva", "com"} and "eva" not in w1  # no evasion rows in stage 1
+    for w in (w1, w2):
+        assert all(0 <= v <= 1 for v in w.values())

@@ -1,7 +1,7 @@
 import pytest
 
 from bench import reproduce
-from bench.reproduce import Reproduction, Row, run_reproduction
+from bench.reproduce import Ablation, Reproduction, Row, SchemeRow, run_reproduction
 from bench.runner import make_plan
 
 
@@ -27,7 +27,7 @@ def test_reproduction_table_on_synthetic(tmp_path, monkeypatch):
 
 def test_mea_reproduction_explains_where_the_loss_puts_the_watermark(tmp_path, monkeypatch):
     rep = Reproduction(
-        name="toy-mea", title="toy MEA row", source="nowhere", dataset="synthetic", defense="mea_defender",
+        name="toy-mea", title="toy MEA row", source="nowhere", dataset="synthetic", defense="mea_defender_official",
         rows=(Row("victim", "identity", 0.9, 1.0),), explain="defenses.mea_defender:explain_reproduction",
     )
     monkeypatch.setitem(reproduce.REPRODUCTIONS, "toy-mea", rep)
@@ -41,7 +41,7 @@ def test_mea_reproduction_explains_where_the_loss_puts_the_watermark(tmp_path, m
     # the clean victim's and the MEA victim's source outputs, at the weights of both stages
     assert [(r[1].strip(), r[2].strip()) for r in rows] == [
         ("`none` victim", "stage 1"), ("`none` victim", "stage 2"),
-        ("`mea_defender` victim", "stage 1"), ("`mea_defender` victim", "stage 2")]
+        ("`mea_defender_official` victim", "stage 1"), ("`mea_defender_official` victim", "stage 2")]
     for r in rows:
         w, c, ratio = (float(r[i]) for i in (3, 4, 5))
         assert ratio == pytest.approx(w / c, abs=1e-4) and c >= 2.0  # the fixed extra weight is 2
@@ -56,3 +56,27 @@ def test_mea_reproduction_explains_where_the_loss_puts_the_watermark(tmp_path, m
     # the rerun from the cache trains nothing and writes the same analysis
     again, _ = run_reproduction("toy-mea", plan, [0], progress=False)
     assert again.split("## Where the combination loss puts a watermark")[1] == section
+
+
+def test_ablation_table_from_cards_over_seeds(tmp_path, monkeypatch):
+    rep = Ablation(name="toy-ablation", title="toy ablation", source="nowhere", dataset="synthetic",
+                   rows=(SchemeRow("paper row", "content", (0.8, 1.0), (0.79, 0.5)),
+                         SchemeRow("ours", "noise", None, None)),
+                   attacks=("soft_label",), note="a note")
+    monkeypatch.setitem(reproduce.REPRODUCTIONS, "toy-ablation", rep)
+    plan = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+                     cache_dir=str(tmp_path / "c"), device="cpu")
+    text, path = run_reproduction("toy-ablation", plan, [0, 1], progress=False)
+    assert path.name == "toy-ablation.md" and path.read_text() == text and "a note" in text
+    rows = [ln.split("|")[1:-1] for ln in text.splitlines() if ln.startswith("| paper row") or ln.startswith("| ours")]
+    assert len(rows) == 2
+    paper = [c.strip() for c in rows[0]]
+    assert paper[2] == "80.00% / 100.00%" and paper[5] == "79.00% / 50.00%"
+    assert " ± " in paper[3] and " ± " in paper[4] and " ± " in paper[7]  # two seeds: mean ± sd
+    assert paper[8] in ("0/2", "1/2", "2/2")
+    assert [c.strip() for c in rows[1]][2] == "—"
+    from bench.results import load_results
+
+    cards = load_results(tmp_path / "r")
+    wsr = cards[(cards.defense == "content") & (cards.attack == "soft_label")].wsr_suspect
+    assert paper[7].startswith(f"{100 * wsr.mean():.2f} ± {100 * wsr.std():.2f}")
