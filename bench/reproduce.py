@@ -68,7 +68,7 @@ REPRODUCTIONS: dict[str, Reproduction | Ablation] = {
             title="MEA-Defender, Table I, supervised Fashion-MNIST row",
             source="Lv et al., MEA-Defender, IEEE S&P 2024 (arXiv:2401.15239), Table I of the repository's PDF",
             dataset="fashion-mnist",
-            defense="mea_defender",
+            defense="mea_defender_official",  # the published configuration; the tuned default: mea-defender-ablation
             rows=(
                 Row("victim", "identity", 0.8977, 1.0),
                 Row("Hinton KD (soft labels)", "soft_label", 0.8946, 0.7075),
@@ -181,7 +181,7 @@ def _run_ablation(rep: Ablation, plan, seeds: list[int], progress: bool, backend
     from bench.results import load_results
     from bench.runner import execute, plan_run
 
-    defenses = ",".join(dict.fromkeys(["none", *(r.defense for r in rep.rows)]))
+    defenses = ",".join(dict.fromkeys(r.defense for r in rep.rows))
     matrix = plan_run(plan, defenses, ",".join(("identity", *rep.attacks)), seeds)
     execute(plan, matrix, progress=progress, backend=backend)
     cards = load_results(plan.results_dir)
