@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
     tune = sub.add_parser("tune", help="run the tuning protocol (docs/protocol.md): every scheme and declared grid "
                           "point against the victim-side gate on the tuning seeds")
+    tune.add_argument("--dataset", default="fashion-mnist", help="data set (default: fashion-mnist)")
     tune.add_argument("--seeds", default=None, help="comma-separated tuning seeds (default: 100,101)")
     tune.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
     tune.add_argument("--report-only", action="store_true", help="render the page from the cards; train nothing")
@@ -199,13 +200,13 @@ def cmd_tune(args) -> int:
     if args.report_only:
         load_plugins(args.plugin)
         cards = load_results(args.results)
-        text, _ = tuning_report(cards[cards.dataset == "fashion-mnist"], DEFENSES, seeds, args.profile)
+        text, _ = tuning_report(cards[cards.dataset == args.dataset], DEFENSES, seeds, args.profile)
         out = Path(args.results) / "reproductions" / "tuning.md"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
     else:
         check_backend(args.backend, args.scheduler)
-        plan = make_plan(profile=args.profile, results_dir=args.results, cache_dir=args.cache_dir,
+        plan = make_plan(dataset=args.dataset, profile=args.profile, results_dir=args.results, cache_dir=args.cache_dir,
                          device=args.device, data_root=args.data_root, jobs=args.jobs, plugins=tuple(args.plugin))
         plan = cluster_plan(plan, args.backend)
         preflight(plan)

@@ -221,6 +221,7 @@ class Group:
     defense_rows: list[DefenseRow]
     attack_rows: list[AttackRow]
     n_cards: int
+    gate: dict[str, str] = field(default_factory=dict)  # scheme -> why it did not meet the tuning gate
 
     @property
     def label(self) -> str:
@@ -261,8 +262,49 @@ def _records(df) -> list[dict]:
     return cards
 
 
+GATE_NOTE = ("⚠ after a scheme's name: its registered defaults did not meet the victim-side gate on the "
+             "tuning seeds (accuracy cost against none <= 2 points and victim WSR >= 90%, docs/protocol.md); the "
+             "tuning seeds' cards are on the tuning study page, not on this board.")
+
+
+def gate_marks(tuning) -> dict[tuple[str, str], dict[str, str]]:
+    """{(dataset, arch): {scheme: why}} for every scheme whose identity cards on the tuning seeds are
+    complete and fail the gate (:mod:`bench.tuning`); a registered scheme's own embedding rule is used."""
+    from bench.registry import DEFENSES
+    from bench.tuning import gate
+
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    if tuning is None or tuning.empty:
+        return out
+    for (dataset, arch), part in tuning.groupby(["dataset", "arch"], sort=True):
+        for name in sorted(set(part.defense[part.attack == "identity"]) - {CONTROL_DEFENSE}):
+            base = name.split("[", 1)[0]
+            embedding = DEFENSES.get(base).embedding if base in DEFENSES else "model"
+            profile = part.profile[part.defense == name].iloc[0]
+            r = gate(part, name, embedding=embedding, profile=profile)
+            if r.complete and not r.passes:
+                why = [w for w, ok in ((f"cost {100 * r.cost:+.2f} points", r.passes_cost),
+                                       (f"victim WSR {100 * r.wsr:.2f}%", r.passes_wsr)) if not ok]
+                out.setdefault((dataset, arch), {})[name] = "; ".join(why)
+    return out
+
+
 def summarize(df) -> list[Group]:
-    """Aggregate a ``load_results`` DataFrame into one :class:`Group` per (dataset, arch)."""
+    """Aggregate a ``load_results`` DataFrame into one :class:`Group` per (dataset, arch). Cards of the
+    tuning seeds (``bench.tuning.TUNING_SEEDS``) are not on the board; they mark the schemes that failed the
+    tuning gate."""
+    from bench.tuning import TUNING_SEEDS
+
+    tuning = df[df.seed.isin(TUNING_SEEDS)]
+    df = df[~df.seed.isin(TUNING_SEEDS)]
+    marks = gate_marks(tuning) if len(tuning) else {}
+    groups = _summarize(df)
+    for g in groups:
+        g.gate = {d: why for d, why in marks.get((g.dataset, g.arch), {}).items() if d in g.defenses}
+    return groups
+
+
+def _summarize(df) -> list[Group]:
     cards = _records(df)
     by_group: dict[tuple[str, str], list[dict]] = {}
     for c in cards:
@@ -937,9 +979,12 @@ def render_markdown(groups: list[Group], title: str, sweeps: list[Sweep] | None 
         for r in g.defense_rows:
             h, t = _defense_values(r)
             name = code(r.name) + (" (control)" if r.name == CONTROL_DEFENSE else "")
+            name += f" ⚠ ({md(g.gate[r.name])})" if r.name in g.gate else ""
             cells = [md(cell_text(g.cells[(r.name, a)], r.has_watermark)) for a in g.attacks]
             rows.append([name] + [md(v) for v in h + t] + cells)
         lines += _md_table(head, rows, "l" + "r" * (len(head) - 1))
+        if g.gate:
+            lines += [md(GATE_NOTE), ""]
         lines += ["### Attacks", ""]
         rows = [[code(r.name)] + [md(v) for v in _attack_values(r)] for r in g.attack_rows]
         lines += _md_table(ATTACK_HEAD, rows, "ll" + "r" * (len(ATTACK_HEAD) - 2))
@@ -1033,6 +1078,8 @@ def _defense_html(g: Group) -> str:
         name = f'<td class="name"><code>{e(r.name)}</code>'
         if r.name == CONTROL_DEFENSE:
             name += ' <span class="tag">control</span>'
+        if r.name in g.gate:
+            name += f' <span class="tag" title="{e(GATE_NOTE)}">⚠ {e(g.gate[r.name])}</span>'
         name += "</td>"
         cells = "".join(_html_cell(g.cells[(r.name, a)], r.has_watermark) for a in g.attacks)
         score = ""

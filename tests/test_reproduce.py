@@ -36,7 +36,7 @@ def test_mea_reproduction_explains_where_the_loss_puts_the_watermark(tmp_path, m
     text, _ = run_reproduction("toy-mea", plan, [0], progress=False)
     assert "## Where the combination loss puts a watermark" in text
     section = text.split("## Where the combination loss puts a watermark")[1]
-    first, second = section.split("Prediction against measurement")
+    first, second = section.split("The loss's answer beside the measurement")
     rows = [ln.split("|")[1:-1] for ln in first.splitlines() if ln.startswith("| 0 |")]
     # the clean victim's and the MEA victim's source outputs, at the weights of both stages
     assert [(r[1].strip(), r[2].strip()) for r in rows] == [
@@ -50,6 +50,8 @@ def test_mea_reproduction_explains_where_the_loss_puts_the_watermark(tmp_path, m
     checked = [ln.split("|")[1:-1] for ln in second.splitlines() if ln.startswith("| 0 |")]
     assert len(checked) == 1 and checked[0][2].strip() == "stage 2"
     assert checked[0][6].strip().endswith("%")
+    # in advance, from the clean victim's sources (in the cache: the reproduction trains `none` too)
+    assert float(checked[0][7]) >= 0 and checked[0][8].strip().endswith(")")
     # and a picture of it beside the table
     figure = tmp_path / "r" / "reproductions" / "toy-mea-prediction.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({figure.name})" in text

@@ -150,3 +150,37 @@ def test_report_names_every_scheme_and_the_selection():
             assert f"`{name}`" in text
     assert picks["mea_defender"][0] == 0.05  # auto applied 0.03 < 0.05
     assert "**kl_weight=0.05**" in text
+
+
+def test_the_board_leaves_the_tuning_seeds_out_and_marks_a_failed_gate():
+    from leaderboard.render import GATE_NOTE, render_markdown, summarize
+
+    cards = [_identity("none", s, 0.88, None) for s in (0, *TUNING_SEEDS)]
+    cards += [_identity("weak", s, 0.80, 0.05) for s in (0, *TUNING_SEEDS)]  # fails both gates
+    cards += [_identity("good", s, 0.88, 0.99) for s in (0, *TUNING_SEEDS)]
+    cards += [_identity("untuned", 0, 0.88, 0.99)]  # no tuning cards: no mark
+    df = _frame(cards)
+    df["path"] = ""
+    (group,) = summarize(df)
+    assert group.seeds == (0,) and group.n_cards == 4  # the six tuning-seed cards are not on the board
+    assert group.gate == {"weak": "cost +8.00 points; victim WSR 5.00%"}
+    text = render_markdown([group], "t")
+    assert "`weak` ⚠ (cost +8.00 points; victim WSR 5.00%)" in text and "`good` ⚠" not in text
+    assert GATE_NOTE.split(":")[0].replace("_", "\\_") in text or "⚠ after a scheme" in text
+
+
+def test_tune_report_only_writes_the_study_page(tmp_path, capsys):
+    from bench.cli import main
+    from bench.results import card_path, write_card
+
+    grid = DEFENSES.get("mea_defender").tuning_grid
+    cards = [_identity("none", s, 0.88, None) for s in TUNING_SEEDS]
+    for v, label in grid_labels("mea_defender", grid, DEFENSES):
+        cards += _point(label, v, 0.87 if v in (0.02, 0.05, 0.1) else 0.80, 0.95,
+                        kl=0.04 if v == "auto" else None)[0]
+    for c in cards:
+        write_card(card_path(tmp_path, c["dataset"], c["arch"], c["defense"], c["attack"], c["seed"]), c)
+    assert main(["tune", "--report-only", "--results", str(tmp_path), "--dataset", "synthetic"]) == 0
+    page = (tmp_path / "reproductions" / "tuning.md").read_text()
+    assert "**kl_weight=0.1**; the registered default is this point" in page
+    assert page in capsys.readouterr().out
