@@ -225,7 +225,7 @@ def _load_idx_dataset(name: str, root: Path) -> RawData:
         if files is None:
             raise FileNotFoundError(raw_dir)
     except Exception as exc:
-        where = ", ".join(str(p) for p in places[:-1]) + f" or {places[-1]}"
+        where = " or ".join(str(p) for p in places)
         if spec.apt:
             how = f"install it with `apt-get install {spec.apt}` or put the four IDX .gz files in {raw_dir}"
         else:

@@ -352,7 +352,12 @@ def create_model(
                 f"not {size[0]}x{size[1]}; pick another architecture"
             )
         net = builder(in_channels, num_classes, size)
-    return nn.Sequential(Normalize(mean, std), net)
+    model = nn.Sequential(Normalize(mean, std), net)
+    # how to build it again: the cache stores this recipe and the weights, never a pickled module
+    model.wmbench_recipe = {"arch": arch, "in_channels": int(in_channels), "num_classes": int(num_classes),
+                            "image_size": list(size), "mean": [float(v) for v in mean],
+                            "std": [float(v) for v in std]}
+    return model
 
 
 def model_for_task(task: Task, arch: str | None = None) -> nn.Module:

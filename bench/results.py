@@ -144,6 +144,12 @@ def read_card(path: str | Path) -> dict:
         card = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CardError(f"{path}: no such card") from None
+    except IsADirectoryError:
+        raise CardError(f"{path} is a folder, not a card; name a seed-<k>.json file") from None
+    except OSError as exc:  # a symlink loop, no permission, ...
+        raise CardError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
+    except RecursionError:
+        raise CardError(f"{path}: its JSON is nested too deeply to be a card; delete it and re-run the cell") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CardError(f"{path}: not valid JSON ({exc}); delete it and re-run the cell") from None
     return validate_card(card, str(path))
@@ -151,6 +157,8 @@ def read_card(path: str | Path) -> dict:
 
 def iter_cards(results_dir: str | Path):
     root = Path(results_dir)
+    if root.exists() and not root.is_dir():
+        raise CardError(f"results {str(root)!r} is a file, not a folder of cards; pass the folder (e.g. results)")
     if not root.is_dir():
         raise CardError(f"results directory {str(root)!r} does not exist; run `wmbench run --results {root}` first")
     for p in sorted(root.rglob("seed-*.json")):

@@ -22,7 +22,7 @@ import subprocess
 import time
 import traceback
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,16 @@ class RunSummary:
     wall_s: float = 0.0
     cards: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    rebuilt: list[tuple[str, str]] = field(default_factory=list)  # cache entries that could not be used, why
+
+    def rebuilt_line(self) -> str | None:
+        """One line saying how many cache entries were rebuilt and why, or None."""
+        if not self.rebuilt:
+            return None
+        why = Counter(reason for _, reason in self.rebuilt)
+        parts = ", ".join(f"{n} {reason}" for reason, n in why.most_common())
+        return f"{len(self.rebuilt)} cache entr{'y' if len(self.rebuilt) == 1 else 'ies'} could not be used and " \
+               f"were rebuilt: {parts}"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -102,8 +112,29 @@ def _keep_worker_alive() -> None:
         process_executor._USE_PSUTIL = False
 
 
+def _die_with_parent() -> None:
+    """In a loky worker: a daemon thread that ends this process when its parent is gone (a SIGKILLed run
+    must not leave workers training for minutes). The main process is left alone."""
+    import multiprocessing
+    import threading
+
+    if _WORKER.get("watching") or "Loky" not in multiprocessing.current_process().name:
+        return
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(2.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="wmbench-parent-watch", daemon=True).start()
+    _WORKER["watching"] = True
+
+
 def _setup(plan: Plan) -> Cache:
-    """Per-process setup: plugins, thread share, the cache handle. Idempotent."""
+    """Per-process setup: plugins, thread share, the cache handle, the parent watch. Idempotent."""
+    _die_with_parent()
     if _WORKER.get("plan") != plan:
         _keep_worker_alive()
         load_plugins(plan.plugins)
@@ -142,6 +173,8 @@ def _guard(fn, *args) -> tuple[str | None, bool]:
         return None, fn(*args)
     except WmbenchError as exc:
         return f"{type(exc).__name__}: {exc}", False
+    except SystemExit as exc:  # a component that calls sys.exit() ends its job, not the run
+        return f"SystemExit: a component called sys.exit({exc.code!r})", False
     except Exception as exc:  # one failing job must not stop the sweep
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
@@ -169,7 +202,7 @@ class VictimJob:
             return prot
 
         cache.get_or_build(self.key, build, meta={"defense": self.defense.label, "seed": self.train_seed})
-        return True
+        return cache.stats.builds[-1:] == [self.key]  # False: another run built it while we waited
 
 
 def make_target(protected: Protected, attack, task, device: torch.device | str = "cpu") -> Target:
@@ -216,7 +249,7 @@ class AttackJob:
             return out
 
         cache.get_or_build(self.key, build, meta={"attack": self.attack.label, "parent": self.parent_key})
-        return True
+        return cache.stats.builds[-1:] == [self.key]
 
 
 @dataclass(frozen=True)
@@ -445,6 +478,20 @@ def plan_run(plan: Plan, defenses: str | list[Spec], attacks: str | list[Spec], 
     return Matrix(victims, attacks_, cells, skipped)
 
 
+def cap_jobs(plan: Plan, matrix: Matrix, backend: str | None) -> tuple[Plan, str | None]:
+    """``plan`` with ``jobs`` no larger than the jobs any phase of ``matrix`` can run at once and, on this
+    machine (not a cluster backend), than its cores; and a line saying so when it was lowered."""
+    widest = max([len(matrix.victims), len(matrix.cells),
+                  *Counter(job.depth for job in matrix.attacks.values()).values(), 1])
+    limit, why = widest, f"{widest} job{'s' if widest != 1 else ''} can run at once"
+    cores = os.cpu_count() or 1
+    if backend in (None, "loky", "threading") and cores < limit:
+        limit, why = cores, f"this machine has {cores} core{'s' if cores != 1 else ''}"
+    if plan.jobs <= limit:
+        return plan, None
+    return replace(plan, jobs=limit), f"--jobs {plan.jobs} lowered to {limit}: {why}"
+
+
 def chain_kind(chain: Chain) -> str:
     """The threat class of a column: detection if it ends in detection; extraction if it starts with one
     (the attacker never had white-box access to the victim); otherwise the last step's kind."""
@@ -504,7 +551,8 @@ def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str |
         bar.set_postfix_str(label)
         keys = list(jobs)
         calls = (delayed(_keyed)(k, share(len(keys)), _guard, jobs[k], plan) for k in keys)
-        for key, (err, built) in parallel(calls):
+        for key, (err, built), rebuilt in parallel(calls):
+            summary.rebuilt += rebuilt
             if err is not None:
                 errors[key] = f"{label} failed: {err}"
             elif built:
@@ -536,8 +584,13 @@ def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str |
     bar.set_postfix_str("scoring")
     n_cells = share(len(matrix.cells))
     calls = (delayed(_keyed)(i, n_cells, _guard_cell, c, plan, upstream(c)) for i, c in enumerate(matrix.cells))
-    for i, status in parallel(calls):
+    for i, status, rebuilt in parallel(calls):
+        summary.rebuilt += rebuilt
         cell = matrix.cells[i]
+        if status.startswith("unwritable:"):
+            bar.close()
+            raise WmbenchError(f"cannot write the card {cell.card}: {status.split(':', 1)[1].strip()}; free space "
+                               f"or pass a writable --results (finished cards are kept; re-run to do the rest)")
         summary.counts[status] += 1
         summary.cards.append(cell.card)
         if status == "error":
@@ -550,21 +603,26 @@ def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str |
 
 
 def _keyed(key, share: int | None, fn, *args):
-    """Run ``fn(*args)`` as one of ``share`` concurrent jobs (its thread share; None = one per --jobs)."""
+    """Run ``fn(*args)`` as one of ``share`` concurrent jobs (its thread share; None = one per --jobs); returns
+    (key, result, the cache entries this worker had to rebuild meanwhile, with the reason)."""
     _WORKER["share"] = share
-    return key, fn(*args)
+    out = fn(*args)
+    cache = _WORKER.get("cache")
+    return key, out, cache.stats.drain_rebuilt() if cache is not None else []
 
 
 def _guard_cell(cell: Cell, plan: Plan, upstream_error: str | None) -> str:
     err, status = _guard(cell, plan, upstream_error)
     if err is None:
         return status
+    if err.startswith(("OSError", "PermissionError")) or "No space left" in err:
+        return f"unwritable:{err}"  # the results folder itself is the problem: the parent stops the run
     try:  # scoring itself failed: still leave an error card behind
         base = cell._base_card(plan)
         base.update(status="error", error=f"scoring failed: {err}")
         write_card(cell.card, base)
-    except Exception:  # pragma: no cover - disk full etc.
-        pass
+    except OSError as exc:  # read-only, full, gone
+        return f"unwritable:{type(exc).__name__}: {exc.strerror or exc}"
     return "error"
 
 
@@ -584,6 +642,9 @@ def make_plan(*, dataset: str = "fashion-mnist", arch: str | None = None, profil
         raise UnknownNameError(f"unknown dataset {dataset!r}; {hint}choose one of {', '.join(DATASETS)}")
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs} must be >= 1")
+    if data_root is not None and not Path(data_root).expanduser().is_dir():
+        raise ConfigError(f"--data-root {str(data_root)[:80]!r} is not a folder; create it (data sets are looked "
+                          "for and downloaded there) or leave it out to use ./data and the system copies")
     resolve_device(device)
     return Plan(dataset=dataset, arch=arch or default_arch(dataset), profile=get_profile(profile),
                 results_dir=str(results_dir), cache_dir=str(cache_dir), device=device, data_root=data_root,
@@ -599,4 +660,4 @@ def preflight(plan: Plan) -> None:
     model_for_task(plan_task(plan, 0))
 
 
-__all__ += ["preflight", "make_plan", "make_target", "git_sha", "Cell", "Matrix", "plan_task"]
+__all__ += ["cap_jobs", "preflight", "make_plan", "make_target", "git_sha", "Cell", "Matrix", "plan_task"]

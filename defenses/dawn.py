@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.api import Context, Defense, Protected, Task
+from bench.codec import cache_codec
 from bench.config import ComponentConfig, param
 from bench.errors import ConfigError
 from bench.registry import register_defense
@@ -40,6 +41,7 @@ from bench.train import predict_probs, train_model
 from defenses._triggers import secret_generator
 
 
+@cache_codec("dawn_serve")
 class DawnServe:
     """The API side of DAWN: answers a keyed-selected fraction of inputs with a keyed wrong label.
 

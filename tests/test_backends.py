@@ -12,6 +12,7 @@ import torch
 
 from bench import backends
 from bench.cli import main
+from bench.codec import from_bytes
 from bench.results import load_results
 from bench.runner import execute, make_plan, plan_run
 
@@ -47,8 +48,8 @@ def _cards(results: Path):
 
 def _weights(cache_dir: Path) -> dict:
     out = {}
-    for path in sorted(cache_dir.glob("*/*.pt")):
-        obj = torch.load(path, map_location="cpu", weights_only=False)["obj"]
+    for path in sorted(cache_dir.glob("*/*.wm")):
+        obj = from_bytes(path.read_bytes())[1]
         model = getattr(obj, "model", None)
         if model is not None:
             out[path.stem] = {k: v.clone() for k, v in model.state_dict().items()}
