@@ -219,6 +219,7 @@ class Attack(Component):
     """
 
     kind: ClassVar[str] = "removal"
+    KINDS: ClassVar[tuple[str, ...]] = ("extraction", "removal", "detection", "control")  # checked at registration
 
     def oracle_options(self) -> dict[str, Any]:
         """How the oracle answers this attack (mode, top_k, decimals, budget); see bench.oracle."""

@@ -79,6 +79,10 @@ class Registry(Generic[T]):
                     raise WmbenchError(f"{self.kind} {name!r} needs a nested Config(ComponentConfig) class")
                 if "Config" in cls.__dict__:
                     config_cls._owner = name  # used in validation messages
+                kinds = getattr(cls, "KINDS", None)
+                if kinds is not None and getattr(cls, "kind", None) not in kinds:
+                    raise WmbenchError(f"{self.kind} {name!r} has kind={getattr(cls, 'kind', None)!r}; it must be one "
+                                       f"of {', '.join(kinds)}")
                 self._items[name] = cls
             return cls
 
@@ -118,7 +122,8 @@ class Registry(Generic[T]):
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise UnknownNameError(
                 f"unknown {self.kind} {shorten(name)!r}; {hint}run `wmbench list` to see all "
-                f"({len(self._items)} registered)"
+                f"({len(self._items)} registered; a plugin's {self.kind} needs its --plugin FILE.py on every "
+                "command)"
             ) from None
 
     def create(self, name: str, **config: Any) -> T:

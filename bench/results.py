@@ -6,6 +6,7 @@ load; numbers are numbers (fractions in [0, 1], never percent strings).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -78,10 +79,20 @@ FIELDS: dict[str, tuple[tuple[type, ...], bool, str]] = {
 }
 
 
+_SAFE = re.compile(r"[^A-Za-z0-9_.=,()+-]")
+
+
 def slug(name: str) -> str:
-    """A file-system-safe folder name for a component spec (chains and sweeps keep their meaning)."""
-    s = name.replace(">", "__then__").replace("[", "(").replace("]", ")")
-    return re.sub(r"[^A-Za-z0-9_.=,()+-]", "_", s)
+    """A file-system-safe folder name for a component spec (chains and sweeps keep their meaning).
+
+    ``>`` ``[`` ``]`` ``;`` have fixed spellings; any other character that has to be replaced makes the
+    name ambiguous (``tag=a/b`` and ``tag=a?b`` would both read ``tag=a_b``), so those names also get a short
+    hash of the whole spec: different specs never share a card path."""
+    s = name.replace(">", "__then__").replace("[", "(").replace("]", ")").replace(";", "_")
+    safe = _SAFE.sub("_", s)
+    if safe != s:
+        safe += "~" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    return safe
 
 
 def card_path(results_dir: str | Path, dataset: str, arch: str, defense: str, attack: str, seed: int) -> Path:

@@ -19,6 +19,8 @@ import datetime as _dt
 import os
 import platform
 import subprocess
+import sys
+import sysconfig
 import time
 import traceback
 from collections import Counter
@@ -176,9 +178,27 @@ def _guard(fn, *args) -> tuple[str | None, bool]:
     except SystemExit as exc:  # a component that calls sys.exit() ends its job, not the run
         return f"SystemExit: a component called sys.exit({exc.code!r})", False
     except Exception as exc:  # one failing job must not stop the sweep
-        tb = traceback.extract_tb(exc.__traceback__)
-        where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
-        return f"{type(exc).__name__}: {exc}{where}", False
+        frame = _own_frame(traceback.extract_tb(exc.__traceback__))
+        where = f" (at {Path(frame.filename).name}:{frame.lineno} in {frame.name})" if frame else ""
+        return f"{type(exc).__name__}: {exc}{where}{TRACE}{''.join(traceback.format_exception(exc))}", False
+
+
+TRACE = "\n--- traceback ---\n"  # what follows it in a job's error goes to the card's extras, not its message
+
+
+def _own_frame(tb: traceback.StackSummary) -> traceback.FrameSummary | None:
+    """The innermost frame in the project's or a plugin's code (not in torch, numpy or the standard
+    library): the line a component's author can act on."""
+    third_party = [p for p in {sys.base_prefix, sys.prefix, *sysconfig.get_paths().values()} if p]
+    own = [f for f in tb if "site-packages" not in f.filename and not f.filename.startswith("<")
+           and not any(f.filename.startswith(p) for p in third_party)]
+    return own[-1] if own else (tb[-1] if tb else None)
+
+
+def _split_error(error: str) -> tuple[str, str | None]:
+    """(message, traceback or None) of a job's error text."""
+    message, _, trace = error.partition(TRACE)
+    return message, trace or None
 
 
 @dataclass(frozen=True)
@@ -268,7 +288,10 @@ class Cell:
         cache = _setup(plan)
         base = self._base_card(plan)
         if upstream_error is not None:
-            base.update(status="error", error=upstream_error)
+            message, trace = _split_error(upstream_error)
+            base.update(status="error", error=message)
+            if trace:
+                base["extras"]["traceback"] = trace
             write_card(self.card, base)
             return "error"
         if not self.attack_keys:
@@ -328,7 +351,7 @@ class Cell:
             "wsr_suspect": None, "wsr_null": None, "n_verify": None, "threshold": None, "p_value": None,
             "retained": None, "removed_cheaply": None, "detected": None, "detected_target": None,
             "queries": None, "epochs": None, "wall_s": None, "peak_mem_mb": None, "extras": {},
-            "versions": _versions(), "git_sha": plan.git_sha, "device": _device_name(plan.device),
+            "versions": _versions(plan.plugins), "git_sha": plan.git_sha, "device": _device_name(plan.device),
             "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
 
@@ -354,7 +377,10 @@ def _jsonable(obj):
     return str(obj)
 
 
-def _versions() -> dict:
+def _versions(plugins: tuple[str, ...] = ()) -> dict:
+    """Versions of what made a card; a plugin file is recorded by its path and the SHA-256 of its source."""
+    import hashlib
+
     import numpy
     import torchvision
 
@@ -366,6 +392,11 @@ def _versions() -> dict:
         out["timm"] = timm.__version__
     except ImportError:  # pragma: no cover
         pass
+    for path in plugins:
+        try:
+            out[f"plugin {path}"] = "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            out[f"plugin {path}"] = "unreadable"
     return out
 
 
@@ -554,7 +585,7 @@ def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str |
         for key, (err, built), rebuilt in parallel(calls):
             summary.rebuilt += rebuilt
             if err is not None:
-                errors[key] = f"{label} failed: {err}"
+                errors[key] = f"{label} failed: {err}"  # the traceback rides along to the cells' cards
             elif built:
                 summary.built[phase] += 1
             else:
@@ -619,7 +650,10 @@ def _guard_cell(cell: Cell, plan: Plan, upstream_error: str | None) -> str:
         return f"unwritable:{err}"  # the results folder itself is the problem: the parent stops the run
     try:  # scoring itself failed: still leave an error card behind
         base = cell._base_card(plan)
-        base.update(status="error", error=f"scoring failed: {err}")
+        message, trace = _split_error(err)
+        base.update(status="error", error=f"scoring failed: {message}")
+        if trace:
+            base["extras"]["traceback"] = trace
         write_card(cell.card, base)
     except OSError as exc:  # read-only, full, gone
         return f"unwritable:{type(exc).__name__}: {exc.strerror or exc}"

@@ -130,3 +130,68 @@ def test_a_dollar_in_a_name_draws_as_text(tmp_path):
     paths = render(tmp_path / "r", tmp_path / "out")
     assert paths["heatmap"].read_bytes()[:4] == b"\x89PNG" and paths["markdown"].exists()
     assert not list((tmp_path / "out").glob(".tmp-render-*"))
+
+
+BROKEN_ATTACK = '''
+from dataclasses import dataclass
+from bench.api import Attack, Outcome
+from bench.config import ComponentConfig
+from bench.registry import register_attack
+
+
+def helper(x):
+    raise RuntimeError("my bug")
+
+
+@register_attack("broken_attack")
+class Broken(Attack):
+    kind = "removal"
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config(ComponentConfig):
+        pass
+
+    def run(self, target, ctx):
+        return Outcome(model=helper(target.model))
+'''
+
+
+def test_a_plugin_bug_names_its_own_line_and_the_card_keeps_the_traceback(tmp_path, capsys):
+    from bench.results import read_card
+
+    plugin = tmp_path / "broken_attack.py"
+    plugin.write_text(BROKEN_ATTACK)
+    rc = main([*RUN, "--plugin", str(plugin), "--defense", "content", "--attack", "broken_attack",
+               "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), "--device", "cpu"])
+    assert rc == 1
+    card = read_card(next((tmp_path / "r").rglob("seed-0.json")))
+    assert card["status"] == "error" and "RuntimeError: my bug (at broken_attack.py:9 in helper)" in card["error"]
+    assert "Traceback" in card["extras"]["traceback"] and 'line 9, in helper' in card["extras"]["traceback"]
+    assert "\n" not in card["error"]
+    recorded = {k: v for k, v in card["versions"].items() if k.startswith("plugin ")}
+    assert list(recorded) == [f"plugin {plugin.resolve()}"] and recorded[f"plugin {plugin.resolve()}"].startswith(
+        "sha256:")
+    capsys.readouterr()
+    # without the plugin (a new process would not have it), the name is unknown, and the message says where
+    # a plugin's components come from
+    from bench.registry import ATTACKS
+
+    ATTACKS.unregister("broken_attack")
+    assert main([*RUN, "--attack", "broken_attack"]) == 2
+    assert "needs its --plugin FILE.py" in capsys.readouterr().err
+
+
+def test_a_bad_kind_is_refused_at_registration(tmp_path, capsys):
+    plugin = tmp_path / "typo.py"
+    plugin.write_text(BROKEN_ATTACK.replace('"broken_attack"', '"typo_attack"').replace('"removal"', '"removel"'))
+    assert main([*RUN, "--plugin", str(plugin)]) == 2
+    err = capsys.readouterr().err
+    assert "kind='removel'" in err and "extraction, removal, detection, control" in err
+
+
+def test_different_specs_never_share_a_card_path():
+    from bench.results import slug
+
+    names = ["xssd[tag=a/b]", "xssd[tag=a_b]", "xssd[tag=a?b]", "xssd[tag=a b]"]
+    assert len({slug(n) for n in names}) == len(names)
+    assert slug("mea_defender[kl_weight=0.05;com_extra=0]") == "mea_defender(kl_weight=0.05_com_extra=0)"  # as before
