@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bench.atomic import KeyLock, atomic_write, sweep_temporaries
 from bench.codec import CodecError, from_bytes, to_bytes
 from bench.cost import measure
@@ -121,7 +123,8 @@ class Cache:
             with measure() as cost:
                 obj = build()
             full_meta = dict(meta or {})
-            full_meta.update(wall_s=cost.wall_s, peak_mem_mb=cost.peak_mem_mb, created=time.time())
+            full_meta.update(wall_s=cost.wall_s, peak_mem_mb=cost.peak_mem_mb, created=time.time(),
+                             torch_threads=torch.get_num_threads())
             self.save(key, obj, full_meta)
         self.stats.builds.append(key)
         return obj, full_meta

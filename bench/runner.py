@@ -312,6 +312,11 @@ class Cell:
         extras.update(outcome.extras)
         extras.update(victim_wall_s=victim_meta.get("wall_s"), victim_info=protected.info,
                       null_models=len(null_models))
+        # the numbers are bit-reproducible for the same torch thread count per job (--jobs N on C cores gives
+        # each job C // N): what the victim and each attack step were trained with
+        threads = [m.get("torch_threads") for m in (victim_meta, *(meta for _, meta in steps))]
+        if any(t is not None for t in threads):
+            extras["torch_threads"] = threads
         # a detection cell also ran the detector on the independent clean models: its false alarms
         null_verdicts = [n for n in nulls if isinstance(n, Outcome) and n.detected is not None]
         if null_verdicts:

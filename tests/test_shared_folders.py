@@ -166,3 +166,16 @@ def test_workers_die_with_their_parent(tmp_path):
     for p in alive:  # do not leave them behind if the check fails
         os.kill(p, signal.SIGKILL)
     assert not alive
+
+
+def test_cards_record_the_thread_count_their_models_were_trained_with(tmp_path):
+    import torch
+
+    from bench.cli import main
+    from bench.results import read_card
+
+    rc = main(["run", "--dataset", "synthetic", "--profile", "test", "--defense", "content", "--attack",
+               "soft_label", "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), "-q",
+               "--device", "cpu", "--jobs", "1"])
+    card = read_card(next((tmp_path / "r").rglob("seed-0.json")))
+    assert rc == 0 and card["extras"]["torch_threads"] == [torch.get_num_threads()] * 2  # victim, copy
