@@ -102,19 +102,21 @@ def test_temporaries_of_dead_writers_are_swept(tmp_path):
     assert live.exists() and not dead.exists() and not old.exists()
 
 
-def test_a_full_results_folder_is_one_line_and_no_card(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
+def test_a_full_or_read_only_results_folder_is_one_line_and_no_card(tmp_path, monkeypatch, capsys, code):
+    # (as root, chmod cannot make a folder read-only, so the write itself fails as the kernel would say)
     from bench import results
     from bench.cli import main
 
     def full(path, data):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        raise (PermissionError if code == errno.EACCES else OSError)(code, os.strerror(code), str(path))
 
     monkeypatch.setattr(results, "atomic_write", full)
     rc = main(["run", "--dataset", "synthetic", "--profile", "test", "--defense", "content", "--attack", "identity",
                "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), "-q", "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1, err
-    assert "No space left on device" in err[0] and "cannot write the card" in err[0] and "no such card" not in err[0]
+    assert os.strerror(code) in err[0] and "cannot write the card" in err[0] and "no such card" not in err[0]
     assert not list((tmp_path / "r").rglob("seed-*.json"))
 
 
@@ -179,3 +181,24 @@ def test_cards_record_the_thread_count_their_models_were_trained_with(tmp_path):
                "--device", "cpu", "--jobs", "1"])
     card = read_card(next((tmp_path / "r").rglob("seed-0.json")))
     assert rc == 0 and card["extras"]["torch_threads"] == [torch.get_num_threads()] * 2  # victim, copy
+
+
+def test_two_overlapping_runs_train_each_model_once(tmp_path):
+    import re
+
+    argv = ["-m", "bench.cli", "run", "--dataset", "synthetic", "--profile", "test", "--defense", "none,content",
+            "--attack", "identity,soft_label", "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"),
+            "-q", "--device", "cpu"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    runs = [subprocess.Popen([sys.executable, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    outs = [r.communicate(timeout=600) for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], outs
+    trained = 0
+    for out, _ in outs:
+        m = re.search(r"models trained: (\d+) victims, (\d+) by attacks", out)
+        trained += int(m.group(1)) + int(m.group(2))
+    # none + content victims, 1 null victim, soft-label copies of the two victims and the null, 3 identity steps
+    unique = len(list((tmp_path / "c").rglob("*.wm")))
+    assert trained == unique, (trained, unique, outs)
+    assert not list((tmp_path / "c").rglob("*.lock"))
