@@ -651,8 +651,9 @@ def _guard_cell(cell: Cell, plan: Plan, upstream_error: str | None) -> str:
     err, status = _guard(cell, plan, upstream_error)
     if err is None:
         return status
-    if err.startswith(("OSError", "PermissionError")) or "No space left" in err:
-        return f"unwritable:{err}"  # the results folder itself is the problem: the parent stops the run
+    message = _split_error(err)[0]
+    if message.startswith(("OSError", "PermissionError")):
+        return f"unwritable:{message}"  # the results folder itself is the problem: the parent stops the run
     try:  # scoring itself failed: still leave an error card behind
         base = cell._base_card(plan)
         message, trace = _split_error(err)
