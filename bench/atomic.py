@@ -6,12 +6,13 @@ the mode the umask gives a new file (cards and entries in a shared folder stay r
 the temporary's name says who wrote it (``.tmp-<host>-<pid>-…``), so :func:`sweep_temporaries` can remove
 what a dead writer left behind.
 
-``KeyLock``: an ``O_EXCL`` lock file holding its holder's host and pid; a second process waits for the
-holder instead of doing the same work, and breaks the lock when the holder is gone.
+``KeyLock``: an exclusive ``flock`` on a lock file that names its holder; a second process waits for the
+holder instead of doing the same work, and the kernel releases the lock when the holder is gone.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import tempfile
@@ -23,17 +24,20 @@ __all__ = ["atomic_write", "sweep_temporaries", "KeyLock", "pid_alive"]
 _HOST = socket.gethostname().replace("-", "_")[:40] or "host"
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()  # read once: setting it to read it is not thread-safe
 
 
 def atomic_write(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{_HOST}-{os.getpid()}-", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would lock other users out of a shared folder
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would lock other users out of a shared folder
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -71,8 +75,9 @@ def sweep_temporaries(root: str | Path, age_s: float = 3600.0) -> int:
     for tmp in Path(root).rglob(".tmp-*"):
         try:
             who = _writer(tmp.name)
-            dead = who is not None and who[0] == _HOST and not pid_alive(who[1])
-            if dead or now - tmp.stat().st_mtime > age_s:
+            age = now - tmp.stat().st_mtime
+            dead = who is not None and who[0] == _HOST and not pid_alive(who[1]) and age > 60
+            if dead or age > age_s:
                 tmp.unlink()
                 gone += 1
         except OSError:
@@ -81,42 +86,36 @@ def sweep_temporaries(root: str | Path, age_s: float = 3600.0) -> int:
 
 
 class KeyLock:
-    """``with KeyLock(path): ...`` holds ``path`` (a lock file) while the block runs. A second holder waits,
-    polling every ``poll_s``; a lock whose holder on this host is gone, or that is older than ``stale_s``
-    (a holder on another host), is broken."""
+    """``with KeyLock(path): ...`` holds an exclusive ``flock`` on the lock file ``path`` while the block runs;
+    a second holder waits. The kernel drops the lock when its holder dies, so a killed run never leaves a
+    stale lock; the file (which stays, empty of meaning once unlocked) says who holds it, for a person
+    looking at a folder."""
 
-    def __init__(self, path: str | Path, *, poll_s: float = 0.5, stale_s: float = 6 * 3600.0) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.poll_s, self.stale_s = poll_s, stale_s
         self.waited = False
-
-    def _stale(self) -> bool:
-        try:
-            text = self.path.read_text().split()
-            age = time.time() - self.path.stat().st_mtime
-        except (OSError, ValueError):
-            return False  # vanished or being written: try again
-        if len(text) == 2 and text[1].isdigit() and text[0] == _HOST:
-            return not pid_alive(int(text[1]))
-        return age > self.stale_s
+        self._fd: int | None = None
 
     def acquire(self) -> None:
-        while True:
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o666 & ~_UMASK)
+        try:
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
-            except FileExistsError:
-                if self._stale():
-                    self.path.unlink(missing_ok=True)
-                    continue
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
                 self.waited = True
-                time.sleep(self.poll_s)
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(f"{_HOST} {os.getpid()}\n")
-            return
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{_HOST} {os.getpid()}\n".encode())
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
 
     def release(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> KeyLock:
         self.acquire()

@@ -83,22 +83,29 @@ class Cache:
         p, digest_file = self.path(key), self._digest_path(key)
         if not p.exists() or not digest_file.exists():
             if (self.root / key[:2] / f"{key}.pt").exists():
-                self.stats.rebuilt.append((key, "written by an older wmbench (pickle format, never loaded)"))
+                self._rebuilt(key, "written by an older wmbench (pickle format, never loaded)")
             return None
         try:
             data = p.read_bytes()
-            if hashlib.sha256(data).hexdigest() != digest_file.read_text().strip():
-                raise CodecError("digest mismatch (damaged or truncated)")
-            header, obj = from_bytes(data)
-            if header.get("key") != key:
-                raise CodecError("holds another key's artifact")
-            return obj, header.get("meta", {})
-        except (OSError, CodecError, ValueError, RuntimeError) as exc:
-            p.unlink(missing_ok=True)
-            digest_file.unlink(missing_ok=True)
-            reason = str(exc) if isinstance(exc, CodecError) else f"unreadable ({type(exc).__name__})"
-            self.stats.rebuilt.append((key, reason))
+            digest = digest_file.read_text().strip()
+        except OSError as exc:  # not ours to read (permissions): a miss, and the entry stays
+            self._rebuilt(key, f"unreadable ({exc.strerror or type(exc).__name__})")
             return None
+        try:
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise CodecError("digest mismatch (damaged or truncated)")
+            header, obj = from_bytes(data, key)
+            return obj, header.get("meta", {})
+        except CodecError as exc:
+            if str(exc).startswith(("digest mismatch", "not a wmbench", "truncated", "damaged", "holds another")):
+                p.unlink(missing_ok=True)  # broken or misplaced bytes: removed; the rebuild writes it anew
+                digest_file.unlink(missing_ok=True)
+            self._rebuilt(key, str(exc))  # otherwise (another library version?) left for its writer
+            return None
+
+    def _rebuilt(self, key: str, reason: str) -> None:
+        if (key, reason) not in self.stats.rebuilt:
+            self.stats.rebuilt.append((key, reason))
 
     def save(self, key: str, obj: Any, meta: dict) -> None:
         p = self.path(key)
@@ -110,16 +117,21 @@ class Cache:
     def get_or_build(self, key: str, build: Callable[[], Any], meta: dict | None = None) -> tuple[Any, dict]:
         """Load the artifact, or build it (timed, memory-measured), store it and return it. While one process
         builds a key, another that asks for it waits for that artifact instead of building it again."""
+        obj, full_meta, _ = self.build_or_load(key, build, meta)
+        return obj, full_meta
+
+    def build_or_load(self, key: str, build: Callable[[], Any], meta: dict | None = None) -> tuple[Any, dict, bool]:
+        """:meth:`get_or_build` that also says whether this call built the artifact."""
         found = self.load(key)
         if found is not None:
             self.stats.hits.append(key)
-            return found
+            return (*found, False)
         (self.root / key[:2]).mkdir(parents=True, exist_ok=True)
         with KeyLock(self.root / key[:2] / f"{key}.lock"):
             found = self.load(key)  # built by the holder we waited for
             if found is not None:
                 self.stats.hits.append(key)
-                return found
+                return (*found, False)
             with measure() as cost:
                 obj = build()
             full_meta = dict(meta or {})
@@ -127,5 +139,5 @@ class Cache:
                              torch_threads=torch.get_num_threads())
             self.save(key, obj, full_meta)
         self.stats.builds.append(key)
-        return obj, full_meta
+        return obj, full_meta, True
 

@@ -156,18 +156,50 @@ def decode(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
                 raise CodecError(f"the entry holds an object of unknown kind {str(tag)[:40]!r}; refused")
             return _CODECS[tag][2](walk(node["state"]))
         if "__model__" in node:
-            from bench.models import create_model
-
-            recipe = walk(node["__model__"])
-            if not isinstance(recipe, dict):
-                raise CodecError("malformed model recipe in cache entry")
-            with torch.random.fork_rng(devices=[]):  # the throwaway initialisation must not move the RNG
-                model = create_model(**recipe)
-            model.load_state_dict({k: tensor(v) for k, v in node["state"].items()}, strict=True)
-            return model.train(bool(node.get("training", False)))
+            return _model(walk(node["__model__"]), node.get("state"), bool(node.get("training", False)))
         raise CodecError("malformed cache entry")
 
+    def _model(recipe: Any, state: Any, training: bool) -> nn.Module:
+        """A model from its recipe, checked before anything is allocated: the recipe's types and sizes, then the
+        architecture built on the meta device must have exactly the stored tensors' names and shapes."""
+        from bench.models import create_model
+
+        _check_recipe(recipe)
+        if not isinstance(state, dict) or not all(isinstance(v, str) for v in state.values()):
+            raise CodecError("malformed model weights in cache entry")
+        weights = {k: tensor(v) for k, v in state.items()}
+        try:  # on the meta device nothing is allocated (an architecture that cannot be built there skips this)
+            with torch.device("meta"), torch.random.fork_rng(devices=[]):
+                shapes = {k: tuple(v.shape) for k, v in create_model(**recipe).state_dict().items()}
+        except Exception:  # noqa: BLE001 - the bounded recipe is built for real below
+            shapes = None
+        if shapes is not None and shapes != {k: tuple(v.shape) for k, v in weights.items()}:
+            raise CodecError("the entry's weights do not fit its model recipe")
+        with torch.random.fork_rng(devices=[]):  # the throwaway initialisation must not move the RNG
+            model = create_model(**recipe)
+        model.load_state_dict(weights, strict=True)
+        return model.train(training)
+
     return walk(tree)
+
+
+_RECIPE = {"arch": str, "in_channels": int, "num_classes": int, "image_size": list, "mean": list, "std": list}
+
+
+def _check_recipe(recipe: Any) -> None:
+    """A model recipe of the right keys, types and sizes (so a crafted entry cannot ask for a huge model)."""
+    if not isinstance(recipe, dict) or set(recipe) != set(_RECIPE):
+        raise CodecError("malformed model recipe in cache entry")
+    for key, kind in _RECIPE.items():
+        if not isinstance(recipe[key], kind) or isinstance(recipe[key], bool):
+            raise CodecError(f"malformed model recipe in cache entry ({key})")
+    size, c = recipe["image_size"], recipe["in_channels"]
+    ok = (len(recipe["arch"]) <= 200 and 1 <= c <= 64 and 2 <= recipe["num_classes"] <= 100_000
+          and len(size) == 2 and all(isinstance(v, int) and 1 <= v <= 4096 for v in size)
+          and all(len(recipe[k]) in (1, c) and all(isinstance(v, (int, float)) for v in recipe[k])
+                  for k in ("mean", "std")))
+    if not ok:
+        raise CodecError("model recipe out of range in cache entry")
 
 
 def to_bytes(header: dict, obj: Any) -> bytes:
@@ -179,8 +211,9 @@ def to_bytes(header: dict, obj: Any) -> bytes:
     return MAGIC + len(head).to_bytes(8, "little") + head + save(tensors)
 
 
-def from_bytes(data: bytes) -> tuple[dict, Any]:
-    """(header, object) of an entry written by :func:`to_bytes`; CodecError if it is not one."""
+def from_bytes(data: bytes, key: str | None = None) -> tuple[dict, Any]:
+    """(header, object) of an entry written by :func:`to_bytes`; CodecError if it is not one, or (with
+    ``key``) if it names another key. Nothing is decoded before the key is checked."""
     from safetensors.torch import load
 
     if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 8:
@@ -194,6 +227,13 @@ def from_bytes(data: bytes) -> tuple[dict, Any]:
         tensors = load(data[start + n:])
     except Exception as exc:  # safetensors raises its own errors for a damaged body
         raise CodecError(f"damaged cache entry ({type(exc).__name__})") from None
-    if not isinstance(header, dict) or "tree" not in header:
+    if not isinstance(header, dict) or "tree" not in header or not isinstance(header.get("meta", {}), dict):
         raise CodecError("malformed cache entry")
-    return header, decode(header.pop("tree"), tensors)
+    if key is not None and header.get("key") != key:
+        raise CodecError("holds another key's artifact")
+    try:
+        return header, decode(header.pop("tree"), tensors)
+    except CodecError:
+        raise
+    except Exception as exc:  # anything else a crafted or foreign entry provokes is a refusal, not a crash
+        raise CodecError(f"cannot rebuild the entry ({type(exc).__name__})") from None

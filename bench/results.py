@@ -85,10 +85,12 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.=,()+-]")
 def slug(name: str) -> str:
     """A file-system-safe folder name for a component spec (chains and sweeps keep their meaning).
 
-    ``>`` ``[`` ``]`` ``;`` have fixed spellings; any other character that has to be replaced makes the
-    name ambiguous (``tag=a/b`` and ``tag=a?b`` would both read ``tag=a_b``), so those names also get a short
-    hash of the whole spec: different specs never share a card path."""
-    s = name.replace(">", "__then__").replace("[", "(").replace("]", ")").replace(";", "_")
+    ``>`` ``[`` ``]`` ``;`` ``:`` keep the spellings they always had, so every older card stays where it is.
+    Any other character that has to be replaced would make names collide (``tag=a/b`` and ``tag=a?b`` both
+    read ``tag=a_b``), so such a name also gets a short hash of the whole spec. One collision is left by the
+    kept spellings: a string value containing ``_`` where another spec has ``;`` (``x[a=1;b=2]`` against
+    ``x[a=1_b=2]``); the runner refuses to plan two specs onto one path."""
+    s = name.replace(">", "__then__").replace("[", "(").replace("]", ")").replace(";", "_").replace(":", "_")
     safe = _SAFE.sub("_", s)
     if safe != s:
         safe += "~" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]

@@ -37,7 +37,7 @@ from bench.api import Context, Outcome, Protected, Target, derive_seed
 from bench.backends import cluster_threads
 from bench.cache import Cache, artifact_key
 from bench.config import config_to_dict
-from bench.errors import WmbenchError
+from bench.errors import ConfigError, WmbenchError
 from bench.oracle import Oracle
 from bench.profiles import Profile, get_profile
 from bench.registry import ATTACKS, DEFENSES, load_plugins
@@ -174,25 +174,45 @@ def _guard(fn, *args) -> tuple[str | None, bool]:
     try:
         return None, fn(*args)
     except WmbenchError as exc:
-        return f"{type(exc).__name__}: {exc}", False
+        return f"{type(exc).__name__}: {_one_line(exc)}", False
     except SystemExit as exc:  # a component that calls sys.exit() ends its job, not the run
         return f"SystemExit: a component called sys.exit({exc.code!r})", False
     except Exception as exc:  # one failing job must not stop the sweep
         frame = _own_frame(traceback.extract_tb(exc.__traceback__))
         where = f" (at {Path(frame.filename).name}:{frame.lineno} in {frame.name})" if frame else ""
-        return f"{type(exc).__name__}: {exc}{where}{TRACE}{''.join(traceback.format_exception(exc))}", False
+        return f"{type(exc).__name__}: {_one_line(exc)}{where}{TRACE}{''.join(traceback.format_exception(exc))}", False
+
+
+def _one_line(exc: BaseException, limit: int = 500) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 TRACE = "\n--- traceback ---\n"  # what follows it in a job's error goes to the card's extras, not its message
 
 
 def _own_frame(tb: traceback.StackSummary) -> traceback.FrameSummary | None:
-    """The innermost frame in the project's or a plugin's code (not in torch, numpy or the standard
-    library): the line a component's author can act on."""
+    """The innermost frame in a component's code, the line its author can act on: a plugin file, a
+    project package (attacks, defenses, bench: wherever wmbench is installed), else any frame outside
+    torch, numpy and the standard library."""
+    roots = {str(Path(bench.__file__).resolve().parent.parent / pkg) + os.sep
+             for pkg in ("attacks", "defenses", "bench", "leaderboard")}
+    plugins = {str(Path(m.__file__).resolve()) for name, m in list(sys.modules.items())
+               if name.startswith("wmbench_plugin_") and getattr(m, "__file__", None)}
+
+    def resolved(f: traceback.FrameSummary) -> str:
+        try:
+            return str(Path(f.filename).resolve())
+        except OSError:  # pragma: no cover
+            return f.filename
+
+    ours = [f for f in tb if resolved(f) in plugins or any(resolved(f).startswith(r) for r in roots)]
+    if ours:
+        return ours[-1]
     third_party = [p for p in {sys.base_prefix, sys.prefix, *sysconfig.get_paths().values()} if p]
-    own = [f for f in tb if "site-packages" not in f.filename and not f.filename.startswith("<")
-           and not any(f.filename.startswith(p) for p in third_party)]
-    return own[-1] if own else (tb[-1] if tb else None)
+    rest = [f for f in tb if "site-packages" not in f.filename and not f.filename.startswith("<")
+            and not any(f.filename.startswith(p) for p in third_party)]
+    return rest[-1] if rest else (tb[-1] if tb else None)
 
 
 def _split_error(error: str) -> tuple[str, str | None]:
@@ -221,8 +241,8 @@ class VictimJob:
             prot.model = _to_cpu(prot.model)
             return prot
 
-        cache.get_or_build(self.key, build, meta={"defense": self.defense.label, "seed": self.train_seed})
-        return cache.stats.builds[-1:] == [self.key]  # False: another run built it while we waited
+        return cache.build_or_load(self.key, build, meta={"defense": self.defense.label,
+                                                          "seed": self.train_seed})[2]  # False: another run built it
 
 
 def make_target(protected: Protected, attack, task, device: torch.device | str = "cpu") -> Target:
@@ -268,8 +288,7 @@ class AttackJob:
                 out.queries = max(out.queries, target.oracle.queries)
             return out
 
-        cache.get_or_build(self.key, build, meta={"attack": self.attack.label, "parent": self.parent_key})
-        return cache.stats.builds[-1:] == [self.key]
+        return cache.build_or_load(self.key, build, meta={"attack": self.attack.label, "parent": self.parent_key})[2]
 
 
 @dataclass(frozen=True)
@@ -449,6 +468,7 @@ def plan_run(plan: Plan, defenses: str | list[Spec], attacks: str | list[Spec], 
     attacks_: dict[str, AttackJob] = {}
     cells: list[Cell] = []
     skipped: list[Cell] = []
+    paths: dict[str, tuple[str, str]] = {}
 
     def victim(spec: Spec, seed: int, train_seed: int) -> tuple[str, Any]:
         ident, comp = _component_id(DEFENSES, spec)
@@ -491,6 +511,10 @@ def plan_run(plan: Plan, defenses: str | list[Spec], attacks: str | list[Spec], 
                 run_id = artifact_key(kind="cell", defense=d_ident, attack=a_ident, data=data_id, seed=seed,
                                       profile=prof)
                 path = str(card_path(plan.results_dir, plan.dataset, plan.arch, d.label, a.label, seed))
+                owner = paths.setdefault(path, (d.label, a.label))
+                if owner != (d.label, a.label):
+                    raise ConfigError(f"{owner[0]} x {owner[1]} and {d.label} x {a.label} would share the card "
+                                      f"{path}; rename a value (a '_' where the other has ';')")
                 n_a = kind == "detection" and not has_wm
                 if not force and _card_done(path, run_id):
                     skipped.append(Cell(d, a, seed, run_id, v_key, (), (), path, config))
@@ -652,8 +676,8 @@ def _guard_cell(cell: Cell, plan: Plan, upstream_error: str | None) -> str:
     if err is None:
         return status
     message = _split_error(err)[0]
-    if message.startswith(("OSError", "PermissionError")):
-        return f"unwritable:{message}"  # the results folder itself is the problem: the parent stops the run
+    if message.startswith(("OSError", "PermissionError")) and str(Path(cell.card).parent.parent) in message:
+        return f"unwritable:{message}"  # writing the card failed: the parent stops the run with the cause
     try:  # scoring itself failed: still leave an error card behind
         base = cell._base_card(plan)
         message, trace = _split_error(err)

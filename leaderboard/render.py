@@ -36,6 +36,7 @@ import re
 import shutil
 import statistics
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
@@ -1453,6 +1454,9 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
         raise WmbenchError(f"--out {str(out)!r} is a file, not a folder; pass a folder for the leaderboard")
     try:
         out.mkdir(parents=True, exist_ok=True)
+        for old in out.glob(".tmp-render-*"):  # left by a render that was killed
+            if time.time() - old.stat().st_mtime > 3600:
+                shutil.rmtree(old, ignore_errors=True)
         stage = Path(tempfile.mkdtemp(prefix=".tmp-render-", dir=out))
     except OSError as exc:
         raise WmbenchError(f"cannot write the leaderboard into {str(out)!r}: {exc.strerror or exc}; pass a "
@@ -1461,9 +1465,10 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
         made = _render_into(groups, title, stage)
         (out / "figures").mkdir(exist_ok=True)
         managed = {out / COST_NAME, *(out / "figures").glob(Path(sweep_figure_name("*")).name)}
-        for key, path in made.items():
-            os.replace(path, out / path.relative_to(stage))
-            made[key] = out / path.relative_to(stage)
+        pages = ("markdown", "html")  # figures first, pages last: a page never points at a figure not yet there
+        for key in sorted(made, key=lambda k: k in pages):
+            os.replace(made[key], out / made[key].relative_to(stage))
+            made[key] = out / made[key].relative_to(stage)
         for stale in managed - set(made.values()):  # a figure these cards no longer call for
             stale.unlink(missing_ok=True)
     except OSError as exc:

@@ -144,3 +144,66 @@ def test_loading_a_planted_entry_in_a_fresh_process_runs_nothing(tmp_path):
                          env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("True") and not marker.exists()
+
+
+def _entry(tree: dict, tensors: dict | None = None, key: str = "k") -> bytes:
+    import json
+
+    from safetensors.torch import save
+
+    head = json.dumps({"key": key, "meta": {}, "tree": tree}).encode()
+    return MAGIC + len(head).to_bytes(8, "little") + head + save(tensors or {"t0": torch.zeros(1)})
+
+
+@pytest.mark.parametrize("recipe, why", [
+    ({"arch": "small_cnn", "in_channels": 10**8, "num_classes": 10, "image_size": [28, 28], "mean": [0.5],
+      "std": [0.5]}, "out of range"),
+    ({"arch": "small_cnn", "in_channels": 1, "num_classes": 10**9, "image_size": [28, 28], "mean": [0.5],
+      "std": [0.5]}, "out of range"),
+    ({"arch": "small_cnn", "in_channels": 1, "num_classes": 10, "image_size": [28, 28], "mean": [0.5]},
+     "malformed model recipe"),
+    ({"arch": "tv:fasterrcnn_resnet50_fpn", "in_channels": 3, "num_classes": 10, "image_size": [64, 64],
+      "mean": [0.5], "std": [0.5]}, "cannot rebuild"),
+])
+def test_a_crafted_model_recipe_is_refused_before_anything_is_built(recipe, why):
+    tree = {"__model__": {"__dict__": dict(recipe)}, "state": {"w": "t0"}, "training": False}
+    with pytest.raises(CodecError, match=why):
+        from_bytes(_entry(tree), "k")
+
+
+def test_weights_that_do_not_fit_the_recipe_are_refused():
+    model = _model()
+    tree, tensors = encode(model)
+    first = next(iter(tree["state"].values()))
+    tensors[first] = torch.zeros(3)  # wrong shape for that parameter
+    import json
+
+    from safetensors.torch import save
+
+    head = json.dumps({"key": "k", "meta": {}, "tree": tree}).encode()
+    with pytest.raises(CodecError, match="do not fit"):
+        from_bytes(MAGIC + len(head).to_bytes(8, "little") + head + save(tensors), "k")
+
+
+def test_typed_states_for_registered_wrappers():
+    from attacks.removal.input_noise import NoisyInput
+
+    big = {"__obj__": "dawn_serve", "state": {"__dict__": {"key": 10**12, "rate": 0.1, "num_classes": 10}}}
+    with pytest.raises(CodecError, match="DAWN"):
+        from_bytes(_entry(big), "k")
+    noisy = NoisyInput(_model(), 0.1, 3)
+    back = from_bytes(to_bytes({"key": "k"}, Outcome(model=noisy)), "k")[1]
+    assert isinstance(back.model, NoisyInput) and back.model.sigma == 0.1 and back.model.seed == 3
+
+
+def test_an_entry_is_checked_against_its_key_before_it_is_decoded():
+    with pytest.raises(CodecError, match="another key"):
+        from_bytes(_entry({"__obj__": "no_such_kind", "state": None}, key="other"), "k")
+
+
+def test_detection_models_of_torchvision_are_not_architectures():
+    from bench.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="unknown torchvision model"):
+        create_model("tv:fasterrcnn_resnet50_fpn", in_channels=3, num_classes=10, image_size=(64, 64),
+                     mean=[0.5], std=[0.5])

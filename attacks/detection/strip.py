@@ -23,7 +23,7 @@ from torch import nn
 
 from attacks._common import batched, holdout_split
 from bench.api import Attack, Context, Outcome, Target
-from bench.codec import cache_codec
+from bench.codec import CodecError, cache_codec
 from bench.config import ComponentConfig, param
 from bench.errors import ConfigError
 from bench.registry import register_attack
@@ -38,7 +38,10 @@ def _strip_state(f: StripFilter) -> dict:
 
 
 def _strip_from_state(state: dict) -> StripFilter:
-    return StripFilter(**state).eval()
+    if not isinstance(state.get("model"), nn.Module) or not isinstance(state.get("overlays"), torch.Tensor):
+        raise CodecError("malformed STRIP filter in cache entry")
+    return StripFilter(state["model"], state["overlays"], float(state["alpha"]), float(state["threshold"]),
+                       str(state["refuse"]), str(state["superimpose"])).eval()
 
 
 class StripFilter(nn.Module):
