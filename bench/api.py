@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.codec import cache_codec
 from bench.config import ComponentConfig, config_to_dict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -136,6 +137,7 @@ class Component:
         return config_to_dict(self.config)
 
 
+@cache_codec("protected")
 @dataclass
 class Protected:
     """A watermarked victim and its secret. ``verify_x``/``verify_y`` are the verification samples and
@@ -194,6 +196,7 @@ class Target:
     dataset: str
 
 
+@cache_codec("outcome")
 @dataclass
 class Outcome:
     """What an attack produced: a suspect model (extraction, removal) and/or a detection verdict."""
@@ -216,6 +219,7 @@ class Attack(Component):
     """
 
     kind: ClassVar[str] = "removal"
+    KINDS: ClassVar[tuple[str, ...]] = ("extraction", "removal", "detection", "control")  # checked at registration
 
     def oracle_options(self) -> dict[str, Any]:
         """How the oracle answers this attack (mode, top_k, decimals, budget); see bench.oracle."""

@@ -33,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, WmbenchError
 
 __all__ = ["BACKENDS", "check_backend", "use_backend", "cluster_plan", "cluster_threads", "CONNECT_TIMEOUT_S"]
 
@@ -41,7 +41,21 @@ BACKENDS = ("loky", "threading", "dask", "ray")
 #: backend -> (module it needs, the extra that installs it)
 _EXTRAS = {"dask": ("distributed", "wmbench[dask]"), "ray": ("ray", "wmbench[ray]")}
 #: seconds to wait for a Dask scheduler (and for its first worker) before giving up
-CONNECT_TIMEOUT_S = float(os.environ.get("WMBENCH_CONNECT_TIMEOUT", "10"))
+CONNECT_TIMEOUT_S = 10.0  # default; $WMBENCH_CONNECT_TIMEOUT overrides it (read when a cluster is joined)
+
+
+def connect_timeout() -> float:
+    """Seconds to wait for a cluster's scheduler: $WMBENCH_CONNECT_TIMEOUT, else CONNECT_TIMEOUT_S."""
+    text = os.environ.get("WMBENCH_CONNECT_TIMEOUT")
+    if text is None:
+        return CONNECT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise WmbenchError(f"WMBENCH_CONNECT_TIMEOUT={text[:40]!r} must be a positive number of seconds, e.g. 30")
+    return value
 
 # torch threads per job in this worker process, set by the client when it connects (see _pin_threads)
 _PINNED_THREADS: int | None = None
@@ -162,7 +176,7 @@ def use_backend(backend: str = "loky", *, jobs: int = 1, scheduler: str | None =
     joblib backend, or for dask joblib's backend object bound to the connected client."""
     check_backend(backend, scheduler)
     if backend == "dask":
-        with _dask(jobs, scheduler, CONNECT_TIMEOUT_S if timeout is None else timeout, warn) as dask_backend:
+        with _dask(jobs, scheduler, connect_timeout() if timeout is None else timeout, warn) as dask_backend:
             yield dask_backend
     elif backend == "ray":
         with _ray():

@@ -3,12 +3,15 @@
 An artifact's key is a hash of everything that made it: component name, version, resolved config, the
 keys of its parents, the seed, the split and the profile sizes. Files are written atomically with a
 SHA-256 digest beside them; a corrupt or truncated entry is detected on load, deleted and rebuilt.
+
+Loading an entry runs no code the entry chose: it holds JSON and safetensors only (``bench.codec``), and it
+names its own key, so an entry copied over another key's is refused. Entries of the older pickle format
+(``<key>.pt``) are never loaded; their artifacts are rebuilt in the new format.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import time
@@ -19,7 +22,8 @@ from typing import Any
 
 import torch
 
-from bench.atomic import atomic_write
+from bench.atomic import KeyLock, atomic_write, sweep_temporaries
+from bench.codec import CodecError, from_bytes, to_bytes
 from bench.cost import measure
 from bench.errors import WmbenchError
 
@@ -35,7 +39,16 @@ def artifact_key(**parts: Any) -> str:
 class CacheStats:
     hits: list[str] = field(default_factory=list)
     builds: list[str] = field(default_factory=list)
-    rebuilt_corrupt: list[str] = field(default_factory=list)
+    rebuilt: list[tuple[str, str]] = field(default_factory=list)  # (key, why it could not be used)
+
+    @property
+    def rebuilt_corrupt(self) -> list[str]:
+        return [k for k, _ in self.rebuilt]
+
+    def drain_rebuilt(self) -> list[tuple[str, str]]:
+        """The rebuilt entries recorded since the last call (a worker hands them to the parent per job)."""
+        out, self.rebuilt = self.rebuilt, []
+        return out
 
 
 class Cache:
@@ -52,59 +65,79 @@ class Cache:
         self._sweep_stale_temporaries()
 
     def _sweep_stale_temporaries(self, age_s: float = 3600.0) -> None:
-        """Remove half-written files left by killed runs (old enough not to belong to a live writer)."""
-        now = time.time()
-        for tmp in self.root.glob("*/.tmp-*"):
-            try:
-                if now - tmp.stat().st_mtime > age_s:
-                    tmp.unlink()
-            except OSError:
-                pass
+        """Remove half-written files and locks left by killed runs (their writer gone, or old)."""
+        sweep_temporaries(self.root, age_s)
 
     def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.pt"
+        return self.root / key[:2] / f"{key}.wm"
+
+    def _digest_path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.wm.sha256"
 
     def has(self, key: str) -> bool:
-        return self.path(key).exists() and self.path(key).with_suffix(".sha256").exists()
+        return self.path(key).exists() and self._digest_path(key).exists()
 
     def load(self, key: str) -> tuple[Any, dict] | None:
-        """The stored (object, meta), or None when absent or corrupt (a corrupt entry is removed)."""
-        p = self.path(key)
-        digest_file = p.with_suffix(".sha256")
+        """The stored (object, meta), or None when absent or unusable (an unusable entry is removed and the
+        reason recorded in ``stats.rebuilt``)."""
+        p, digest_file = self.path(key), self._digest_path(key)
         if not p.exists() or not digest_file.exists():
+            if (self.root / key[:2] / f"{key}.pt").exists():
+                self._rebuilt(key, "written by an older wmbench (pickle format, never loaded)")
             return None
         try:
             data = p.read_bytes()
-            if hashlib.sha256(data).hexdigest() != digest_file.read_text().strip():
-                raise ValueError("digest mismatch")
-            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-            return payload["obj"], payload["meta"]
-        except Exception:
-            p.unlink(missing_ok=True)
-            digest_file.unlink(missing_ok=True)
-            self.stats.rebuilt_corrupt.append(key)
+            digest = digest_file.read_text().strip()
+        except OSError as exc:  # not ours to read (permissions): a miss, and the entry stays
+            self._rebuilt(key, f"unreadable ({exc.strerror or type(exc).__name__})")
             return None
+        try:
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise CodecError("digest mismatch (damaged or truncated)")
+            header, obj = from_bytes(data, key)
+            return obj, header.get("meta", {})
+        except CodecError as exc:
+            if str(exc).startswith(("digest mismatch", "not a wmbench", "truncated", "damaged", "holds another")):
+                p.unlink(missing_ok=True)  # broken or misplaced bytes: removed; the rebuild writes it anew
+                digest_file.unlink(missing_ok=True)
+            self._rebuilt(key, str(exc))  # otherwise (another library version?) left for its writer
+            return None
+
+    def _rebuilt(self, key: str, reason: str) -> None:
+        if (key, reason) not in self.stats.rebuilt:
+            self.stats.rebuilt.append((key, reason))
 
     def save(self, key: str, obj: Any, meta: dict) -> None:
         p = self.path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        torch.save({"obj": obj, "meta": meta}, buf)
-        data = buf.getvalue()
+        data = to_bytes({"format": 2, "key": key, "meta": json.loads(json.dumps(meta, default=str))}, obj)
         atomic_write(p, data)
-        atomic_write(p.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
+        atomic_write(self._digest_path(key), hashlib.sha256(data).hexdigest().encode())
 
     def get_or_build(self, key: str, build: Callable[[], Any], meta: dict | None = None) -> tuple[Any, dict]:
-        """Load the artifact, or build it (timed, memory-measured), store it and return it."""
+        """Load the artifact, or build it (timed, memory-measured), store it and return it. While one process
+        builds a key, another that asks for it waits for that artifact instead of building it again."""
+        obj, full_meta, _ = self.build_or_load(key, build, meta)
+        return obj, full_meta
+
+    def build_or_load(self, key: str, build: Callable[[], Any], meta: dict | None = None) -> tuple[Any, dict, bool]:
+        """:meth:`get_or_build` that also says whether this call built the artifact."""
         found = self.load(key)
         if found is not None:
             self.stats.hits.append(key)
-            return found
-        with measure() as cost:
-            obj = build()
-        full_meta = dict(meta or {})
-        full_meta.update(wall_s=cost.wall_s, peak_mem_mb=cost.peak_mem_mb, created=time.time())
-        self.save(key, obj, full_meta)
+            return (*found, False)
+        (self.root / key[:2]).mkdir(parents=True, exist_ok=True)
+        with KeyLock(self.root / key[:2] / f"{key}.lock"):
+            found = self.load(key)  # built by the holder we waited for
+            if found is not None:
+                self.stats.hits.append(key)
+                return (*found, False)
+            with measure() as cost:
+                obj = build()
+            full_meta = dict(meta or {})
+            full_meta.update(wall_s=cost.wall_s, peak_mem_mb=cost.peak_mem_mb, created=time.time(),
+                             torch_threads=torch.get_num_threads())
+            self.save(key, obj, full_meta)
         self.stats.builds.append(key)
-        return obj, full_meta
+        return obj, full_meta, True
 

@@ -11,10 +11,22 @@ import textwrap
 from bench.errors import WmbenchError
 
 EPILOG = "Docs: README.md. Every bad input exits with status 2 and one line saying what to do."
+MAX_SEED = 2**31 - 1
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (not the usage block) and exits 2."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"wmbench: error: {_short(message, 200)}; see `{self.prog} --help`\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="wmbench",
         description="Benchmark DNN ownership watermarks against extraction, removal and detection attacks.",
         epilog=EPILOG,
@@ -111,9 +123,9 @@ def _seeds(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise WmbenchError(f"--seeds {text!r} must be comma-separated integers, e.g. 0,1,2") from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise WmbenchError(f"--seeds {text!r} must list non-negative integers, e.g. 0,1,2")
+        raise WmbenchError(f"--seeds {_short(text)!r} must be comma-separated integers, e.g. 0,1,2") from None
+    if not seeds or any(s < 0 or s > MAX_SEED for s in seeds):
+        raise WmbenchError(f"--seeds {_short(text)!r} must list integers from 0 to {MAX_SEED}, e.g. 0,1,2")
     return seeds
 
 
@@ -139,7 +151,7 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from bench.backends import check_backend, cluster_plan, use_backend
-    from bench.runner import execute, make_plan, plan_run, preflight
+    from bench.runner import cap_jobs, execute, make_plan, plan_run, preflight
 
     check_backend(args.backend, args.scheduler)
     plan = make_plan(dataset=args.dataset, arch=args.arch, profile=args.profile, results_dir=args.results,
@@ -147,6 +159,9 @@ def cmd_run(args) -> int:
                      plugins=tuple(args.plugin), verbose=args.verbose)
     plan = cluster_plan(plan, args.backend)
     matrix = plan_run(plan, args.defense, args.attack, _seeds(args.seeds), force=args.force)
+    plan, note = cap_jobs(plan, matrix, args.backend)
+    if note:
+        print(f"wmbench: {note}", file=sys.stderr)
     preflight(plan)
     with use_backend(args.backend, jobs=plan.jobs, scheduler=args.scheduler) as backend:
         summary = execute(plan, matrix, progress=not args.quiet, backend=backend)
@@ -155,6 +170,8 @@ def cmd_run(args) -> int:
           f"{c['skipped']} already done; models trained: {summary.built['victims']} victims, "
           f"{summary.built['attacks']} by attacks ({sum(summary.loaded.values())} from cache); "
           f"{summary.wall_s:.1f} s; cards in {args.results}/")
+    if summary.rebuilt_line():
+        print(f"wmbench: {summary.rebuilt_line()}", file=sys.stderr)
     for line in summary.errors[:10]:
         print(f"  error: {line}", file=sys.stderr)
     if summary.errors:

@@ -216,6 +216,7 @@ def _load_idx_dataset(name: str, root: Path) -> RawData:
         if files is not None:
             return RawData(_info(name, spec), *_read_idx_set(files), source=f"idx:{folder}")
     # Not on disk: let torchvision download it (only works with network), then read what it saved.
+    fresh = [d for d in (root, root / spec.folder, raw_dir) if not d.exists()]  # made by a failed download: removed
     try:
         from torchvision import datasets
 
@@ -225,7 +226,10 @@ def _load_idx_dataset(name: str, root: Path) -> RawData:
         if files is None:
             raise FileNotFoundError(raw_dir)
     except Exception as exc:
-        where = ", ".join(str(p) for p in places[:-1]) + f" or {places[-1]}"
+        for d in reversed(fresh):
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only if empty: nothing the download left is deleted
+        where = " or ".join(str(p) for p in places)
         if spec.apt:
             how = f"install it with `apt-get install {spec.apt}` or put the four IDX .gz files in {raw_dir}"
         else:

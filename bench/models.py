@@ -74,7 +74,7 @@ class Normalize(nn.Module):
             raise ConfigError(
                 f"Normalize: mean {tuple(mean)} and std {tuple(std)} must be non-empty and of equal length"
             )
-        if bool((std_t <= 0).any()):
+        if any(float(s) <= 0 for s in std):  # checked on the values, so a model can be built on the meta device
             raise ConfigError(f"Normalize: std {tuple(std)} must be positive")
         self.register_buffer("mean", mean_t)
         self.register_buffer("std", std_t)
@@ -261,7 +261,7 @@ def _timm_model(name: str, in_channels: int, num_classes: int, size: tuple[int, 
 def _torchvision_model(name: str, in_channels: int, num_classes: int, size: tuple[int, int]) -> nn.Module:
     from torchvision import models
 
-    names = models.list_models()
+    names = models.list_models(module=models)  # classifiers only: detection models would fetch backbone weights
     if name not in names:
         raise UnknownNameError(
             f"unknown torchvision model {name!r}{_close(name, names)} "
@@ -352,7 +352,12 @@ def create_model(
                 f"not {size[0]}x{size[1]}; pick another architecture"
             )
         net = builder(in_channels, num_classes, size)
-    return nn.Sequential(Normalize(mean, std), net)
+    model = nn.Sequential(Normalize(mean, std), net)
+    # how to build it again: the cache stores this recipe and the weights, never a pickled module
+    model.wmbench_recipe = {"arch": arch, "in_channels": int(in_channels), "num_classes": int(num_classes),
+                            "image_size": list(size), "mean": [float(v) for v in mean],
+                            "std": [float(v) for v in std]}
+    return model
 
 
 def model_for_task(task: Task, arch: str | None = None) -> nn.Module:

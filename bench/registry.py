@@ -79,6 +79,10 @@ class Registry(Generic[T]):
                     raise WmbenchError(f"{self.kind} {name!r} needs a nested Config(ComponentConfig) class")
                 if "Config" in cls.__dict__:
                     config_cls._owner = name  # used in validation messages
+                kinds = getattr(cls, "KINDS", None)
+                if kinds is not None and getattr(cls, "kind", None) not in kinds:
+                    raise WmbenchError(f"{self.kind} {name!r} has kind={getattr(cls, 'kind', None)!r}; it must be one "
+                                       f"of {', '.join(kinds)}")
                 self._items[name] = cls
             return cls
 
@@ -117,8 +121,9 @@ class Registry(Generic[T]):
             close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.6)
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise UnknownNameError(
-                f"unknown {self.kind} {name!r}; {hint}run `wmbench list` to see all "
-                f"({len(self._items)} registered)"
+                f"unknown {self.kind} {shorten(name)!r}; {hint}run `wmbench list` to see all "
+                f"({len(self._items)} registered; a plugin's {self.kind} needs its --plugin FILE.py on every "
+                "command)"
             ) from None
 
     def create(self, name: str, **config: Any) -> T:
@@ -139,7 +144,7 @@ class Registry(Generic[T]):
         for p in _split_patterns(pattern):
             hits = self.list(p) if any(ch in p for ch in "*?[") else [self.get(p).name]  # type: ignore
             if not hits:
-                raise UnknownNameError(f"no {self.kind} matches {p!r}; run `wmbench list` to see all")
+                raise UnknownNameError(f"no {self.kind} matches {shorten(p)!r}; run `wmbench list` to see all")
             out.extend(h for h in hits if h not in out)
         return out
 
@@ -175,14 +180,21 @@ get_defense = DEFENSES.get
 get_attack = ATTACKS.get
 
 
+def shorten(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters with a mark, for echoing user input back in one line."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 def load_plugin_file(path: str | Path) -> str:
     """Import a loose Python file whose decorated classes register themselves; returns its module name.
 
     Loading the same file twice is a no-op, so worker processes can call this freely.
     """
     p = Path(path).expanduser().resolve()
+    if not p.exists():
+        raise WmbenchError(f"plugin {shorten(str(path))!r} does not exist; pass --plugin path/to/file.py")
     if not p.is_file() or p.suffix != ".py":
-        raise WmbenchError(f"plugin {str(path)!r} is not a .py file; pass --plugin path/to/file.py")
+        raise WmbenchError(f"plugin {shorten(str(path))!r} is not a .py file; pass --plugin path/to/file.py")
     digest = hashlib.sha1(str(p).encode()).hexdigest()[:10]
     mod_name = f"wmbench_plugin_{p.stem}_{digest}"
     if mod_name in sys.modules:
@@ -198,9 +210,14 @@ def load_plugin_file(path: str | Path) -> str:
     except WmbenchError:
         del sys.modules[mod_name]
         raise
+    except SystemExit as exc:  # a plugin must not end the run
+        del sys.modules[mod_name]
+        raise WmbenchError(f"plugin {shorten(str(path))!r} called sys.exit({exc.code!r}) while being imported; "
+                           "a plugin may only define and register components") from None
     except Exception as exc:
         del sys.modules[mod_name]
-        raise WmbenchError(f"plugin {str(path)!r} failed to import: {type(exc).__name__}: {exc}") from None
+        raise WmbenchError(f"plugin {shorten(str(path))!r} failed to import: {type(exc).__name__}: "
+                           f"{shorten(str(exc), 200)}") from None
     return mod_name
 
 

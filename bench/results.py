@@ -6,6 +6,7 @@ load; numbers are numbers (fractions in [0, 1], never percent strings).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -78,10 +79,22 @@ FIELDS: dict[str, tuple[tuple[type, ...], bool, str]] = {
 }
 
 
+_SAFE = re.compile(r"[^A-Za-z0-9_.=,()+-]")
+
+
 def slug(name: str) -> str:
-    """A file-system-safe folder name for a component spec (chains and sweeps keep their meaning)."""
-    s = name.replace(">", "__then__").replace("[", "(").replace("]", ")")
-    return re.sub(r"[^A-Za-z0-9_.=,()+-]", "_", s)
+    """A file-system-safe folder name for a component spec (chains and sweeps keep their meaning).
+
+    ``>`` ``[`` ``]`` ``;`` ``:`` keep the spellings they always had, so every older card stays where it is.
+    Any other character that has to be replaced would make names collide (``tag=a/b`` and ``tag=a?b`` both
+    read ``tag=a_b``), so such a name also gets a short hash of the whole spec. One collision is left by the
+    kept spellings: a string value containing ``_`` where another spec has ``;`` (``x[a=1;b=2]`` against
+    ``x[a=1_b=2]``); the runner refuses to plan two specs onto one path."""
+    s = name.replace(">", "__then__").replace("[", "(").replace("]", ")").replace(";", "_").replace(":", "_")
+    safe = _SAFE.sub("_", s)
+    if safe != s:
+        safe += "~" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    return safe
 
 
 def card_path(results_dir: str | Path, dataset: str, arch: str, defense: str, attack: str, seed: int) -> Path:
@@ -144,6 +157,12 @@ def read_card(path: str | Path) -> dict:
         card = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CardError(f"{path}: no such card") from None
+    except IsADirectoryError:
+        raise CardError(f"{path} is a folder, not a card; name a seed-<k>.json file") from None
+    except OSError as exc:  # a symlink loop, no permission, ...
+        raise CardError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
+    except RecursionError:
+        raise CardError(f"{path}: its JSON is nested too deeply to be a card; delete it and re-run the cell") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CardError(f"{path}: not valid JSON ({exc}); delete it and re-run the cell") from None
     return validate_card(card, str(path))
@@ -151,6 +170,8 @@ def read_card(path: str | Path) -> dict:
 
 def iter_cards(results_dir: str | Path):
     root = Path(results_dir)
+    if root.exists() and not root.is_dir():
+        raise CardError(f"results {str(root)!r} is a file, not a folder of cards; pass the folder (e.g. results)")
     if not root.is_dir():
         raise CardError(f"results directory {str(root)!r} does not exist; run `wmbench run --results {root}` first")
     for p in sorted(root.rglob("seed-*.json")):

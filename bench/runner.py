@@ -19,10 +19,12 @@ import datetime as _dt
 import os
 import platform
 import subprocess
+import sys
+import sysconfig
 import time
 import traceback
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ from bench.api import Context, Outcome, Protected, Target, derive_seed
 from bench.backends import cluster_threads
 from bench.cache import Cache, artifact_key
 from bench.config import config_to_dict
-from bench.errors import WmbenchError
+from bench.errors import ConfigError, WmbenchError
 from bench.oracle import Oracle
 from bench.profiles import Profile, get_profile
 from bench.registry import ATTACKS, DEFENSES, load_plugins
@@ -75,6 +77,16 @@ class RunSummary:
     wall_s: float = 0.0
     cards: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    rebuilt: list[tuple[str, str]] = field(default_factory=list)  # cache entries that could not be used, why
+
+    def rebuilt_line(self) -> str | None:
+        """One line saying how many cache entries were rebuilt and why, or None."""
+        if not self.rebuilt:
+            return None
+        why = Counter(reason for _, reason in self.rebuilt)
+        parts = ", ".join(f"{n} {reason}" for reason, n in why.most_common())
+        return f"{len(self.rebuilt)} cache entr{'y' if len(self.rebuilt) == 1 else 'ies'} could not be used and " \
+               f"were rebuilt: {parts}"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -102,8 +114,29 @@ def _keep_worker_alive() -> None:
         process_executor._USE_PSUTIL = False
 
 
+def _die_with_parent() -> None:
+    """In a loky worker: a daemon thread that ends this process when its parent is gone (a SIGKILLed run
+    must not leave workers training for minutes). The main process is left alone."""
+    import multiprocessing
+    import threading
+
+    if _WORKER.get("watching") or "Loky" not in multiprocessing.current_process().name:
+        return
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(2.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="wmbench-parent-watch", daemon=True).start()
+    _WORKER["watching"] = True
+
+
 def _setup(plan: Plan) -> Cache:
-    """Per-process setup: plugins, thread share, the cache handle. Idempotent."""
+    """Per-process setup: plugins, thread share, the cache handle, the parent watch. Idempotent."""
+    _die_with_parent()
     if _WORKER.get("plan") != plan:
         _keep_worker_alive()
         load_plugins(plan.plugins)
@@ -141,11 +174,51 @@ def _guard(fn, *args) -> tuple[str | None, bool]:
     try:
         return None, fn(*args)
     except WmbenchError as exc:
-        return f"{type(exc).__name__}: {exc}", False
+        return f"{type(exc).__name__}: {_one_line(exc)}", False
+    except SystemExit as exc:  # a component that calls sys.exit() ends its job, not the run
+        return f"SystemExit: a component called sys.exit({exc.code!r})", False
     except Exception as exc:  # one failing job must not stop the sweep
-        tb = traceback.extract_tb(exc.__traceback__)
-        where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
-        return f"{type(exc).__name__}: {exc}{where}", False
+        frame = _own_frame(traceback.extract_tb(exc.__traceback__))
+        where = f" (at {Path(frame.filename).name}:{frame.lineno} in {frame.name})" if frame else ""
+        return f"{type(exc).__name__}: {_one_line(exc)}{where}{TRACE}{''.join(traceback.format_exception(exc))}", False
+
+
+def _one_line(exc: BaseException, limit: int = 500) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+TRACE = "\n--- traceback ---\n"  # what follows it in a job's error goes to the card's extras, not its message
+
+
+def _own_frame(tb: traceback.StackSummary) -> traceback.FrameSummary | None:
+    """The innermost frame in a component's code, the line its author can act on: a plugin file, a
+    project package (attacks, defenses, bench: wherever wmbench is installed), else any frame outside
+    torch, numpy and the standard library."""
+    roots = {str(Path(bench.__file__).resolve().parent.parent / pkg) + os.sep
+             for pkg in ("attacks", "defenses", "bench", "leaderboard")}
+    plugins = {str(Path(m.__file__).resolve()) for name, m in list(sys.modules.items())
+               if name.startswith("wmbench_plugin_") and getattr(m, "__file__", None)}
+
+    def resolved(f: traceback.FrameSummary) -> str:
+        try:
+            return str(Path(f.filename).resolve())
+        except OSError:  # pragma: no cover
+            return f.filename
+
+    ours = [f for f in tb if resolved(f) in plugins or any(resolved(f).startswith(r) for r in roots)]
+    if ours:
+        return ours[-1]
+    third_party = [p for p in {sys.base_prefix, sys.prefix, *sysconfig.get_paths().values()} if p]
+    rest = [f for f in tb if "site-packages" not in f.filename and not f.filename.startswith("<")
+            and not any(f.filename.startswith(p) for p in third_party)]
+    return rest[-1] if rest else (tb[-1] if tb else None)
+
+
+def _split_error(error: str) -> tuple[str, str | None]:
+    """(message, traceback or None) of a job's error text."""
+    message, _, trace = error.partition(TRACE)
+    return message, trace or None
 
 
 @dataclass(frozen=True)
@@ -168,8 +241,8 @@ class VictimJob:
             prot.model = _to_cpu(prot.model)
             return prot
 
-        cache.get_or_build(self.key, build, meta={"defense": self.defense.label, "seed": self.train_seed})
-        return True
+        return cache.build_or_load(self.key, build, meta={"defense": self.defense.label,
+                                                          "seed": self.train_seed})[2]  # False: another run built it
 
 
 def make_target(protected: Protected, attack, task, device: torch.device | str = "cpu") -> Target:
@@ -215,8 +288,7 @@ class AttackJob:
                 out.queries = max(out.queries, target.oracle.queries)
             return out
 
-        cache.get_or_build(self.key, build, meta={"attack": self.attack.label, "parent": self.parent_key})
-        return True
+        return cache.build_or_load(self.key, build, meta={"attack": self.attack.label, "parent": self.parent_key})[2]
 
 
 @dataclass(frozen=True)
@@ -235,7 +307,10 @@ class Cell:
         cache = _setup(plan)
         base = self._base_card(plan)
         if upstream_error is not None:
-            base.update(status="error", error=upstream_error)
+            message, trace = _split_error(upstream_error)
+            base.update(status="error", error=message)
+            if trace:
+                base["extras"]["traceback"] = trace
             write_card(self.card, base)
             return "error"
         if not self.attack_keys:
@@ -256,6 +331,11 @@ class Cell:
         extras.update(outcome.extras)
         extras.update(victim_wall_s=victim_meta.get("wall_s"), victim_info=protected.info,
                       null_models=len(null_models))
+        # the numbers are bit-reproducible for the same torch thread count per job (--jobs N on C cores gives
+        # each job C // N): what the victim and each attack step were trained with
+        threads = [m.get("torch_threads") for m in (victim_meta, *(meta for _, meta in steps))]
+        if any(t is not None for t in threads):
+            extras["torch_threads"] = threads
         # a detection cell also ran the detector on the independent clean models: its false alarms
         null_verdicts = [n for n in nulls if isinstance(n, Outcome) and n.detected is not None]
         if null_verdicts:
@@ -295,7 +375,7 @@ class Cell:
             "wsr_suspect": None, "wsr_null": None, "n_verify": None, "threshold": None, "p_value": None,
             "retained": None, "removed_cheaply": None, "detected": None, "detected_target": None,
             "queries": None, "epochs": None, "wall_s": None, "peak_mem_mb": None, "extras": {},
-            "versions": _versions(), "git_sha": plan.git_sha, "device": _device_name(plan.device),
+            "versions": _versions(plan.plugins), "git_sha": plan.git_sha, "device": _device_name(plan.device),
             "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
 
@@ -321,7 +401,10 @@ def _jsonable(obj):
     return str(obj)
 
 
-def _versions() -> dict:
+def _versions(plugins: tuple[str, ...] = ()) -> dict:
+    """Versions of what made a card; a plugin file is recorded by its path and the SHA-256 of its source."""
+    import hashlib
+
     import numpy
     import torchvision
 
@@ -333,6 +416,11 @@ def _versions() -> dict:
         out["timm"] = timm.__version__
     except ImportError:  # pragma: no cover
         pass
+    for path in plugins:
+        try:
+            out[f"plugin {path}"] = "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            out[f"plugin {path}"] = "unreadable"
     return out
 
 
@@ -380,6 +468,7 @@ def plan_run(plan: Plan, defenses: str | list[Spec], attacks: str | list[Spec], 
     attacks_: dict[str, AttackJob] = {}
     cells: list[Cell] = []
     skipped: list[Cell] = []
+    paths: dict[str, tuple[str, str]] = {}
 
     def victim(spec: Spec, seed: int, train_seed: int) -> tuple[str, Any]:
         ident, comp = _component_id(DEFENSES, spec)
@@ -422,6 +511,10 @@ def plan_run(plan: Plan, defenses: str | list[Spec], attacks: str | list[Spec], 
                 run_id = artifact_key(kind="cell", defense=d_ident, attack=a_ident, data=data_id, seed=seed,
                                       profile=prof)
                 path = str(card_path(plan.results_dir, plan.dataset, plan.arch, d.label, a.label, seed))
+                owner = paths.setdefault(path, (d.label, a.label))
+                if owner != (d.label, a.label):
+                    raise ConfigError(f"{owner[0]} x {owner[1]} and {d.label} x {a.label} would share the card "
+                                      f"{path}; rename a value (a '_' where the other has ';')")
                 n_a = kind == "detection" and not has_wm
                 if not force and _card_done(path, run_id):
                     skipped.append(Cell(d, a, seed, run_id, v_key, (), (), path, config))
@@ -443,6 +536,20 @@ def plan_run(plan: Plan, defenses: str | list[Spec], attacks: str | list[Spec], 
     attacks_ = {k: a for k, a in attacks_.items() if k in needed_attacks}
     victims = {k: v for k, v in victims.items() if k in needed or any(a.parent_key == k for a in attacks_.values())}
     return Matrix(victims, attacks_, cells, skipped)
+
+
+def cap_jobs(plan: Plan, matrix: Matrix, backend: str | None) -> tuple[Plan, str | None]:
+    """``plan`` with ``jobs`` no larger than the jobs any phase of ``matrix`` can run at once and, on this
+    machine (not a cluster backend), than its cores; and a line saying so when it was lowered."""
+    widest = max([len(matrix.victims), len(matrix.cells),
+                  *Counter(job.depth for job in matrix.attacks.values()).values(), 1])
+    limit, why = widest, f"{widest} job{'s' if widest != 1 else ''} can run at once"
+    cores = os.cpu_count() or 1
+    if backend in (None, "loky", "threading") and cores < limit:
+        limit, why = cores, f"this machine has {cores} core{'s' if cores != 1 else ''}"
+    if plan.jobs <= limit:
+        return plan, None
+    return replace(plan, jobs=limit), f"--jobs {plan.jobs} lowered to {limit}: {why}"
 
 
 def chain_kind(chain: Chain) -> str:
@@ -504,9 +611,10 @@ def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str |
         bar.set_postfix_str(label)
         keys = list(jobs)
         calls = (delayed(_keyed)(k, share(len(keys)), _guard, jobs[k], plan) for k in keys)
-        for key, (err, built) in parallel(calls):
+        for key, (err, built), rebuilt in parallel(calls):
+            summary.rebuilt += rebuilt
             if err is not None:
-                errors[key] = f"{label} failed: {err}"
+                errors[key] = f"{label} failed: {err}"  # the traceback rides along to the cells' cards
             elif built:
                 summary.built[phase] += 1
             else:
@@ -536,8 +644,13 @@ def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str |
     bar.set_postfix_str("scoring")
     n_cells = share(len(matrix.cells))
     calls = (delayed(_keyed)(i, n_cells, _guard_cell, c, plan, upstream(c)) for i, c in enumerate(matrix.cells))
-    for i, status in parallel(calls):
+    for i, status, rebuilt in parallel(calls):
+        summary.rebuilt += rebuilt
         cell = matrix.cells[i]
+        if status.startswith("unwritable:"):
+            bar.close()
+            raise WmbenchError(f"cannot write the card {cell.card}: {status.split(':', 1)[1].strip()}; free space "
+                               f"or pass a writable --results (finished cards are kept; re-run to do the rest)")
         summary.counts[status] += 1
         summary.cards.append(cell.card)
         if status == "error":
@@ -550,21 +663,30 @@ def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str |
 
 
 def _keyed(key, share: int | None, fn, *args):
-    """Run ``fn(*args)`` as one of ``share`` concurrent jobs (its thread share; None = one per --jobs)."""
+    """Run ``fn(*args)`` as one of ``share`` concurrent jobs (its thread share; None = one per --jobs); returns
+    (key, result, the cache entries this worker had to rebuild meanwhile, with the reason)."""
     _WORKER["share"] = share
-    return key, fn(*args)
+    out = fn(*args)
+    cache = _WORKER.get("cache")
+    return key, out, cache.stats.drain_rebuilt() if cache is not None else []
 
 
 def _guard_cell(cell: Cell, plan: Plan, upstream_error: str | None) -> str:
     err, status = _guard(cell, plan, upstream_error)
     if err is None:
         return status
+    message = _split_error(err)[0]
+    if message.startswith(("OSError", "PermissionError")) and str(Path(cell.card).parent.parent) in message:
+        return f"unwritable:{message}"  # writing the card failed: the parent stops the run with the cause
     try:  # scoring itself failed: still leave an error card behind
         base = cell._base_card(plan)
-        base.update(status="error", error=f"scoring failed: {err}")
+        message, trace = _split_error(err)
+        base.update(status="error", error=f"scoring failed: {message}")
+        if trace:
+            base["extras"]["traceback"] = trace
         write_card(cell.card, base)
-    except Exception:  # pragma: no cover - disk full etc.
-        pass
+    except OSError as exc:  # read-only, full, gone
+        return f"unwritable:{type(exc).__name__}: {exc.strerror or exc}"
     return "error"
 
 
@@ -584,6 +706,9 @@ def make_plan(*, dataset: str = "fashion-mnist", arch: str | None = None, profil
         raise UnknownNameError(f"unknown dataset {dataset!r}; {hint}choose one of {', '.join(DATASETS)}")
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs} must be >= 1")
+    if data_root is not None and not Path(data_root).expanduser().is_dir():
+        raise ConfigError(f"--data-root {str(data_root)[:80]!r} is not a folder; create it (data sets are looked "
+                          "for and downloaded there) or leave it out to use ./data and the system copies")
     resolve_device(device)
     return Plan(dataset=dataset, arch=arch or default_arch(dataset), profile=get_profile(profile),
                 results_dir=str(results_dir), cache_dir=str(cache_dir), device=device, data_root=data_root,
@@ -599,4 +724,4 @@ def preflight(plan: Plan) -> None:
     model_for_task(plan_task(plan, 0))
 
 
-__all__ += ["preflight", "make_plan", "make_target", "git_sha", "Cell", "Matrix", "plan_task"]
+__all__ += ["cap_jobs", "preflight", "make_plan", "make_target", "git_sha", "Cell", "Matrix", "plan_task"]

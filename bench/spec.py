@@ -111,10 +111,37 @@ def _non_default(built, cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _parts(text: str, registry) -> list[str]:
+    """The top-level specs of ``text``; a list that names nothing is an error, not a wildcard."""
+    parts = split_top_level(text)
+    if not parts:
+        kind = getattr(registry, "kind", "component")
+        raise ConfigError(f"the {kind} list {_short(text)!r} names nothing; give names, or '*' for every {kind}")
+    return parts
+
+
+def _split_keep_empty(text: str, sep: str) -> list[str]:
+    """Split on ``sep`` outside [...], keeping empty pieces (``prune>`` has an empty second step)."""
+    pieces, depth, cur = [], 0, []
+    for ch in text:
+        depth += (ch == "[") - (ch == "]")
+        if ch == sep and depth == 0:
+            pieces.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    pieces.append("".join(cur))
+    return pieces
+
+
 def expand_specs(text: str, registry) -> list[Spec]:
     """Expand a comma-separated list of specs against a registry; validates every config."""
     out: list[Spec] = []
-    for part in split_top_level(text) or ["*"]:
+    for part in _parts(text, registry):
         pattern, configs = parse_spec(part)
         for name in registry.expand(pattern):
             cls = registry.get(name)
@@ -132,10 +159,11 @@ def expand_chains(text: str, registry) -> list[Chain]:
     Only the last step of a chain may be a detection attack (detection produces no model to attack).
     """
     out: list[Chain] = []
-    for part in split_top_level(text) or ["*"]:
-        steps = split_top_level(part, ">")
-        if not steps:
-            raise ConfigError(f"attack spec {part!r} is empty")
+    for part in _parts(text, registry):
+        steps = [s.strip() for s in _split_keep_empty(part, ">")]
+        if not all(steps):
+            raise ConfigError(f"attack chain {_short(part)!r} has an empty step; write steps as a>b, e.g. "
+                              "soft_label>fine_tune")
         options = [expand_specs(step, registry) for step in steps]
         for combo in itertools.product(*options):
             for spec in combo[:-1]:

@@ -33,11 +33,20 @@ from dataclasses import dataclass
 import torch
 
 from bench.api import Context, Defense, Protected, Task
+from bench.codec import CodecError, cache_codec
 from bench.config import ComponentConfig, param
 from bench.errors import ConfigError
 from bench.registry import register_defense
 from bench.train import predict_probs, train_model
 from defenses._triggers import secret_generator
+
+
+def _dawn_from_state(state: dict) -> DawnServe:
+    key, rate, k = state.get("key"), state.get("rate"), state.get("num_classes")
+    if not isinstance(key, bytes) or len(key) > 64 or not isinstance(rate, float) or not isinstance(k, int) \
+            or not 2 <= k <= 100_000:
+        raise CodecError("malformed DAWN API wrapper in cache entry")
+    return DawnServe(key, rate, k)
 
 
 class DawnServe:
@@ -84,6 +93,10 @@ class DawnServe:
 
     def __repr__(self) -> str:  # never print the key
         return f"DawnServe(rate={self.rate}, num_classes={self.num_classes})"
+
+
+cache_codec("dawn_serve", lambda d: {"key": d.key, "rate": d.rate, "num_classes": d.num_classes},
+            _dawn_from_state)(DawnServe)
 
 
 @register_defense("dawn")

@@ -31,8 +31,12 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
+import shutil
 import statistics
+import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
@@ -950,7 +954,14 @@ def md(text: str) -> str:
 
 
 def code(name: str) -> str:
-    return "`" + name.replace("|", "\\|") + "`"
+    """A name as a Markdown code span; a name with backticks gets a longer fence, so nothing in it (raw
+    HTML included) leaves the span."""
+    name = name.replace("|", "\\|")
+    ticks = max((len(run) for run in re.findall(r"`+", name)), default=0)
+    if not ticks:
+        return f"`{name}`"
+    fence = "`" * (ticks + 1)
+    return f"{fence} {name} {fence}"
 
 
 def _md_table(head, rows, align) -> list[str]:
@@ -1214,7 +1225,8 @@ def render_heatmap(groups: list[Group], path: Path) -> Path:
     heights = [0.6 * max(1, len(rows)) + 1.8 for _, rows, _ in panels]
     ncols = max(max(1, len(cols)) for _, _, cols in panels)
     width = max(6.0, 1.15 * ncols + 3.2)
-    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10}):
+    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10,
+                                "text.parse_math": False}):  # a '$' in a component name is text, not math
         fig = Figure(figsize=(width, sum(heights)), layout="constrained")
         axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
         for ax, (g, rows, cols) in zip(axes, panels, strict=True):
@@ -1326,7 +1338,8 @@ def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
         raise ValueError(f"one figure draws the sweeps of one field, not {fields}")
     log = fields[0] == QUERIES_FIELD
     model = "stolen model" if log else "suspect model"
-    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10}):
+    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10,
+                                "text.parse_math": False}):  # a '$' in a component name is text, not math
         fig = Figure(figsize=(12.5, 3.6 * len(sweeps)), layout="constrained")
         axes = fig.subplots(len(sweeps), 2, squeeze=False)
         for (ax_wsr, ax_acc), sw in zip(axes, sweeps, strict=True):
@@ -1415,7 +1428,8 @@ def render_cost(groups: list[Group], path: Path) -> Path:
     schemes = sorted(keep, key=_defense_key)
     colour = _palette(schemes)
     grey = "#57606a"
-    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10}):
+    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10,
+                                "text.parse_math": False}):  # a '$' in a component name is text, not math
         fig = Figure(figsize=(9.5, 4.4 * len(panels)), layout="constrained")
         axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
         for ax, (g, pts) in zip(axes, panels, strict=True):
@@ -1483,7 +1497,38 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
     groups = summarize(df)
     title = title or DEFAULT_TITLE
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise WmbenchError(f"--out {str(out)!r} is a file, not a folder; pass a folder for the leaderboard")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.glob(".tmp-render-*"):  # left by a render that was killed
+            if time.time() - old.stat().st_mtime > 3600:
+                shutil.rmtree(old, ignore_errors=True)
+        stage = Path(tempfile.mkdtemp(prefix=".tmp-render-", dir=out))
+    except OSError as exc:
+        raise WmbenchError(f"cannot write the leaderboard into {str(out)!r}: {exc.strerror or exc}; pass a "
+                           "writable --out") from None
+    try:  # everything is drawn into a staging folder first: a failure leaves the published pages as they were
+        made = _render_into(groups, title, stage)
+        (out / "figures").mkdir(exist_ok=True)
+        managed = {out / COST_NAME, *(out / "figures").glob(Path(sweep_figure_name("*")).name)}
+        pages = ("markdown", "html")  # figures first, pages last: a page never points at a figure not yet there
+        for key in sorted(made, key=lambda k: k in pages):
+            os.replace(made[key], out / made[key].relative_to(stage))
+            made[key] = out / made[key].relative_to(stage)
+        for stale in managed - set(made.values()):  # a figure these cards no longer call for
+            stale.unlink(missing_ok=True)
+    except OSError as exc:
+        raise WmbenchError(f"cannot write the leaderboard into {str(out)!r}: {exc.strerror or exc}; pass a "
+                           "writable --out") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return made
+
+
+def _render_into(groups, title: str, out: Path) -> dict[str, Path]:
+    """Draw every page and figure of ``groups`` into the empty folder ``out``."""
+    (out / "figures").mkdir(parents=True, exist_ok=True)
     paths = {
         "markdown": out / "LEADERBOARD.md",
         "html": out / "index.html",
@@ -1496,15 +1541,7 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
     render_heatmap(groups, paths["heatmap"])
     if cost:
         paths["cost"] = render_cost(groups, out / COST_NAME)
-    elif (out / COST_NAME).exists():  # a figure left by an earlier render would not match these cards
-        (out / COST_NAME).unlink()
-    fields = sweep_fields(sweeps)
-    for fld in fields:
+    for fld in sweep_fields(sweeps):
         key = fld if fld == QUERIES_FIELD else Path(sweep_figure_name(fld)).stem
         paths[key] = render_sweeps([s for s in sweeps if s.field == fld], out / sweep_figure_name(fld))
-    wanted = {out / sweep_figure_name(fld) for fld in fields}
-    pattern = out / sweep_figure_name("*")
-    for figure in sorted(pattern.parent.glob(pattern.name)):
-        if figure not in wanted:  # a sweep figure of a field these cards no longer sweep
-            figure.unlink()
     return paths

@@ -12,6 +12,7 @@ import torch
 
 from bench import backends
 from bench.cli import main
+from bench.codec import from_bytes
 from bench.results import load_results
 from bench.runner import execute, make_plan, plan_run
 
@@ -47,8 +48,8 @@ def _cards(results: Path):
 
 def _weights(cache_dir: Path) -> dict:
     out = {}
-    for path in sorted(cache_dir.glob("*/*.pt")):
-        obj = torch.load(path, map_location="cpu", weights_only=False)["obj"]
+    for path in sorted(cache_dir.glob("*/*.wm")):
+        obj = from_bytes(path.read_bytes())[1]
         model = getattr(obj, "model", None)
         if model is not None:
             out[path.stem] = {k: v.clone() for k, v in model.state_dict().items()}
@@ -249,3 +250,21 @@ def test_missing_extra_says_what_to_install(capsys, tmp_path, monkeypatch, backe
     else:  # distributed is in use by this module's cluster: ask for a module that does not exist instead
         monkeypatch.setitem(backends._EXTRAS, "dask", ("wmbench_no_such_module", "wmbench[dask]"))
     _one_line(capsys, _run(tmp_path, "--backend", backend), f"install the extra: pip install 'wmbench[{backend}]'")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ray, for real (installed in CI with the ray extra)
+
+
+def test_ray_matches_a_local_run(reference, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a local instance, torn down after the run
+    code, out, err = _err(capsys, ["run", "--dataset", "synthetic", "--profile", "test", "--device", "cpu",
+                                   "--defense", DEFENSES, "--attack", ATTACKS, "--results", "results",
+                                   "--cache-dir", "cache", "-q", "--backend", "ray", "--jobs", "2"])
+    assert code == 0, err
+    assert "4 cells: 4 ok, 0 error" in out and "Traceback" not in err
+    assert _cards(tmp_path / "results") == _cards(reference / "results")  # the same numbers as a local run
+    mine, local = _weights(tmp_path / "cache"), _weights(reference / "cache")
+    assert mine.keys() == local.keys() and len(mine) == 9

@@ -23,12 +23,25 @@ from torch import nn
 
 from attacks._common import batched, holdout_split
 from bench.api import Attack, Context, Outcome, Target
+from bench.codec import CodecError, cache_codec
 from bench.config import ComponentConfig, param
 from bench.errors import ConfigError
 from bench.registry import register_attack
 
 REFUSALS = ("second", "random")
 SUPERIMPOSE = ("add", "blend")
+
+
+def _strip_state(f: StripFilter) -> dict:
+    return {"model": f.model, "overlays": f.overlays, "alpha": f.alpha, "threshold": f.threshold,
+            "refuse": f.refuse, "superimpose": f.superimpose}
+
+
+def _strip_from_state(state: dict) -> StripFilter:
+    if not isinstance(state.get("model"), nn.Module) or not isinstance(state.get("overlays"), torch.Tensor):
+        raise CodecError("malformed STRIP filter in cache entry")
+    return StripFilter(state["model"], state["overlays"], float(state["alpha"]), float(state["threshold"]),
+                       str(state["refuse"]), str(state["superimpose"])).eval()
 
 
 class StripFilter(nn.Module):
@@ -87,6 +100,9 @@ class StripFilter(nn.Module):
     def extra_repr(self) -> str:
         return f"overlays={len(self.overlays)}, alpha={self.alpha}, threshold={self.threshold:.4f}, " \
                f"refuse={self.refuse}"
+
+
+cache_codec("strip_filter", _strip_state, _strip_from_state)(StripFilter)
 
 
 @register_attack("strip")

@@ -20,6 +20,7 @@ from torch import nn
 
 from attacks._common import accuracy_on, subset
 from bench.api import Attack, Context, Outcome, Target, derive_seed
+from bench.codec import CodecError, cache_codec
 from bench.config import ComponentConfig, param
 from bench.errors import ConfigError
 from bench.registry import register_attack
@@ -35,6 +36,16 @@ def content_noise(x: torch.Tensor, seed: int) -> torch.Tensor:
     for i, s in enumerate(seeds.tolist()):
         out[i] = torch.randn(x.shape[1:], generator=torch.Generator().manual_seed(s))
     return out
+
+
+def _noisy_state(m: NoisyInput) -> dict:
+    return {"model": m.model, "sigma": m.sigma, "seed": m.seed, "clip": m.clip}
+
+
+def _noisy_from_state(state: dict) -> NoisyInput:
+    if not isinstance(state.get("model"), nn.Module):
+        raise CodecError("malformed input_noise wrapper in cache entry")
+    return NoisyInput(state["model"], float(state["sigma"]), int(state["seed"]), bool(state["clip"])).eval()
 
 
 class NoisyInput(nn.Module):
@@ -56,6 +67,9 @@ class NoisyInput(nn.Module):
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma:.4f}, seed={self.seed}, clip={self.clip}"
+
+
+cache_codec("noisy_input", _noisy_state, _noisy_from_state)(NoisyInput)
 
 
 @register_attack("input_noise")
