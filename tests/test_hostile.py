@@ -46,7 +46,13 @@ def _results_with_a_card(tmp_path: Path) -> str:
     return str(tmp_path / "r")
 
 
-RUN = ["run", "--dataset", "synthetic", "--profile", "test", "-q"]
+RUN = ["run", "--dataset", "synthetic", "--profile", "test", "-q"]  # each test adds its own --results
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """Every command of this module runs in a temporary folder, so its default ./results and cache land there."""
+    monkeypatch.chdir(tmp_path)
 CASES = {
     "jobs not a number": lambda t: ["run", "--jobs", "abc"],
     "unknown subcommand": lambda t: ["frobnicate"],
