@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 import bench
 from bench.api import Context, Outcome, Protected, Target, derive_seed
+from bench.atomic import sweep_temporaries
 from bench.backends import cluster_threads
 from bench.cache import Cache, artifact_key
 from bench.config import config_to_dict
@@ -85,8 +86,9 @@ class RunSummary:
             return None
         why = Counter(reason for _, reason in self.rebuilt)
         parts = ", ".join(f"{n} {reason}" for reason, n in why.most_common())
-        return f"{len(self.rebuilt)} cache entr{'y' if len(self.rebuilt) == 1 else 'ies'} could not be used and " \
-               f"were rebuilt: {parts}"
+        one = len(self.rebuilt) == 1
+        return (f"{len(self.rebuilt)} cache entr{'y' if one else 'ies'} could not be used and "
+                f"{'was' if one else 'were'} rebuilt: {parts}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -590,6 +592,7 @@ def execute(plan: Plan, matrix: Matrix, *, progress: bool = True, backend: str |
     """Run every pending job of ``matrix`` with joblib; never stop on one failure."""
     _check_dir(plan.results_dir, "results directory", "--results")
     _check_dir(plan.cache_dir, "cache directory", "--cache-dir")
+    sweep_temporaries(plan.results_dir)  # half-written cards of writers that are gone
     t0 = time.perf_counter()
     summary = RunSummary(cells=len(matrix.cells) + len(matrix.skipped))
     summary.counts["skipped"] = len(matrix.skipped)

@@ -207,3 +207,30 @@ def test_detection_models_of_torchvision_are_not_architectures():
     with pytest.raises(UnknownNameError, match="unknown torchvision model"):
         create_model("tv:fasterrcnn_resnet50_fpn", in_channels=3, num_classes=10, image_size=(64, 64),
                      mean=[0.5], std=[0.5])
+
+
+def test_a_run_says_once_how_many_entries_it_rebuilt_and_why(tmp_path, capsys):
+    from bench.atomic import _HOST
+    from bench.cli import main
+
+    argv = ["run", "--dataset", "synthetic", "--profile", "test", "--defense", "content", "--attack", "identity",
+            "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), "-q", "--device", "cpu"]
+    assert main(argv) == 0
+    assert "could not be used" not in capsys.readouterr().err
+    entries = sorted((tmp_path / "c").rglob("*.wm"))
+    a, b = entries[0], entries[1]
+    shutil.copy(a, b)  # one entry copied over another key's, digest and all
+    shutil.copy(a.with_name(a.name + ".sha256"), b.with_name(b.name + ".sha256"))
+    stale = tmp_path / "r" / f".tmp-{_HOST}-{_dead_pid()}-card"  # a card write killed long ago
+    stale.write_text("{")
+    os.utime(stale, (0, 0))
+    assert main([*argv, "--force"]) == 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "could not be used" in ln]
+    assert err == ["wmbench: 1 cache entry could not be used and was rebuilt: 1 holds another key's artifact"]
+    assert not stale.exists()
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid

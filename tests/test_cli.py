@@ -27,7 +27,7 @@ def _err(capsys, argv):
         (["run", "--attack", "soft_label[temperature=0]"], "soft_label: temperature=0.0 is invalid; it must be > 0"),
         (["run", "--attack", "soft_label[tempreature=2]"], "did you mean temperature?"),
         (["run", "--arch", "resnet1"], "unknown architecture 'resnet1'"),
-        (["--plugin", "nowhere.py", "list"], "plugin 'nowhere.py' is not a .py file"),
+        (["--plugin", "nowhere.py", "list"], "plugin 'nowhere.py' does not exist"),
         (["show", "missing.json"], "missing.json: no such card"),
         (["leaderboard", "--results", "no_such_dir"], "no_such_dir"),
     ],
