@@ -192,9 +192,9 @@ def load_plugin_file(path: str | Path) -> str:
     """
     p = Path(path).expanduser().resolve()
     if not p.exists():
-        raise WmbenchError(f"plugin {shorten(str(path))!r} does not exist; pass --plugin path/to/file.py")
+        raise WmbenchError(f"plugin {shorten(str(path), 200)!r} does not exist; pass --plugin path/to/file.py")
     if not p.is_file() or p.suffix != ".py":
-        raise WmbenchError(f"plugin {shorten(str(path))!r} is not a .py file; pass --plugin path/to/file.py")
+        raise WmbenchError(f"plugin {shorten(str(path), 200)!r} is not a .py file; pass --plugin path/to/file.py")
     digest = hashlib.sha1(str(p).encode()).hexdigest()[:10]
     mod_name = f"wmbench_plugin_{p.stem}_{digest}"
     if mod_name in sys.modules:

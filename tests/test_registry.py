@@ -127,8 +127,11 @@ def test_plugin_file_registers(tmp_path):
 
 
 def test_plugin_file_errors_are_one_line(tmp_path):
-    with pytest.raises(WmbenchError, match="is not a .py file"):
+    with pytest.raises(WmbenchError, match="missing.py' does not exist"):
         load_plugin_file(tmp_path / "missing.py")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(WmbenchError, match="is not a .py file"):
+        load_plugin_file(tmp_path / "notes.txt")
     bad = tmp_path / "bad.py"
     bad.write_text("raise RuntimeError('boom')\n")
     with pytest.raises(WmbenchError, match="failed to import: RuntimeError: boom"):
