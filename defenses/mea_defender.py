@@ -50,7 +50,7 @@ output were free *with the sources' outputs held fixed*: its minimiser answers t
 watermarks' share of the cross-entropy batch over the KL's weight (w / c) exceeds a break-even ratio that the
 sources' outputs set (``break_even_ratio``). wmbench's schedule gives w / c = 0.004 (stage 1) and 0.11
 (stage 2) (the public code's, with its mean extra weight of 3 over 100 epochs, about 0.003 and 0.08), against
-a break-even of 3.4-3.8 for a clean model's sources. This is a statement about the loss at fixed source outputs,
+a break-even of 3.1-3.9 for a clean model's sources. This is a statement about the loss at fixed source outputs,
 not a bound on training: in training the sources' outputs move (p_A(C) from 1.7% on the clean model to 9-27% on
 trained victims), which lowers the break-even, and two carded runs (8 fixed anchors; the paper-text MGDA
 variant) embed that way. Whether the code's 100 + 100 epochs with fixed anchors would cross is open; the
