@@ -8,21 +8,18 @@ import os
 import sys
 import textwrap
 
-from bench.errors import WmbenchError
+from bench.errors import WmbenchError, shorten
 
 EPILOG = "Docs: README.md. Every bad input exits with status 2 and one line saying what to do."
 MAX_SEED = 2**31 - 1
 
-
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad command line in one line (not the usage block) and exits 2."""
 
     def error(self, message: str):  # noqa: D102 - argparse's hook
-        self.exit(2, f"wmbench: error: {_short(message, 200)}; see `{self.prog} --help`\n")
+        self.exit(2, f"wmbench: error: {shorten(message, 200)}; see `{self.prog} --help`\n")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -123,9 +120,9 @@ def _seeds(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise WmbenchError(f"--seeds {_short(text)!r} must be comma-separated integers, e.g. 0,1,2") from None
+        raise WmbenchError(f"--seeds {shorten(text)!r} must be comma-separated integers, e.g. 0,1,2") from None
     if not seeds or any(s < 0 or s > MAX_SEED for s in seeds):
-        raise WmbenchError(f"--seeds {_short(text)!r} must list integers from 0 to {MAX_SEED}, e.g. 0,1,2")
+        raise WmbenchError(f"--seeds {shorten(text)!r} must list integers from 0 to {MAX_SEED}, e.g. 0,1,2")
     return seeds
 
 

@@ -22,3 +22,8 @@ class DataError(WmbenchError):
 
 class CardError(WmbenchError, ValueError):
     """A result card that does not follow the schema."""
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters with a mark, for echoing user input back in one line."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"

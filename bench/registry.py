@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from bench.config import ComponentConfig, build_config
-from bench.errors import UnknownNameError, WmbenchError
+from bench.errors import UnknownNameError, WmbenchError, shorten
 
 __all__ = [
     "Registry",
@@ -178,11 +178,6 @@ list_defenses = DEFENSES.list
 list_attacks = ATTACKS.list
 get_defense = DEFENSES.get
 get_attack = ATTACKS.get
-
-
-def shorten(text: str, limit: int = 60) -> str:
-    """``text`` cut to ``limit`` characters with a mark, for echoing user input back in one line."""
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def load_plugin_file(path: str | Path) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.config import build_config, config_to_dict, parse_value
-from bench.errors import ConfigError
+from bench.errors import ConfigError, shorten
 
 __all__ = ["Spec", "Chain", "split_top_level", "parse_spec", "expand_specs", "expand_chains"]
 
@@ -111,16 +111,13 @@ def _non_default(built, cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
-
 
 def _parts(text: str, registry) -> list[str]:
     """The top-level specs of ``text``; a list that names nothing is an error, not a wildcard."""
     parts = split_top_level(text)
     if not parts:
         kind = getattr(registry, "kind", "component")
-        raise ConfigError(f"the {kind} list {_short(text)!r} names nothing; give names, or '*' for every {kind}")
+        raise ConfigError(f"the {kind} list {shorten(text)!r} names nothing; give names, or '*' for every {kind}")
     return parts
 
 
@@ -162,7 +159,7 @@ def expand_chains(text: str, registry) -> list[Chain]:
     for part in _parts(text, registry):
         steps = [s.strip() for s in _split_keep_empty(part, ">")]
         if not all(steps):
-            raise ConfigError(f"attack chain {_short(part)!r} has an empty step; write steps as a>b, e.g. "
+            raise ConfigError(f"attack chain {shorten(part)!r} has an empty step; write steps as a>b, e.g. "
                               "soft_label>fine_tune")
         options = [expand_specs(step, registry) for step in steps]
         for combo in itertools.product(*options):

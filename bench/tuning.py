@@ -224,14 +224,15 @@ def tuning_report(cards, registry, seeds=TUNING_SEEDS, profile: str = "quick") -
         if grid is None:
             continue
         default = getattr(cls.Config(), grid.knob)
+        labelled = grid_labels(name, grid, registry)
         points = [gate(cards, label, seeds, value=v, strength_field=grid.strength, embedding=cls.embedding,
-                       profile=profile) for v, label in grid_labels(name, grid, registry)]
+                       profile=profile) for v, label in labelled]
         lines += ["", f"## Grid: `{name}` over `{grid.knob}`", "",
                   f"Declared values: {', '.join(map(str, grid.values))}. Strength of a word value: the mean "
                   f"`{grid.strength}` over every training step, shown beside it.", "",
                   head.format(f"{grid.knob} (strength)").replace("| victim acc", "| card | victim acc"),
                   rule.replace("|---|", "|---|---|", 1)]
-        for (v, label), r in zip(grid_labels(name, grid, registry), points, strict=True):
+        for (v, label), r in zip(labelled, points, strict=True):
             shown = f"{v} ({r.strength:.4f})" if isinstance(v, str) and r.strength is not None else str(v)
             lines.append(_row(r, f"{shown} | `{label}`"))
         try:
@@ -239,7 +240,7 @@ def tuning_report(cards, registry, seeds=TUNING_SEEDS, profile: str = "quick") -
         except ValueError as exc:
             lines += ["", f"Selection: not yet ({exc})."]
             continue
-        value = next(v for (v, label) in grid_labels(name, grid, registry) if label == pick.label)
+        value = next(v for (v, label) in labelled if label == pick.label)
         picks[name] = (value, why)
         agree = ("the registered default is this point" if value == default else
                  f"⚠ the registered default is {grid.knob}={default}, not the selection: update it")

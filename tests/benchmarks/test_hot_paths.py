@@ -15,7 +15,7 @@ assertions. To time them against the committed baseline (recorded on a shared 2-
         --benchmark-storage=file://tests/benchmarks/.baseline --benchmark-compare=0001 \\
         --benchmark-compare-fail=mean:25%
 
-See README.md, "Benchmarks".
+See docs/development.md, "Benchmarks".
 """
 
 from __future__ import annotations
