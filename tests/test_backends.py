@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from bench import backends
-from bench.cli import main
 from bench.codec import from_bytes
 from bench.results import load_results
 from bench.runner import execute, make_plan, plan_run
+from wmbench.cli import main
 
 DEFENSES, ATTACKS = "none,content[rate=0.1]", "identity,soft_label"
 METRICS = ("run_id", "status", "clean_acc_victim", "clean_acc_suspect", "fidelity", "wsr_victim", "wsr_suspect",

@@ -211,7 +211,7 @@ def test_detection_models_of_torchvision_are_not_architectures():
 
 def test_a_run_says_once_how_many_entries_it_rebuilt_and_why(tmp_path, capsys):
     from bench.atomic import _HOST
-    from bench.cli import main
+    from wmbench.cli import main
 
     argv = ["run", "--dataset", "synthetic", "--profile", "test", "--defense", "content", "--attack", "identity",
             "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), "-q", "--device", "cpu"]

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from cardfactory import make_card
 
-from bench.cli import main
 from bench.errors import CardError
 from bench.results import card_path, write_card
 from leaderboard.check import check_leaderboard
 from leaderboard.render import render
+from wmbench.cli import main
 
 
 def _publish(tmp_path: Path) -> tuple[Path, Path]:

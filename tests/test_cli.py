@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bench.cli import main
+from wmbench.cli import main
 
 
 def _err(capsys, argv):
@@ -123,3 +123,14 @@ def test_plugin_flag_registers_a_loose_file(capsys, tmp_path):
         assert code == 0 and "1 ok" in out
     finally:
         ATTACKS.unregister("loose_demo")
+
+
+def test_a_closed_pipe_ends_the_listing_quietly():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "wmbench", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before the first line, as `| head` does
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err

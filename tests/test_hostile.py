@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from wmbench.cli import main
 
 
 def _plugin(tmp_path: Path, body: str) -> str:

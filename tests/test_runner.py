@@ -201,7 +201,7 @@ def test_dropped_in_attack_file_fills_its_column_from_cached_victims(finished):
     try:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         proc = subprocess.run(
-            [sys.executable, "-m", "bench.cli", "run", "--dataset", "synthetic", "--profile", "test",
+            [sys.executable, "-m", "wmbench", "run", "--dataset", "synthetic", "--profile", "test",
              "--defense", SLICE_DEFENSES, "--attack", "example", "--results", str(tmp / "results"),
              "--cache-dir", plan.cache_dir, "--device", "cpu", "-q"],
             capture_output=True, text=True, env=env, cwd=tmp, timeout=600,
@@ -257,7 +257,7 @@ def test_killed_run_resumes_without_duplicates_or_corrupt_cards(tmp_path):
     import time
 
     results, cache = tmp_path / "r", tmp_path / "c"
-    argv = [sys.executable, "-m", "bench.cli", "run", "--dataset", "synthetic", "--profile", "test",
+    argv = [sys.executable, "-m", "wmbench", "run", "--dataset", "synthetic", "--profile", "test",
             "--defense", "none,content[rate=0.1],content[rate=0.2]", "--attack", "identity,soft_label",
             "--results", str(results), "--cache-dir", str(cache), "--device", "cpu", "-q"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}

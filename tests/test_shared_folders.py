@@ -113,7 +113,7 @@ def test_temporaries_of_dead_writers_are_swept(tmp_path):
 def test_a_full_or_read_only_results_folder_is_one_line_and_no_card(tmp_path, monkeypatch, capsys, code):
     # (as root, chmod cannot make a folder read-only, so the write itself fails as the kernel would say)
     from bench import results
-    from bench.cli import main
+    from wmbench.cli import main
 
     def full(path, data):
         raise (PermissionError if code == errno.EACCES else OSError)(code, os.strerror(code), str(path))
@@ -180,8 +180,8 @@ def test_workers_die_with_their_parent(tmp_path):
 def test_cards_record_the_thread_count_their_models_were_trained_with(tmp_path):
     import torch
 
-    from bench.cli import main
     from bench.results import read_card
+    from wmbench.cli import main
 
     rc = main(["run", "--dataset", "synthetic", "--profile", "test", "--defense", "content", "--attack",
                "soft_label", "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), "-q",
@@ -193,7 +193,7 @@ def test_cards_record_the_thread_count_their_models_were_trained_with(tmp_path):
 def test_two_overlapping_runs_train_each_model_once(tmp_path):
     import re
 
-    argv = ["-m", "bench.cli", "run", "--dataset", "synthetic", "--profile", "test", "--defense", "none,content",
+    argv = ["-m", "wmbench", "run", "--dataset", "synthetic", "--profile", "test", "--defense", "none,content",
             "--attack", "identity,soft_label", "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"),
             "-q", "--device", "cpu"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))

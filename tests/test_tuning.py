@@ -170,8 +170,8 @@ def test_the_board_leaves_the_tuning_seeds_out_and_marks_a_failed_gate():
 
 
 def test_tune_report_only_writes_the_study_page(tmp_path, capsys):
-    from bench.cli import main
     from bench.results import card_path, write_card
+    from wmbench.cli import main
 
     grid = DEFENSES.get("mea_defender").tuning_grid
     cards = [_identity("none", s, 0.88, None) for s in TUNING_SEEDS]

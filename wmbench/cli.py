@@ -1,4 +1,7 @@
-"""The ``wmbench`` command line: list, run, leaderboard, show."""
+"""The ``wmbench`` command line: list, run, leaderboard, reproduce, tune, show.
+
+It sits above every other package (``bench``, ``defenses``, ``attacks``, ``leaderboard``); nothing below
+imports it."""
 
 from __future__ import annotations
 
@@ -278,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("wmbench: interrupted; finished cards are kept, re-run to do the rest", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `wmbench list | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover
