@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from bench.codec import cache_codec
-from bench.config import ComponentConfig, config_to_dict
+from bench.config import ComponentConfig, build_config
 
 if TYPE_CHECKING:  # pragma: no cover
     from bench.oracle import Oracle
@@ -118,8 +118,6 @@ class Component:
         pass
 
     def __init__(self, config: ComponentConfig | None = None, **values: Any) -> None:
-        from bench.config import build_config
-
         if config is None:
             config = build_config(type(self).Config, type(self).name or type(self).__name__, values)
         elif values:
@@ -132,9 +130,6 @@ class Component:
     def describe(cls) -> str:
         doc = (cls.__doc__ or "").strip()
         return doc.splitlines()[0] if doc else ""
-
-    def config_dict(self) -> dict[str, Any]:
-        return config_to_dict(self.config)
 
 
 @cache_codec("protected")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import difflib
 import inspect
 import logging
 import os
@@ -33,7 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.errors import ConfigError, WmbenchError
+from bench.errors import ConfigError, WmbenchError, suggest
 
 __all__ = ["BACKENDS", "check_backend", "use_backend", "cluster_plan", "cluster_threads", "CONNECT_TIMEOUT_S"]
 
@@ -77,9 +76,8 @@ def _require(backend: str):
 def check_backend(backend: str, scheduler: str | None = None) -> None:
     """Reject a bad combination of ``--backend`` and ``--scheduler`` before any work starts."""
     if backend not in BACKENDS:
-        close = difflib.get_close_matches(backend, BACKENDS, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
-        raise ConfigError(f"unknown backend {backend!r}; {hint}choose one of {', '.join(BACKENDS)}")
+        raise ConfigError(f"unknown backend {backend!r}; {suggest(backend, BACKENDS, n=1)}"
+                          f"choose one of {', '.join(BACKENDS)}")
     if scheduler is not None and backend != "dask":
         raise ConfigError(f"--scheduler only applies to --backend dask (got --backend {backend}); "
                           "add --backend dask or drop --scheduler")

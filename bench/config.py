@@ -7,11 +7,10 @@ A bad value raises :class:`~bench.errors.ConfigError` (a ``ValueError``) naming 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from typing import Any
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, suggest
 
 __all__ = ["ComponentConfig", "param", "config_to_dict", "build_config", "parse_value"]
 
@@ -140,10 +139,8 @@ def build_config(config_cls: type[ComponentConfig], owner: str, values: dict[str
     clean = {}
     for key, value in values.items():
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
             allowed = ", ".join(names) if names else "none"
-            raise ConfigError(f"{owner} has no parameter {key!r}{hint} (parameters: {allowed})")
+            raise ConfigError(f"{owner} has no parameter {key!r}; {suggest(key, names)}(parameters: {allowed})")
         if value is not None:
             f = next(f for f in dataclasses.fields(config_cls) if f.name == key)
             if isinstance(f.default, tuple) and isinstance(value, list):

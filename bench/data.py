@@ -9,7 +9,6 @@ it: a victim training set and an attacker pool (disjoint parts of the official t
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import gzip
 import hashlib
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from bench.api import DatasetInfo, Task
-from bench.errors import ConfigError, DataError, UnknownNameError
+from bench.errors import ConfigError, DataError, UnknownNameError, shorten, suggest
 
 __all__ = [
     "DATASETS",
@@ -179,11 +178,11 @@ _DEFAULT_ARCH = {
 }
 
 
-def _check_name(name: str) -> None:
+def check_dataset(name: str) -> None:
+    """Raise the one-line error for a data set name that is not registered."""
     if name not in DATASETS:
-        close = difflib.get_close_matches(str(name).lower(), DATASETS, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ";"
-        raise UnknownNameError(f"unknown dataset {name!r}{hint} valid names: {', '.join(DATASETS)}")
+        hint = suggest(str(name).lower(), DATASETS)
+        raise UnknownNameError(f"unknown dataset {shorten(str(name))!r}; {hint}valid names: {', '.join(DATASETS)}")
 
 
 def _info(name: str, spec: _Spec, class_names: tuple[str, ...] | None = None) -> DatasetInfo:
@@ -343,7 +342,7 @@ def load_raw(name: str, root: str | Path | None = None) -> RawData:
     ``root`` (default ``./data``) is where data sets are looked for and downloaded to; Fashion-MNIST is
     also looked for in ``/usr/share/datasets/fashion-mnist``. Callers must not modify the tensors.
     """
-    _check_name(name)
+    check_dataset(name)
     return _load_cached(name, "" if name == "synthetic" else str(_resolve_root(root)))
 
 
@@ -379,7 +378,7 @@ def load_mnist5k() -> tuple[torch.Tensor, torch.Tensor]:
 
 def default_arch(name: str) -> str:
     """The architecture a data set's tasks use unless told otherwise."""
-    _check_name(name)
+    check_dataset(name)
     return _DEFAULT_ARCH[name]
 
 
@@ -406,7 +405,7 @@ def make_task(
     permutation from the same generator picks ``test`` test images (all of them, in their official order,
     when ``test`` is at least the test set's size). Images are float32 in [0, 1].
     """
-    _check_name(dataset)
+    check_dataset(dataset)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ConfigError(f"make_task: seed={seed!r} is invalid; it must be an integer")
     n1 = _check_size("victim_train", victim_train)

@@ -27,3 +27,14 @@ class CardError(WmbenchError, ValueError):
 def shorten(text: str, limit: int = 60) -> str:
     """``text`` cut to ``limit`` characters with a mark, for echoing user input back in one line."""
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def suggest(name: str, choices, *, n: int = 3, cutoff: float = 0.6) -> str:
+    """``"did you mean a, b? "`` naming the registered names closest to a misspelt ``name``, or ``""``.
+
+    The one "did you mean" of the project: every unknown-name message puts it before what to do next.
+    """
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=n, cutoff=cutoff)
+    return f"did you mean {', '.join(close)}? " if close else ""

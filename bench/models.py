@@ -7,14 +7,13 @@ pixel-space inputs in [0, 1]. Weights are initialised from torch's default gener
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from bench.errors import ConfigError, UnknownNameError
+from bench.errors import ConfigError, UnknownNameError, suggest
 
 if TYPE_CHECKING:  # pragma: no cover
     from bench.api import Task
@@ -238,17 +237,12 @@ def _resnet18(in_channels: int, num_classes: int, image_size: tuple[int, int]) -
 # ------------------------------------------------------------------------------------ timm / torchvision
 
 
-def _close(name: str, choices: Sequence[str], n: int = 3) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.6)
-    return f"; did you mean {', '.join(close)}?" if close else ""
-
-
 def _timm_model(name: str, in_channels: int, num_classes: int, size: tuple[int, int]) -> nn.Module:
     import timm
 
     if not timm.is_model(name):
         raise UnknownNameError(
-            f"unknown timm model {name!r}{_close(name, timm.list_models())} "
+            f"unknown timm model {name!r}; {suggest(name, timm.list_models())}"
             "(see timm.list_models() for the names)"
         )
     kwargs = dict(pretrained=False, num_classes=num_classes, in_chans=in_channels)
@@ -264,7 +258,7 @@ def _torchvision_model(name: str, in_channels: int, num_classes: int, size: tupl
     names = models.list_models(module=models)  # classifiers only: detection models would fetch backbone weights
     if name not in names:
         raise UnknownNameError(
-            f"unknown torchvision model {name!r}{_close(name, names)} "
+            f"unknown torchvision model {name!r}; {suggest(name, names)}"
             "(see torchvision.models.list_models() for the names)"
         )
     extra = {"image_size": size[0]} if name.startswith("vit_") and size[0] == size[1] else {}
@@ -302,7 +296,7 @@ def _adapt_first_conv(net: nn.Module, in_channels: int) -> None:
 
 def _unknown_arch(arch: str) -> UnknownNameError:
     return UnknownNameError(
-        f"unknown architecture {arch!r}{_close(arch, list_archs()) or ';'} "
+        f"unknown architecture {arch!r}; {suggest(arch, list_archs())}"
         f"built-ins: {', '.join(list_archs())}; or timm:<name> / tv:<name>"
     )
 

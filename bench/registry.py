@@ -9,7 +9,6 @@ one component. Third-party packages register through the entry-point groups ``wm
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import hashlib
 import importlib
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from bench.config import ComponentConfig, build_config
-from bench.errors import UnknownNameError, WmbenchError, shorten
+from bench.errors import UnknownNameError, WmbenchError, shorten, suggest
 
 __all__ = [
     "Registry",
@@ -36,7 +35,6 @@ __all__ = [
     "list_defenses",
     "list_attacks",
     "get_defense",
-    "get_attack",
     "load_plugin_file",
     "load_plugins",
 ]
@@ -97,7 +95,7 @@ class Registry(Generic[T]):
                 return
             self._loaded = True
             for pkg_name in self.packages:
-                pkg = importlib.import_module(pkg_name)
+                pkg = _builtin_package(pkg_name)
                 for mod in pkgutil.walk_packages(pkg.__path__, prefix=pkg_name + "."):
                     importlib.import_module(mod.name)
             for ep in importlib.metadata.entry_points(group=self.group):
@@ -118,10 +116,8 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.6)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
             raise UnknownNameError(
-                f"unknown {self.kind} {shorten(name)!r}; {hint}run `wmbench list` to see all "
+                f"unknown {self.kind} {shorten(name)!r}; {suggest(name, self._items)}run `wmbench list` to see all "
                 f"({len(self._items)} registered; a plugin's {self.kind} needs its --plugin FILE.py on every "
                 "command)"
             ) from None
@@ -158,6 +154,25 @@ class Registry(Generic[T]):
             self._items.pop(name, None)
 
 
+# the built-in component packages are installed beside ``bench``: found from its own location, never from
+# whatever folder happens to be first on sys.path
+_HOME = Path(__file__).resolve().parent.parent
+
+
+def _builtin_package(name: str):
+    """Import the built-in package ``name``; a foreign package of that name that shadows ours is an error."""
+    expected = _HOME / name
+    pkg = importlib.import_module(name)
+    found = [Path(p).resolve() for p in getattr(pkg, "__path__", [])]
+    if expected not in found:
+        where = ", ".join(str(p) for p in found) or str(getattr(pkg, "__file__", "?"))
+        raise WmbenchError(
+            f"the package {name!r} imported from {shorten(where, 200)} shadows wmbench's built-in {name} in "
+            f"{shorten(str(expected), 200)}; run from another folder or rename the local {name!r} package"
+        )
+    return pkg
+
+
 def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
@@ -177,7 +192,6 @@ create_attack = ATTACKS.create
 list_defenses = DEFENSES.list
 list_attacks = ATTACKS.list
 get_defense = DEFENSES.get
-get_attack = ATTACKS.get
 
 
 def load_plugin_file(path: str | Path) -> str:

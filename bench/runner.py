@@ -697,16 +697,11 @@ def make_plan(*, dataset: str = "fashion-mnist", arch: str | None = None, profil
               results_dir: str = "results", cache_dir: str = ".wmbench-cache", device: str = "auto",
               data_root: str | None = None, jobs: int = 1, plugins: tuple[str, ...] = (),
               verbose: bool = False) -> Plan:
-    from bench.data import DATASETS, default_arch
-    from bench.errors import ConfigError, UnknownNameError
+    from bench.data import check_dataset, default_arch
+    from bench.errors import ConfigError
     from bench.models import create_model  # noqa: F401  (fail early on import problems)
 
-    if dataset not in DATASETS:
-        import difflib
-
-        close = difflib.get_close_matches(dataset, DATASETS, n=2)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise UnknownNameError(f"unknown dataset {dataset!r}; {hint}choose one of {', '.join(DATASETS)}")
+    check_dataset(dataset)
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs} must be >= 1")
     if data_root is not None and not Path(data_root).expanduser().is_dir():

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from bench.api import Context
 from bench.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover - bench.api imports this module for Protected.verify
+    from bench.api import Context
 
 __all__ = [
     "resolve_device",

@@ -1,5 +1,6 @@
 import dataclasses
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,26 @@ def test_entry_point_plugin(tmp_path, monkeypatch):
     reg = Registry("defense", (), "wmbench.defenses")
     assert reg.list() == ["ep_demo"]
     assert reg.get("ep_demo").describe() == "Entry-point demo defense."
+
+
+def test_a_shadowing_attacks_package_is_reported_not_used(tmp_path):
+    """A folder with its own ``attacks`` package must not silently give zero attacks."""
+    import subprocess
+    import sys
+
+    foreign = tmp_path / "attacks"
+    foreign.mkdir()
+    (foreign / "__init__.py").write_text("")
+    proc = subprocess.run([sys.executable, "-m", "wmbench", "list"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "shadows wmbench's built-in attacks" in lines[0], proc.stderr
+    assert str(foreign) in lines[0] and str(Path(__file__).resolve().parent.parent / "attacks") in lines[0]
+
+
+def test_suggest_names_the_closest_registered_names():
+    from bench.errors import suggest
+
+    assert suggest("soft_lable", ["soft_label", "soft_labels", "prune"]) == "did you mean soft_label, soft_labels? "
+    assert suggest("zzz", ["soft_label"]) == ""
+    assert suggest("dsak", ["loky", "dask", "ray"], n=1) == "did you mean dask? "
