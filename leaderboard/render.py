@@ -60,7 +60,6 @@ HEATMAP_DPI = 110
 HEATMAP_NAME = "figures/wsr_heatmap.png"
 QUERIES_FIELD = "queries"
 SWEEP_NAME = "figures/wsr_vs_{field}.png"
-QUERIES_NAME = SWEEP_NAME.format(field=QUERIES_FIELD)
 QUERIES_DPI = 110
 # readable axis names of swept attack_config fields; any other field is shown by its own name
 SWEEP_AXIS = {
@@ -185,10 +184,6 @@ class DefenseRow:
     det_undetected: int = 0
     det_total: int = 0
     detected_by: tuple[str, ...] = ()
-
-    @property
-    def is_control(self) -> bool:
-        return self.name == CONTROL_DEFENSE or not self.has_watermark
 
     @property
     def robustness(self) -> float | None:
