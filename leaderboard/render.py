@@ -47,9 +47,8 @@ from typing import Any
 from bench.errors import WmbenchError
 from bench.results import load_results
 
-__all__ = ["render", "summarize", "find_sweeps", "cost_points", "Stat", "Cell", "DefenseRow", "AttackRow", "Group",
-           "Sweep", "CostPoint", "KIND_ORDER", "sweep_colours",
-           "cost_schemes"]
+__all__ = ["render", "summarize", "find_sweeps", "cost_points", "Stat", "CellSummary", "DefenseRow", "AttackRow",
+           "Group", "Sweep", "CostPoint", "KIND_ORDER", "sweep_colours", "cost_schemes"]
 
 KIND_ORDER = ("control", "extraction", "removal", "detection")
 CONTROL_DEFENSE = "none"
@@ -114,7 +113,7 @@ def _majority(votes) -> bool | None:
 
 
 @dataclass
-class Cell:
+class CellSummary:
     """One defense x attack pair of a dataset/arch group, over the group's seeds."""
 
     defense: str
@@ -180,7 +179,7 @@ class DefenseRow:
     threshold: tuple[float, float] | None  # (min, max) over cards
     survived: int = 0
     total: int = 0  # extraction + removal attacks with an ok cell and a verdict
-    worst: dict[str, Cell | None] = field(default_factory=dict)  # per kind in ROBUSTNESS_KINDS
+    worst: dict[str, CellSummary | None] = field(default_factory=dict)  # per kind in ROBUSTNESS_KINDS
     det_undetected: int = 0
     det_total: int = 0
     detected_by: tuple[str, ...] = ()
@@ -216,7 +215,7 @@ class Group:
     attacks: tuple[str, ...]
     kinds: dict[str, str]
     has_watermark: dict[str, bool]
-    cells: dict[tuple[str, str], Cell]
+    cells: dict[tuple[str, str], CellSummary]
     defense_rows: list[DefenseRow]
     attack_rows: list[AttackRow]
     n_cards: int
@@ -331,7 +330,8 @@ def _group(dataset: str, arch: str, cards: list[dict]) -> Group:
         return tuple(sorted(row_seeds[d] & col_seeds[a] or row_seeds[d]))
 
     cells = {
-        (d, a): Cell(d, a, kinds[a], expected(d, a), [c for c in cards if c["defense"] == d and c["attack"] == a])
+        (d, a): CellSummary(d, a, kinds[a], expected(d, a),
+                            [c for c in cards if c["defense"] == d and c["attack"] == a])
         for d in defenses
         for a in attacks
     }
@@ -397,7 +397,7 @@ def _defense_row(g: Group, d: str, cards: list[dict], victim_acc: dict[str, dict
     return row
 
 
-def _worst_key(cell: Cell):
+def _worst_key(cell: CellSummary):
     """Removed before retained, then the lowest mean WSR, then by name."""
     wsr = cell.stat("wsr_suspect")
     return (bool(cell.survived), wsr.mean if wsr else math.inf, cell.attack)
@@ -443,7 +443,7 @@ class Sweep:
     whole: str | None = None  # queries only: the label whose budget is None (the whole attacker pool)
     field: str = QUERIES_FIELD
 
-    def cell(self, defense: str, attack: str) -> Cell:
+    def cell(self, defense: str, attack: str) -> CellSummary:
         return self.group.cells[(defense, attack)]
 
     @property
@@ -556,14 +556,14 @@ def cost_points(g: Group) -> list[CostPoint]:
 
 
 # -------------------------------------------------------------------------------------------- formatting
-def _num(x: float, nd: int = 1) -> float:
+def rounded(x: float, nd: int = 1) -> float:
     """Round for display, never printing -0.0."""
     r = round(x, nd)
     return 0.0 if r == 0 else r
 
 
 def pct(x: float | None) -> str:
-    return DASH if x is None else f"{_num(100.0 * x):.1f}%"
+    return DASH if x is None else f"{rounded(100.0 * x):.1f}%"
 
 
 def pct_stat(s: Stat | None) -> str:
@@ -571,23 +571,23 @@ def pct_stat(s: Stat | None) -> str:
         return DASH
     if s.sd is None:
         return pct(s.mean)
-    return f"{_num(100.0 * s.mean):.1f} ± {_num(100.0 * s.sd):.1f}%"
+    return f"{rounded(100.0 * s.mean):.1f} ± {rounded(100.0 * s.sd):.1f}%"
 
 
 def pts_stat(s: Stat | None) -> str:
     if s is None:
         return DASH
-    text = f"{_num(s.mean):+.1f}"
+    text = f"{rounded(s.mean):+.1f}"
     if s.sd is not None:
-        text += f" ± {_num(s.sd):.1f}"
+        text += f" ± {rounded(s.sd):.1f}"
     return text + " pts"
 
 
 def share(k: int, n: int) -> str:
-    return DASH if n == 0 else f"{k}/{n} ({_num(100.0 * k / n):.1f}%)"
+    return DASH if n == 0 else f"{k}/{n} ({rounded(100.0 * k / n):.1f}%)"
 
 
-def sci(x: float | None) -> str:
+def scientific(x: float | None) -> str:
     return DASH if x is None else f"{x:.1e}"
 
 
@@ -596,18 +596,18 @@ def count(x: float | None) -> str:
 
 
 def seconds(x: float | None) -> str:
-    return DASH if x is None else f"{_num(x):.1f}"
+    return DASH if x is None else f"{rounded(x):.1f}"
 
 
 def amount(x: float | None) -> str:
     """A whole number with thousands separators, or one decimal when it is not whole (a mean of counts)."""
     if x is None:
         return DASH
-    return f"{int(round(x)):,}" if _num(x) == round(x) else f"{_num(x):,.1f}"
+    return f"{int(round(x)):,}" if rounded(x) == round(x) else f"{rounded(x):,.1f}"
 
 
 def megabytes(x: float | None) -> str:
-    return DASH if x is None else f"{_num(x, 0):,.0f}"
+    return DASH if x is None else f"{rounded(x, 0):,.0f}"
 
 
 def median_mean(s: Stat | None, fmt) -> str:
@@ -628,11 +628,11 @@ def threshold_text(t: tuple[float, float] | None) -> str:
     return pct(t[0]) if t[0] == t[1] else f"{pct(t[0])}–{pct(t[1])}"
 
 
-def _partial(cell: Cell) -> str:
+def partial_suffix(cell: CellSummary) -> str:
     return "" if cell.complete else f" ({len(cell.ok)}/{len(cell.seeds)})"
 
 
-def cell_text(cell: Cell, has_watermark: bool) -> str:
+def cell_text(cell: CellSummary, has_watermark: bool) -> str:
     """The short text of a defense-table cell (shared by Markdown and HTML)."""
     status = cell.status
     if status == "error":
@@ -655,26 +655,26 @@ def cell_text(cell: Cell, has_watermark: bool) -> str:
                 text += f" (false alarms {alarms[0]}/{alarms[1]})"
         else:  # on the clean control a detection is a false alarm
             text = "flagged" if detected else "not flagged"
-        return text + _partial(cell)
+        return text + partial_suffix(cell)
     if not has_watermark:
         acc = cell.stat("clean_acc_suspect")
-        return (DASH if acc is None else f"acc {pct_stat(acc)}") + _partial(cell)
+        return (DASH if acc is None else f"acc {pct_stat(acc)}") + partial_suffix(cell)
     wsr = cell.stat("wsr_suspect")
     text = pct_stat(wsr)
     survived = cell.survived
     if survived is not None:
         text += f" {MARK_OK if survived else MARK_BAD}"
-    return text + _partial(cell)
+    return text + partial_suffix(cell)
 
 
-def false_alarms(cell: Cell) -> tuple[int, int] | None:
+def false_alarms(cell: CellSummary) -> tuple[int, int] | None:
     """(flagged, tried) over the independent clean models the detector also ran on, in the ok cards that
     record them; None when none do."""
     flags = [bool(f) for c in cell.ok for f in (c.get("extras") or {}).get("null_detected", [])]
     return (sum(flags), len(flags)) if flags else None
 
 
-def cell_detail(cell: Cell) -> str:
+def cell_detail(cell: CellSummary) -> str:
     """One line per seed for tooltips: WSR, null WSR, p-value and accuracy, or the error / n/a note."""
     parts = []
     for c in cell.cards:
@@ -691,13 +691,13 @@ def cell_detail(cell: Cell) -> str:
         else:
             parts.append(
                 f"seed {c['seed']}: WSR {pct(c['wsr_suspect'])}, null {pct(c['wsr_null'])}, "
-                f"p {sci(c['p_value'])}, acc {pct(c['clean_acc_suspect'])}"
+                f"p {scientific(c['p_value'])}, acc {pct(c['clean_acc_suspect'])}"
             )
     parts += [f"seed {s}: not run" for s in cell.missing_seeds]
     return "\n".join(parts)
 
 
-def worst_text(cell: Cell | None) -> str:
+def worst_text(cell: CellSummary | None) -> str:
     if cell is None:
         return DASH
     return f"{cell.attack}: {pct_stat(cell.stat('wsr_suspect'))} {MARK_OK if cell.survived else MARK_BAD}"
@@ -856,7 +856,7 @@ def _detail_rows(g: Group):
                         pct(c["fidelity"]),
                         pct(c["wsr_suspect"]),
                         pct(c["wsr_null"]),
-                        sci(c["p_value"]),
+                        scientific(c["p_value"]),
                         count(c["queries"]),
                         seconds(c["wall_s"]),
                         truncate(c["error"]),
@@ -917,7 +917,7 @@ def sweep_title(sweep: Sweep) -> str:
     return f"{sweep.group.label}: {sweep.family} ({sweep.kind})"
 
 
-def sweep_point_text(cell: Cell, has_watermark: bool) -> str:
+def sweep_point_text(cell: CellSummary, has_watermark: bool) -> str:
     """``WSR 12.0% ✗ · acc 85.0%`` (just ``acc 85.0%`` for schemes without a watermark), or the cell's mark."""
     if cell.status != "ok":
         return cell_text(cell, has_watermark)
@@ -925,9 +925,9 @@ def sweep_point_text(cell: Cell, has_watermark: bool) -> str:
     acc_text = f"acc {pct_stat(acc)}" if acc is not None else ""
     wsr = cell.stat("wsr_suspect") if has_watermark else None
     if wsr is None:
-        return (acc_text or DASH) + _partial(cell)
+        return (acc_text or DASH) + partial_suffix(cell)
     mark = "" if cell.survived is None else f" {MARK_OK if cell.survived else MARK_BAD}"
-    return f"WSR {pct_stat(wsr)}{mark}" + (f" · {acc_text}" if acc_text else "") + _partial(cell)
+    return f"WSR {pct_stat(wsr)}{mark}" + (f" · {acc_text}" if acc_text else "") + partial_suffix(cell)
 
 
 def _sweep_rows(sweep: Sweep) -> tuple[list[str], list[tuple[str, list[str]]]]:
@@ -942,7 +942,7 @@ def _sweep_rows(sweep: Sweep) -> tuple[list[str], list[tuple[str, list[str]]]]:
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|])")
 
 
-def md(text: str) -> str:
+def escape_md(text: str) -> str:
     """Escape free text for a Markdown table cell."""
     text = _MD_SPECIAL.sub(r"\\\1", re.sub(r"\s+", " ", text))
     return text.replace("<", "&lt;").replace(">", "&gt;")
@@ -970,29 +970,29 @@ def _md_table(head, rows, align) -> list[str]:
 
 def render_markdown(groups: list[Group], title: str, sweeps: list[Sweep] | None = None, cost: bool = False) -> str:
     lines = [
-        f"# {md(title)}",
+        f"# {escape_md(title)}",
         "",
         "Rendered by `wmbench leaderboard` from the result cards alone; do not edit.",
         "",
     ]
-    lines += [f"- **{k}:** {md(v)}" for k, v in _meta(groups)] + [""]
+    lines += [f"- **{k}:** {escape_md(v)}" for k, v in _meta(groups)] + [""]
     lines += ["**Legend:** " + ", ".join(f"`{m}` {t}" for m, t in LEGEND), ""]
     lines += [CONTROL_NOTE, "", RULES_NOTE, ""]
     for g in groups:
-        lines += [f"## {md(g.label)}", "", "### Defenses", ""]
+        lines += [f"## {escape_md(g.label)}", "", "### Defenses", ""]
         head = list(DEFENSE_HEAD) + list(TAIL_HEAD) + [f"{code(a)} ({g.kinds[a]})" for a in g.attacks]
         rows = []
         for r in g.defense_rows:
             h, t = _defense_values(r)
             name = code(r.name) + (" (control)" if r.name == CONTROL_DEFENSE else "")
-            name += f" ⚠ ({md(g.gate[r.name])})" if r.name in g.gate else ""
-            cells = [md(cell_text(g.cells[(r.name, a)], r.has_watermark)) for a in g.attacks]
-            rows.append([name] + [md(v) for v in h + t] + cells)
+            name += f" ⚠ ({escape_md(g.gate[r.name])})" if r.name in g.gate else ""
+            cells = [escape_md(cell_text(g.cells[(r.name, a)], r.has_watermark)) for a in g.attacks]
+            rows.append([name] + [escape_md(v) for v in h + t] + cells)
         lines += _md_table(head, rows, "l" + "r" * (len(head) - 1))
         if g.gate:
-            lines += [md(GATE_NOTE), ""]
+            lines += [escape_md(GATE_NOTE), ""]
         lines += ["### Attacks", ""]
-        rows = [[code(r.name)] + [md(v) for v in _attack_values(r)] for r in g.attack_rows]
+        rows = [[code(r.name)] + [escape_md(v) for v in _attack_values(r)] for r in g.attack_rows]
         lines += _md_table(ATTACK_HEAD, rows, "ll" + "r" * (len(ATTACK_HEAD) - 2))
     lines += ["## WSR after attack", "", f"![WSR heatmap]({HEATMAP_NAME})", ""]
     lines += [
@@ -1002,19 +1002,21 @@ def render_markdown(groups: list[Group], title: str, sweeps: list[Sweep] | None 
     ]
     for fld in sweep_fields(sweeps or []):
         heading, alt, note = sweep_section(fld)
-        lines += [f"## {md(heading)}", "", f"![{md(alt)}]({sweep_figure_name(fld)})", "", md(note), ""]
+        lines += [f"## {escape_md(heading)}", "", f"![{escape_md(alt)}]({sweep_figure_name(fld)})", "",
+                  escape_md(note), ""]
         for sw in (s for s in sweeps if s.field == fld):
             head, rows = _sweep_rows(sw)
-            lines += [f"### {md(sweep_title(sw))}", ""]
-            table = [[code(d)] + [md(v) for v in vals] for d, vals in rows]
+            lines += [f"### {escape_md(sweep_title(sw))}", ""]
+            table = [[code(d)] + [escape_md(v) for v in vals] for d, vals in rows]
             lines += _md_table(["Scheme"] + head, table, "l" + "r" * len(head))
     if cost:
-        lines += ["## Attack cost versus WSR", "", f"![Attack cost versus WSR]({COST_NAME})", "", md(COST_NOTE), ""]
+        lines += ["## Attack cost versus WSR", "", f"![Attack cost versus WSR]({COST_NAME})", "",
+                  escape_md(COST_NOTE), ""]
     for g in groups:
-        lines += [f"## Per-cell detail: {md(g.label)}", ""]
+        lines += [f"## Per-cell detail: {escape_md(g.label)}", ""]
         rows = []
         for _status, vals, _err in _detail_rows(g):
-            rows.append([code(vals[0]), code(vals[1])] + [md(v) for v in vals[2:]])
+            rows.append([code(vals[0]), code(vals[1])] + [escape_md(v) for v in vals[2:]])
         lines += _md_table(DETAIL_HEAD, rows, "lll" + "l" * 2 + "r" * 8 + "l")
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -1031,22 +1033,22 @@ def wsr_colour(x: float) -> str:
     return "#" + "".join(f"{round(a + (b - a) * t):02x}" for a, b in zip(lo, hi, strict=True))
 
 
-def e(text: Any) -> str:
+def escape_html(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _td(text: str, cls: str = "", style: str = "", title: str = "") -> str:
+def _data_cell(text: str, cls: str = "", style: str = "", title: str = "") -> str:
     attrs = ""
     if cls:
-        attrs += f' class="{e(cls)}"'
+        attrs += f' class="{escape_html(cls)}"'
     if style:
-        attrs += f' style="{e(style)}"'
+        attrs += f' style="{escape_html(style)}"'
     if title:
-        attrs += f' title="{e(title)}"'
-    return f"<td{attrs}>{e(text)}</td>"
+        attrs += f' title="{escape_html(title)}"'
+    return f"<td{attrs}>{escape_html(text)}</td>"
 
 
-def _html_cell(cell: Cell, has_watermark: bool) -> str:
+def _html_cell(cell: CellSummary, has_watermark: bool) -> str:
     cls = [_STATUS_CLASS[cell.status]]
     style = ""
     if cell.status == "ok":
@@ -1058,7 +1060,7 @@ def _html_cell(cell: Cell, has_watermark: bool) -> str:
             style = f"background-color: {wsr_colour(wsr.mean)}"
         else:
             cls.append("neutral")
-    return _td(cell_text(cell, has_watermark), " ".join(cls), style, cell_detail(cell))
+    return _data_cell(cell_text(cell, has_watermark), " ".join(cls), style, cell_detail(cell))
 
 
 def _html_table(head_cells: list[str], rows: list[str], cls: str) -> str:
@@ -1070,59 +1072,60 @@ def _html_table(head_cells: list[str], rows: list[str], cls: str) -> str:
     )
 
 
-def _th(text: str, sub: str = "", cls: str = "") -> str:
+def _header_cell(text: str, sub: str = "", cls: str = "") -> str:
     c = f' class="{cls}"' if cls else ""
-    return f"<th{c}>{e(text)}" + (f"<br><small>{e(sub)}</small>" if sub else "") + "</th>"
+    return f"<th{c}>{escape_html(text)}" + (f"<br><small>{escape_html(sub)}</small>" if sub else "") + "</th>"
 
 
 def _defense_html(g: Group) -> str:
-    head = [_th(DEFENSE_HEAD[0], cls="name")] + [_th(h) for h in DEFENSE_HEAD[1:]]
-    head += [_th(h) for h in TAIL_HEAD] + [_th(a, g.kinds[a], cls="attack") for a in g.attacks]
+    head = [_header_cell(DEFENSE_HEAD[0], cls="name")] + [_header_cell(h) for h in DEFENSE_HEAD[1:]]
+    head += [_header_cell(h) for h in TAIL_HEAD] + [_header_cell(a, g.kinds[a], cls="attack") for a in g.attacks]
     rows = []
     for r in g.defense_rows:
         h, t = _defense_values(r)
-        name = f'<td class="name"><code>{e(r.name)}</code>'
+        name = f'<td class="name"><code>{escape_html(r.name)}</code>'
         if r.name == CONTROL_DEFENSE:
             name += ' <span class="tag">control</span>'
         if r.name in g.gate:
-            name += f' <span class="tag" title="{e(GATE_NOTE)}">⚠ {e(g.gate[r.name])}</span>'
+            name += f' <span class="tag" title="{escape_html(GATE_NOTE)}">⚠ {escape_html(g.gate[r.name])}</span>'
         name += "</td>"
         cells = "".join(_html_cell(g.cells[(r.name, a)], r.has_watermark) for a in g.attacks)
         score = ""
         if r.robustness is not None:
             score = f"background-color: {wsr_colour(r.robustness)}"
-        tail = _td(t[0], "score", score) + "".join(_td(v, "worst") for v in t[1:])
+        tail = _data_cell(t[0], "score", score) + "".join(_data_cell(v, "worst") for v in t[1:])
         tr_cls = ' class="control"' if r.name == CONTROL_DEFENSE else ""
-        rows.append(f"<tr{tr_cls}>{name}{''.join(_td(v) for v in h)}{tail}{cells}</tr>")
+        rows.append(f"<tr{tr_cls}>{name}{''.join(_data_cell(v) for v in h)}{tail}{cells}</tr>")
     return _html_table(head, rows, "defenses")
 
 
 def _attack_html(g: Group) -> str:
     plain = len(ATTACK_HEAD) - len(COST_HEAD)
-    head = [_th(ATTACK_HEAD[0], cls="name")] + [_th(h) for h in ATTACK_HEAD[1:plain]]
-    head += [_th(h, COST_SUB) for h in COST_HEAD]
+    head = [_header_cell(ATTACK_HEAD[0], cls="name")] + [_header_cell(h) for h in ATTACK_HEAD[1:plain]]
+    head += [_header_cell(h, COST_SUB) for h in COST_HEAD]
     rows = []
     for r in g.attack_rows:
         vals = _attack_values(r)
         rows.append(
-            f'<tr><td class="name"><code>{e(r.name)}</code></td>{_td(vals[0], "kind kind-" + r.kind)}'
-            + "".join(_td(v) for v in vals[1:])
+            f'<tr><td class="name"><code>{escape_html(r.name)}</code></td>{_data_cell(vals[0], "kind kind-" + r.kind)}'
+            + "".join(_data_cell(v) for v in vals[1:])
             + "</tr>"
         )
     return _html_table(head, rows, "attacks")
 
 
 def _detail_html(g: Group) -> str:
-    head = [_th(h, cls="name" if i in (0, 1, 13) else "") for i, h in enumerate(DETAIL_HEAD)]
+    head = [_header_cell(h, cls="name" if i in (0, 1, 13) else "") for i, h in enumerate(DETAIL_HEAD)]
     rows = []
     for status, vals, err in _detail_rows(g):
         cls = _STATUS_CLASS[status]
         tds = (
-            f'<td class="name"><code>{e(vals[0])}</code></td><td class="name"><code>{e(vals[1])}</code></td>'
-            + _td(vals[2])
-            + _td(vals[3], f"{cls} status")
-            + "".join(_td(v) for v in vals[4:13])
-            + _td(vals[13], "name error-text", title=err if err != vals[13] else "")
+            f'<td class="name"><code>{escape_html(vals[0])}</code></td>'
+            f'<td class="name"><code>{escape_html(vals[1])}</code></td>'
+            + _data_cell(vals[2])
+            + _data_cell(vals[3], f"{cls} status")
+            + "".join(_data_cell(v) for v in vals[4:13])
+            + _data_cell(vals[13], "name error-text", title=err if err != vals[13] else "")
         )
         rows.append(f'<tr class="row-{cls[5:]}">{tds}</tr>')
     return _html_table(head, rows, "detail")
@@ -1130,7 +1133,7 @@ def _detail_html(g: Group) -> str:
 
 def _md_inline_to_html(text: str) -> str:
     """The notes use `code` spans only; escape, then turn those into <code>."""
-    return re.sub(r"`([^`]*)`", r"<code>\1</code>", e(text))
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", escape_html(text))
 
 
 def _sweeps_html(sweeps: list[Sweep]) -> str:
@@ -1144,18 +1147,18 @@ def _sweep_html(fld: str, sweeps: list[Sweep]) -> str:
     heading, _alt, note = sweep_section(fld)
     alt = _SWEEP_ALT.get(fld, f"WSR and suspect accuracy of each scheme versus the {sweep_axis(fld)}")
     parts = [
-        f"<section>\n<h2>{e(heading)}</h2>\n<figure>",
-        f'<img src="{e(sweep_figure_name(fld))}" alt="{e(alt)}">',
-        f"<figcaption>{e(note)}</figcaption>\n</figure>",
+        f"<section>\n<h2>{escape_html(heading)}</h2>\n<figure>",
+        f'<img src="{escape_html(sweep_figure_name(fld))}" alt="{escape_html(alt)}">',
+        f"<figcaption>{escape_html(note)}</figcaption>\n</figure>",
     ]
     for sw in sweeps:
         head, rows = _sweep_rows(sw)
-        cells = [_th("Scheme", sw.axis, cls="name")] + [_th(h) for h in head]
+        cells = [_header_cell("Scheme", sw.axis, cls="name")] + [_header_cell(h) for h in head]
         body = [
-            f'<tr><td class="name"><code>{e(d)}</code></td>' + "".join(_td(v) for v in vals) + "</tr>"
+            f'<tr><td class="name"><code>{escape_html(d)}</code></td>' + "".join(_data_cell(v) for v in vals) + "</tr>"
             for d, vals in rows
         ]
-        parts += [f"<h3>{e(sweep_title(sw))}</h3>", _html_table(cells, body, "sweep")]
+        parts += [f"<h3>{escape_html(sweep_title(sw))}</h3>", _html_table(cells, body, "sweep")]
     return "\n".join(parts) + "\n</section>\n"
 
 
@@ -1164,16 +1167,16 @@ def _cost_html(cost: bool) -> str:
         return ""
     return (
         "<section>\n<h2>Attack cost versus WSR</h2>\n<figure>\n"
-        f'<img src="{e(COST_NAME)}" alt="WSR of each watermarked scheme after each attack versus the attack\'s '
-        'wall seconds">\n'
-        f"<figcaption>{e(COST_NOTE)}</figcaption>\n</figure>\n</section>\n"
+        f'<img src="{escape_html(COST_NAME)}" alt="WSR of each watermarked scheme after each attack versus the '
+        'attack\'s wall seconds">\n'
+        f"<figcaption>{escape_html(COST_NOTE)}</figcaption>\n</figure>\n</section>\n"
     )
 
 
 def render_html(groups: list[Group], title: str, sweeps: list[Sweep] | None = None, cost: bool = False) -> str:
-    meta = "\n".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in _meta(groups))
+    meta = "\n".join(f"<dt>{escape_html(k)}</dt><dd>{escape_html(v)}</dd>" for k, v in _meta(groups))
     legend = "\n".join(
-        f'<li><span class="swatch {c}">{e(m)}</span> {e(t)}</li>'
+        f'<li><span class="swatch {c}">{escape_html(m)}</span> {escape_html(t)}</li>'
         for (m, t), c in zip(
             LEGEND,
             ("cell-ok mark-ok", "cell-ok mark-bad", "cell-error", "cell-na", "cell-notrun"),
@@ -1183,21 +1186,21 @@ def render_html(groups: list[Group], title: str, sweeps: list[Sweep] | None = No
     sections = []
     for g in groups:
         sections.append(
-            f"<section>\n<h2>{e(g.label)}</h2>\n<h3>Defenses</h3>\n{_defense_html(g)}\n"
+            f"<section>\n<h2>{escape_html(g.label)}</h2>\n<h3>Defenses</h3>\n{_defense_html(g)}\n"
             f"<h3>Attacks</h3>\n{_attack_html(g)}\n</section>"
         )
     details = [
-        f"<section>\n<h2>Per-cell detail: {e(g.label)}</h2>\n{_detail_html(g)}\n</section>" for g in groups
+        f"<section>\n<h2>Per-cell detail: {escape_html(g.label)}</h2>\n{_detail_html(g)}\n</section>" for g in groups
     ]
     template = Template(resources.files("leaderboard").joinpath("templates/page.html").read_text("utf-8"))
     return template.substitute(
-        title=e(title),
+        title=escape_html(title),
         meta=meta,
         legend=legend,
         control_note=_md_inline_to_html(CONTROL_NOTE),
         rules_note=_md_inline_to_html(RULES_NOTE),
         sections="\n".join(sections),
-        heatmap=e(HEATMAP_NAME),
+        heatmap=escape_html(HEATMAP_NAME),
         details=_sweeps_html(sweeps or []) + _cost_html(cost) + "\n".join(details),
     )
 
@@ -1242,7 +1245,7 @@ def render_heatmap(groups: list[Group], path: Path) -> Path:
                         continue
                     data[i, j] = wsr.mean
                     mark = "" if cell.survived is None else (MARK_OK if cell.survived else MARK_BAD)
-                    annot[i, j] = f"{_num(100.0 * wsr.mean):.1f}% {mark}".rstrip() + _partial(cell)
+                    annot[i, j] = f"{rounded(100.0 * wsr.mean):.1f}% {mark}".rstrip() + partial_suffix(cell)
             sns.heatmap(
                 data,
                 mask=np.isnan(data),
