@@ -116,7 +116,7 @@ def test_connect_timeout_from_the_environment(monkeypatch):
 
 
 def test_a_backtick_in_a_name_stays_inside_its_code_span():
-    from leaderboard.render import code
+    from leaderboard.markdown import code
 
     assert code("content") == "`content`"
     span = code("x`<img src=y onerror=alert(1)>`")

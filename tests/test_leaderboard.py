@@ -17,7 +17,7 @@ from cardfactory import make_card
 from bench.errors import CardError, WmbenchError
 from bench.results import card_path, load_results, validate_card, write_card
 from leaderboard import render
-from leaderboard.render import summarize
+from leaderboard.summary import summarize
 
 GOLDEN = Path(__file__).parent / "golden"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -364,7 +364,7 @@ def sweep_cards() -> list[dict]:
 
 
 def test_family_label():
-    from leaderboard.render import family_label
+    from leaderboard.studies import family_label
 
     assert family_label("soft_label[queries=1000]") == "soft_label"
     assert family_label("soft_label") == "soft_label"
@@ -377,7 +377,7 @@ def test_family_label():
 
 
 def test_query_sweeps_are_found(tmp_path: Path):
-    from leaderboard.render import find_sweeps
+    from leaderboard.studies import find_sweeps
 
     (g,) = summarize(load_results(write_cards(tmp_path / "results", sweep_cards())))
     sweeps = find_sweeps([g])
@@ -465,7 +465,7 @@ def prune_cards() -> list[dict]:
 
 
 def test_pruning_sweep_is_found(tmp_path: Path):
-    from leaderboard.render import find_sweeps
+    from leaderboard.studies import find_sweeps
 
     (g,) = summarize(load_results(write_cards(tmp_path / "results", prune_cards())))
     (sweep,) = find_sweeps([g])
@@ -475,7 +475,8 @@ def test_pruning_sweep_is_found(tmp_path: Path):
 
 
 def test_sweep_figure_draws_swept_schemes_only_each_in_its_own_colour(tmp_path: Path):
-    from leaderboard.render import find_sweeps, sweep_colours
+    from leaderboard.plots import sweep_colours
+    from leaderboard.studies import find_sweeps
 
     extra = [prune(f"scheme_{i:02d}", "prune", 0.5, wsr_suspect=0.9) for i in range(12)]  # default rate only
     (g,) = summarize(load_results(write_cards(tmp_path / "results", prune_cards() + extra)))
@@ -490,7 +491,7 @@ def test_sweep_figure_draws_swept_schemes_only_each_in_its_own_colour(tmp_path: 
 
 
 def test_cost_figure_leaves_configured_variants_to_the_tables_when_colours_run_out():
-    from leaderboard.render import COST_MAX_SCHEMES, cost_schemes
+    from leaderboard.plots import COST_MAX_SCHEMES, cost_schemes
 
     few = ["content", "content[patch_frac=0.15]", "content", "ewe"]
     assert cost_schemes(few) == ["content", "content[patch_frac=0.15]", "ewe"]  # all fit: all drawn, once
@@ -519,7 +520,7 @@ def test_a_cell_is_expected_at_the_seeds_its_row_and_column_share(tmp_path: Path
 
 
 def test_columns_differing_in_two_fields_or_in_no_number_are_no_sweep(tmp_path: Path):
-    from leaderboard.render import find_sweeps
+    from leaderboard.studies import find_sweeps
 
     def ft(label, **config):
         return make_card(attack=label, attack_kind="removal", attack_config={"data_frac": 0.5, "lr": None,
@@ -627,7 +628,7 @@ def test_attack_cost_median_and_mean(tmp_path: Path):
 
 
 def test_cost_points_and_figure(tmp_path: Path):
-    from leaderboard.render import cost_points
+    from leaderboard.studies import cost_points
 
     root = write_cards(tmp_path / "results", cost_cards())
     (g,) = summarize(load_results(root))
@@ -659,7 +660,7 @@ def test_no_watermark_no_cost_figure_and_no_stale_one(golden_results: Path, tmp_
 
 
 def test_detection_cells_show_false_alarms_on_the_null_models(tmp_path: Path):
-    from leaderboard.render import cell_detail, cell_text
+    from leaderboard.text import cell_detail, cell_text
 
     cards = [
         make_card(attack="neural_cleanse", attack_kind="detection", wsr_suspect=None, retained=None,
@@ -680,7 +681,7 @@ def test_detection_cells_show_false_alarms_on_the_null_models(tmp_path: Path):
 
 
 def test_a_flag_on_the_wrong_class_is_not_a_detection(tmp_path: Path):
-    from leaderboard.render import cell_detail, cell_text
+    from leaderboard.text import cell_detail, cell_text
 
     def card(seed, correct):
         return make_card(attack="neural_cleanse", attack_kind="detection", wsr_suspect=None, retained=None,

@@ -153,7 +153,9 @@ def test_report_names_every_scheme_and_the_selection():
 
 
 def test_the_board_leaves_the_tuning_seeds_out_and_marks_a_failed_gate():
-    from leaderboard.render import GATE_NOTE, render_markdown, summarize
+    from leaderboard.markdown import render_markdown
+    from leaderboard.summary import summarize
+    from leaderboard.text import GATE_NOTE
 
     cards = [_identity("none", s, 0.88, None) for s in (0, *TUNING_SEEDS)]
     cards += [_identity("weak", s, 0.80, 0.05) for s in (0, *TUNING_SEEDS)]  # fails both gates

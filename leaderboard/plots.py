@@ -1,0 +1,336 @@
+"""The figures, drawn with matplotlib: WSR after attack as a heatmap (:func:`render_heatmap`), WSR and the
+suspect's accuracy versus each swept field (:func:`render_sweeps`) and attack cost versus WSR
+(:func:`render_cost`), with their file names under the output folder and the captions the pages print with
+them. Named ``plots`` so that it does not read as the ``figures/`` folder of PNGs it writes. Each PNG is saved
+without a Software entry, so the same cards give the same bytes under a given matplotlib version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.errors import WmbenchError
+from leaderboard.studies import QUERIES_FIELD, Sweep, cost_points, sweep_axis, sweep_fields
+from leaderboard.summary import KIND_ORDER, NOT_RUN, Group, defense_sort_key
+from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, partial_suffix, point_text, rounded, sweep_title
+
+HEATMAP_DPI = 110
+HEATMAP_NAME = "figures/wsr_heatmap.png"
+SWEEP_NAME = "figures/wsr_vs_{field}.png"
+QUERIES_DPI = 110
+COST_NAME = "figures/cost_vs_wsr.png"
+COST_DPI = 110
+COST_MIN_WALL_S = 0.01  # a cell faster than this sits at this floor of the log axis
+COST_LABEL_MAX = 40  # panels with at most this many points name the attack next to each point
+COST_MAX_SCHEMES = 20  # more schemes than tab20 has colours: the configured variants are left to the tables
+COST_MARKERS = {"control": "D", "extraction": "o", "removal": "s"}
+COST_KIND_LABEL = {"control": "control (no attack)", "other": "other attack"}
+CLAIM_THRESHOLD = 0.3  # drawn when no plotted card records its scheme's threshold (bench.api.Defense's default)
+
+
+def sweep_figure_name(field: str) -> str:
+    """``figures/wsr_vs_<field>.png``, relative to the output directory."""
+    return SWEEP_NAME.format(field=field)
+
+
+# ---------------------------------------------------------------------------------------------- captions
+QUERIES_NOTE = (
+    "WSR (watermarked schemes) and the stolen model's clean accuracy (every scheme) for each attack whose "
+    "cards differ only in their query budget; one line per scheme, mean over ok seeds. Filled markers: "
+    "ownership still provable (✓); hollow: removed (✗); dashed: the scheme's WSR threshold. \"all\" = the "
+    "whole attacker pool."
+)
+SWEEP_NOTE = (
+    "WSR (watermarked schemes) and the suspect model's clean accuracy (every scheme, the clean control "
+    "included) for each attack whose cards differ only in their {what}; one line per scheme, mean over ok seeds. "
+    "Filled markers: ownership still provable (✓); hollow: removed (✗); dashed: the scheme's WSR threshold."
+)
+COST_NOTE = (
+    "Each point is one watermarked scheme under one attack that leaves a suspect model (mean over its ok "
+    "seeds): x = the attack's wall seconds on a log scale (the attack alone, not the victim's training; "
+    f"under {COST_MIN_WALL_S} s is drawn at {COST_MIN_WALL_S} s), y = the WSR left in the suspect model. "
+    "Colour = scheme, marker = attack kind; filled = ownership still provable (✓), hollow = removed (✗); "
+    "dashed line = the 30% claim threshold. How to read it: a point under the line is an attack that removes "
+    "the watermark, and the further left it lies, the cheaper that removal; a robust scheme keeps all its "
+    "points above the line, and the leftmost of its points under the line is the cheapest way to defeat it."
+)
+
+
+def sweep_section(field: str) -> tuple[str, str, str]:
+    """(heading, figure alt text, note) of the figure and tables of one swept field."""
+    if field == QUERIES_FIELD:
+        return "WSR versus queries", "WSR and stolen accuracy versus queries", QUERIES_NOTE
+    axis = sweep_axis(field)
+    what = axis if axis == field else f"{axis} ({field})"
+    return f"WSR versus {axis}", f"WSR and suspect accuracy versus {axis}", SWEEP_NOTE.format(what=what)
+
+
+# ----------------------------------------------------------------------------------------------- heatmap
+def render_heatmap(groups: list[Group], path: Path) -> Path:
+    """Mean WSR after each attack, one panel per dataset/arch; non-numeric cells masked and labelled."""
+    import matplotlib
+    import matplotlib.ticker
+    import numpy as np
+    import seaborn as sns
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    panels = []
+    for g in groups:
+        rows = [d for d in g.defenses if g.has_watermark[d]]
+        cols = [a for a in g.attacks if g.kinds[a] != "detection"]
+        panels.append((g, rows, cols))
+    heights = [0.6 * max(1, len(rows)) + 1.8 for _, rows, _ in panels]
+    ncols = max(max(1, len(cols)) for _, _, cols in panels)
+    width = max(6.0, 1.15 * ncols + 3.2)
+    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10,
+                                "text.parse_math": False}):  # a '$' in a component name is text, not math
+        fig = Figure(figsize=(width, sum(heights)), layout="constrained")
+        axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+        for ax, (g, rows, cols) in zip(axes, panels, strict=True):
+            ax.set_title(f"{g.label}: WSR after attack (mean over ok seeds)", loc="left")
+            if not rows or not cols:
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, "no watermarked scheme or no attack with a suspect model", ha="center")
+                continue
+            data = np.full((len(rows), len(cols)), np.nan)
+            annot = np.full((len(rows), len(cols)), "", dtype=object)
+            masked: dict[tuple[int, int], str] = {}
+            for i, d in enumerate(rows):
+                for j, a in enumerate(cols):
+                    cell = g.cells[(d, a)]
+                    wsr = cell.stat("wsr_suspect") if cell.status == "ok" else None
+                    if wsr is None:
+                        masked[(i, j)] = cell.status
+                        continue
+                    data[i, j] = wsr.mean
+                    mark = "" if cell.survived is None else (MARK_OK if cell.survived else MARK_BAD)
+                    annot[i, j] = f"{rounded(100.0 * wsr.mean):.1f}% {mark}".rstrip() + partial_suffix(cell)
+            sns.heatmap(
+                data,
+                mask=np.isnan(data),
+                annot=annot,
+                fmt="",
+                cmap="RdYlGn",
+                vmin=0.0,
+                vmax=1.0,
+                linewidths=1.0,
+                linecolor="white",
+                xticklabels=[f"{a}\n({g.kinds[a]})" for a in cols],
+                yticklabels=rows,
+                cbar_kws={"label": "WSR", "format": matplotlib.ticker.PercentFormatter(1.0, decimals=0)},
+                ax=ax,
+            )
+            for (i, j), status in sorted(masked.items()):
+                face, hatch, edge, style, label = {
+                    "error": ("#f8d7da", "///", "#d9534f", "-", "ERR"),
+                    "n/a": ("#d9d9d9", None, "#d9d9d9", "-", "n/a"),
+                    NOT_RUN: ("#ffffff", None, "#8c959f", ":", f"{NOT_RUN_MARK} not run"),
+                }.get(status, ("#eeeeee", None, "#eeeeee", "-", DASH))
+                ax.add_patch(
+                    Rectangle(
+                        (j + 0.04, i + 0.04),
+                        0.92,
+                        0.92,
+                        facecolor=face,
+                        hatch=hatch,
+                        edgecolor=edge,
+                        linestyle=style,
+                        linewidth=1.0,
+                    )
+                )
+                colour = "#842029" if status == "error" else "#57606a"
+                weight = "bold" if status == "error" else "normal"
+                ax.text(
+                    j + 0.5,
+                    i + 0.5,
+                    label,
+                    ha="center",
+                    va="center",
+                    color=colour,
+                    fontweight=weight,
+                    bbox={"facecolor": face, "edgecolor": "none", "pad": 1.5} if hatch else None,
+                )
+            ax.set_xlabel("")
+            ax.set_ylabel("")
+            ax.tick_params(axis="y", labelrotation=0)
+            if max(len(a) for a in cols) > 14:  # sweep and chain names would run into each other side by side
+                for label in ax.get_xticklabels():
+                    label.set(rotation=35, ha="right", rotation_mode="anchor")
+            else:
+                ax.tick_params(axis="x", labelrotation=0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=HEATMAP_DPI, metadata={"Software": None}, facecolor="white")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- sweeps
+def sweep_colours(sw: Sweep) -> dict[str, tuple]:
+    """The schemes a sweep figure draws, each with a distinct colour, in the group's order: those with ok
+    cards at two or more of the sweep's points (a scheme run at one setting only is not swept; if no scheme
+    has two, those with one). tab10 for up to 10 schemes, tab20 beyond."""
+    points = {d: sum(sw.cell(d, a).status == "ok" for _, a in sw.points) for d in sw.group.defenses}
+    least = 2 if any(n >= 2 for n in points.values()) else 1
+    return _palette([d for d, n in points.items() if n >= least])
+
+
+def _palette(names: list[str]) -> dict[str, tuple]:
+    """A colour per name in order: tab10 for up to 10 names, tab20 beyond (cycling past 20)."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"].colors
+    return {d: colours[i % len(colours)] for i, d in enumerate(names)}
+
+
+def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
+    """One row per sweep of one field: WSR (watermarked schemes) and the suspect's clean accuracy (every
+    scheme) versus the field, one line per scheme; filled markers = retained, hollow = removed, dashed = the
+    scheme's threshold. Query budgets are log-scaled (the stolen model's accuracy), any other field linear."""
+    import matplotlib
+    import matplotlib.ticker
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    fields = sweep_fields(sweeps)
+    if len(fields) != 1:
+        raise ValueError(f"one figure draws the sweeps of one field, not {fields}")
+    log = fields[0] == QUERIES_FIELD
+    model = "stolen model" if log else "suspect model"
+    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10,
+                                "text.parse_math": False}):  # a '$' in a component name is text, not math
+        fig = Figure(figsize=(12.5, 3.6 * len(sweeps)), layout="constrained")
+        axes = fig.subplots(len(sweeps), 2, squeeze=False)
+        for (ax_wsr, ax_acc), sw in zip(axes, sweeps, strict=True):
+            g = sw.group
+            xs = [q for q, _ in sw.points]
+            thresholds = set()
+            colours = sweep_colours(sw)
+            for d, colour in colours.items():
+                cells = [(q, sw.cell(d, a)) for q, a in sw.points]
+                acc = [(q, c.stat("clean_acc_suspect")) for q, c in cells if c.status == "ok"]
+                acc = [(q, st.mean) for q, st in acc if st is not None]
+                if acc:
+                    ax_acc.plot(*zip(*acc, strict=True), marker="o", color=colour, label=d)
+                if not g.has_watermark[d]:
+                    continue
+                wsr = [(q, c.stat("wsr_suspect"), c.survived) for q, c in cells if c.status == "ok"]
+                wsr = [(q, st.mean, kept) for q, st, kept in wsr if st is not None]
+                if not wsr:
+                    continue
+                ax_wsr.plot([q for q, _, _ in wsr], [w for _, w, _ in wsr], marker="o", color=colour, label=d)
+                removed = [(q, w) for q, w, kept in wsr if kept is False]
+                if removed:
+                    ax_wsr.plot(*zip(*removed, strict=True), linestyle="none", marker="o", color=colour,
+                                markerfacecolor="white")
+                thresholds.update(t for c in g.cells.values() if c.defense == d for t in
+                                  [card["threshold"] for card in c.ok] if t is not None)
+            if not thresholds and ax_wsr.get_lines():
+                thresholds.add(CLAIM_THRESHOLD)  # no plotted card records its threshold: the default one
+            for t in sorted(thresholds):
+                ax_wsr.axhline(t, color="#57606a", linestyle="--", linewidth=1.0)
+            ax_wsr.set_title(sweep_title(sw), loc="left")
+            for ax, what, empty in ((ax_wsr, f"WSR of the {model}", "no watermarked scheme"),
+                                    (ax_acc, f"clean accuracy of the {model}", "no ok card")):
+                ax.set_ylabel(what)
+                if log:
+                    ax.set_xscale("log")
+                    ax.set_xlim(min(xs) / 1.4, max(xs) * 1.4)
+                else:
+                    pad = 0.06 * (max(xs) - min(xs))
+                    ax.set_xlim(min(xs) - pad, max(xs) + pad)
+                ax.set_xticks(xs, [point_text(x, sw, a) for x, a in sw.points])
+                ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+                ax.set_xlabel(sw.axis)
+                ax.set_ylim(-0.03, 1.03)
+                ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+                ax.grid(True, color="#e5e5e5", linewidth=0.8)
+                if not ax.get_lines():
+                    ax.text(0.5, 0.5, empty, ha="center", transform=ax.transAxes)
+            if colours:  # one key per row, beside it: every scheme drawn in either panel, none over the data
+                handles = [Line2D([], [], marker="o", color=c, label=d) for d, c in colours.items()]
+                ax_acc.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                              frameon=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=QUERIES_DPI, metadata={"Software": None}, facecolor="white")
+    return path
+
+
+# ------------------------------------------------------------------------------------------ cost vs WSR
+def cost_schemes(defenses: list[str]) -> list[str]:
+    """The schemes the cost figure draws: all of them while they fit :data:`COST_MAX_SCHEMES` distinct
+    colours; beyond, the registered schemes as registered (no ``[...]`` configuration), which are what the
+    leaderboard compares (every configured variant stays in the tables)."""
+    unique = list(dict.fromkeys(defenses))
+    if len(unique) <= COST_MAX_SCHEMES:
+        return unique
+    plain = [d for d in unique if "[" not in d]
+    return plain or unique
+
+
+def render_cost(groups: list[Group], path: Path) -> Path:
+    """One panel per dataset/arch group with a point (:func:`cost_points`): the suspect's WSR versus the
+    attack's wall seconds (log-scaled), colour per scheme, marker per attack kind, filled = retained,
+    hollow = removed, dashed = the claim threshold; small panels name the attack of each point."""
+    import matplotlib
+    import matplotlib.ticker
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    panels = [(g, pts) for g in groups if (pts := cost_points(g))]
+    if not panels:
+        raise WmbenchError("no ok card of a watermarked scheme with a suspect model: nothing to plot")
+    keep = cost_schemes([p.defense for _, pts in panels for p in pts])
+    left_out = sorted({p.defense for _, pts in panels for p in pts} - set(keep))
+    panels = [(g, [p for p in pts if p.defense in keep]) for g, pts in panels]
+    panels = [(g, pts) for g, pts in panels if pts]
+    schemes = sorted(keep, key=defense_sort_key)
+    colour = _palette(schemes)
+    grey = "#57606a"
+    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10,
+                                "text.parse_math": False}):  # a '$' in a component name is text, not math
+        fig = Figure(figsize=(9.5, 4.4 * len(panels)), layout="constrained")
+        axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+        for ax, (g, pts) in zip(axes, panels, strict=True):
+            xs = [max(p.wall_s, COST_MIN_WALL_S) for p in pts]
+            for p, x in zip(pts, xs, strict=True):
+                c = colour[p.defense]
+                ax.plot([x], [p.wsr], linestyle="none", marker=COST_MARKERS.get(p.kind, "X"), markersize=7,
+                        color=c, markeredgecolor=c, markeredgewidth=1.4,
+                        markerfacecolor="white" if p.survived is False else c, zorder=3)
+                if len(pts) <= COST_LABEL_MAX:
+                    ax.annotate(p.attack, (x, p.wsr), xytext=(5, 3), textcoords="offset points", fontsize=7,
+                                color=grey)
+            thresholds = sorted({t for p in pts for t in p.thresholds}) or [CLAIM_THRESHOLD]
+            for t in thresholds:
+                ax.axhline(t, color=grey, linestyle="--", linewidth=1.0, zorder=1)
+            ax.set_title(f"{g.label}: attack cost versus WSR (mean over ok seeds)"
+                         + (f"; {len(left_out)} configured variant(s) not drawn, see the tables" if left_out else ""),
+                         loc="left")
+            ax.set_xscale("log")
+            ax.set_xlim(min(xs) / 3.3, max(xs) * 3.3)  # a span of more than a decade always has a labelled tick
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_xlabel("attack wall seconds (log scale)")
+            ax.set_ylim(-0.03, 1.03)
+            ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+            ax.set_ylabel("WSR of the suspect model")
+            ax.grid(True, color="#e5e5e5", linewidth=0.8)
+            shown = [d for d in schemes if any(p.defense == d for p in pts)]
+            kinds = [k for k in (*KIND_ORDER, "other") if any(_cost_kind(p.kind) == k for p in pts)]
+            handles = [Line2D([], [], linestyle="none", marker="o", markersize=7, color=colour[d], label=d)
+                       for d in shown]
+            handles += [Line2D([], [], linestyle="none", marker=COST_MARKERS.get(k, "X"), markersize=7, color=grey,
+                               label=COST_KIND_LABEL.get(k, f"{k} attack")) for k in kinds]
+            handles += [
+                Line2D([], [], color=grey, linestyle="--", linewidth=1.0, label="claim threshold"),
+                Line2D([], [], linestyle="none", label=f"filled: {MARK_OK} retained"),
+                Line2D([], [], linestyle="none", label=f"hollow: {MARK_BAD} removed"),
+            ]
+            ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=COST_DPI, metadata={"Software": None}, facecolor="white")
+    return path
+
+
+def _cost_kind(kind: str) -> str:
+    return kind if kind in COST_MARKERS else "other"

@@ -1,0 +1,369 @@
+"""Summarise the result cards for the pages and figures: one :class:`Group` per dataset/arch, with a
+:class:`CellSummary` per defense x attack pair (its cards over the seeds), a :class:`DefenseRow` per scheme
+and an :class:`AttackRow` per attack, built by :func:`summarize`, which also marks the schemes whose registered
+defaults missed the tuning gate (:func:`gate_marks`). Nothing here formats or draws.
+
+Aggregation rules (one *cell* = one defense x attack pair, over the seeds seen in its dataset/arch group):
+
+* a cell is expected at the seeds that both its scheme and its attack were run with (its scheme's seeds if
+  they share none); an expected seed with no card is "not run"; a cell shows its WSR as mean ± sd over its
+  ``ok`` seeds and says how many of the expected seeds that is when some are missing or failed;
+* a cell is *retained* (✓) when the majority of its ``ok`` seeds are retained, else removed (✗);
+  a detection cell *survives* when the majority of its ``ok`` seeds are not detected;
+* a scheme's robustness = extraction and removal attacks it survives / those with an ``ok`` cell
+  (``n/a``, errors and missing cells are left out of the denominator, which is shown);
+* accuracy cost = the scheme's victim clean accuracy minus that of ``none``, seed by seed, in points;
+* an attack's cost (wall seconds of the attack alone, oracle queries, training epochs, peak memory) is the
+  median and the mean over its ``ok`` cards, every scheme and seed.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+KIND_ORDER = ("control", "extraction", "removal", "detection")
+CONTROL_DEFENSE = "none"
+NOT_RUN = "not run"
+ROBUSTNESS_KINDS = ("extraction", "removal")
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean, sample sd (None for one value), count and median of some finite numbers."""
+
+    mean: float
+    sd: float | None
+    n: int
+    median: float | None = None
+
+    @classmethod
+    def of(cls, values) -> Stat | None:
+        vals = [float(v) for v in values if v is not None]
+        if not vals:
+            return None
+        mean = math.fsum(vals) / len(vals)
+        sd = statistics.stdev(vals) if len(vals) > 1 else None
+        return cls(mean, sd, len(vals), statistics.median(vals))
+
+
+def _majority(votes) -> bool | None:
+    """True when more than half of the votes are True; None when there is no vote."""
+    vals = list(votes)
+    return sum(vals) * 2 > len(vals) if vals else None
+
+
+@dataclass
+class CellSummary:
+    """One defense x attack pair of a dataset/arch group, over the group's seeds."""
+
+    defense: str
+    attack: str
+    kind: str
+    seeds: tuple[int, ...]
+    cards: list[dict]  # sorted by seed
+
+    def with_status(self, status: str) -> list[dict]:
+        return [c for c in self.cards if c["status"] == status]
+
+    @property
+    def ok(self) -> list[dict]:
+        return self.with_status("ok")
+
+    @property
+    def missing_seeds(self) -> tuple[int, ...]:
+        have = {c["seed"] for c in self.cards}
+        return tuple(s for s in self.seeds if s not in have)
+
+    @property
+    def status(self) -> str:
+        """ok if any seed is ok; else error if any failed; else n/a if any is n/a; else not run."""
+        for status in ("ok", "error", "n/a"):
+            if self.with_status(status):
+                return status
+        return NOT_RUN
+
+    @property
+    def complete(self) -> bool:
+        return len(self.ok) == len(self.seeds)
+
+    def stat(self, name: str) -> Stat | None:
+        return Stat.of(c[name] for c in self.ok)
+
+    def majority(self, name: str) -> bool | None:
+        """True when more than half of the ok seeds that report ``name`` say True."""
+        return _majority(bool(c[name]) for c in self.ok if c[name] is not None)
+
+    def found(self) -> bool | None:
+        """Detection: True when more than half of the ok seeds flagged the model *and* named the watermark (the
+        scorer's ``detection_correct``; a card without that judgement counts a flag as found)."""
+        return _majority(bool(c["detected"]) and (c.get("extras") or {}).get("detection_correct", True) is not False
+                         for c in self.ok if c["detected"] is not None)
+
+    @property
+    def survived(self) -> bool | None:
+        """Ownership still provable (removal/extraction/control) or not found by the detector (detection)."""
+        if self.kind == "detection":
+            found = self.found()
+            return None if found is None else not found
+        return self.majority("retained")
+
+
+@dataclass
+class DefenseRow:
+    name: str
+    has_watermark: bool
+    victim_acc: Stat | None
+    acc_cost: Stat | None  # in points; None for the control itself or without a `none` baseline
+    victim_wsr: Stat | None
+    null_wsr: Stat | None  # the identity (control attack) cell's null WSR
+    threshold: tuple[float, float] | None  # (min, max) over cards
+    survived: int = 0
+    total: int = 0  # extraction + removal attacks with an ok cell and a verdict
+    worst: dict[str, CellSummary | None] = field(default_factory=dict)  # per kind in ROBUSTNESS_KINDS
+    det_undetected: int = 0
+    det_total: int = 0
+    detected_by: tuple[str, ...] = ()
+
+    @property
+    def robustness(self) -> float | None:
+        return self.survived / self.total if self.total else None
+
+
+@dataclass
+class AttackRow:
+    name: str
+    kind: str
+    counts: dict[str, int]  # ok / error / n/a / not run over the cell x seed grid
+    removed_cheaply: tuple[int, int]  # (schemes removed cheaply, watermarked schemes with a verdict)
+    detected: tuple[int, int]  # (schemes detected, watermarked schemes with a verdict)
+    suspect_acc: Stat | None
+    fidelity: Stat | None
+    # cost, over the attack's ok cards (every scheme and seed)
+    queries: Stat | None
+    wall_s: Stat | None
+    epochs: Stat | None = None
+    peak_mem_mb: Stat | None = None
+
+
+@dataclass
+class Group:
+    dataset: str
+    arch: str
+    seeds: tuple[int, ...]
+    profiles: tuple[str, ...]
+    defenses: tuple[str, ...]
+    attacks: tuple[str, ...]
+    kinds: dict[str, str]
+    has_watermark: dict[str, bool]
+    cells: dict[tuple[str, str], CellSummary]
+    defense_rows: list[DefenseRow]
+    attack_rows: list[AttackRow]
+    n_cards: int
+    gate: dict[str, str] = field(default_factory=dict)  # scheme -> why it did not meet the tuning gate
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset} / {self.arch}"
+
+    @property
+    def not_run(self) -> int:
+        return sum(len(c.missing_seeds) for c in self.cells.values())
+
+
+def defense_sort_key(name: str):
+    return (name != CONTROL_DEFENSE, name)
+
+
+def _attack_key(kinds: dict[str, str]):
+    def key(name: str):
+        kind = kinds[name]
+        return (KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), name)
+
+    return key
+
+
+def _clean(v: Any) -> Any:
+    """pandas NaN -> None, numpy scalars -> Python."""
+    if v is None:
+        return None
+    if hasattr(v, "item") and not isinstance(v, (dict, list, str)):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+def _records(df) -> list[dict]:
+    cards = [{k: _clean(v) for k, v in row.items()} for row in df.to_dict("records")]
+    for c in cards:
+        c["seed"] = int(c["seed"])
+    return cards
+
+
+def gate_marks(tuning) -> dict[tuple[str, str], dict[str, str]]:
+    """{(dataset, arch): {scheme: why}} for every scheme whose identity cards on the tuning seeds are
+    complete and fail the gate (:mod:`bench.tuning`); a registered scheme's own embedding rule is used."""
+    from bench.registry import DEFENSES
+    from bench.tuning import gate
+
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    if tuning is None or tuning.empty:
+        return out
+    for (dataset, arch), part in tuning.groupby(["dataset", "arch"], sort=True):
+        for name in sorted(set(part.defense[part.attack == "identity"]) - {CONTROL_DEFENSE}):
+            base = name.split("[", 1)[0]
+            embedding = DEFENSES.get(base).embedding if base in DEFENSES else "model"
+            profile = part.profile[part.defense == name].iloc[0]
+            r = gate(part, name, embedding=embedding, profile=profile)
+            if r.complete and not r.passes:
+                why = [w for w, ok in ((f"cost {100 * r.cost:+.2f} points", r.passes_cost),
+                                       (f"victim WSR {100 * r.wsr:.2f}%", r.passes_wsr)) if not ok]
+                out.setdefault((dataset, arch), {})[name] = "; ".join(why)
+    return out
+
+
+def summarize(df) -> list[Group]:
+    """Aggregate a ``load_results`` DataFrame into one :class:`Group` per (dataset, arch). Cards of the
+    tuning seeds (``bench.tuning.TUNING_SEEDS``) are not on the board; they mark the schemes that failed the
+    tuning gate."""
+    from bench.tuning import TUNING_SEEDS
+
+    tuning = df[df.seed.isin(TUNING_SEEDS)]
+    df = df[~df.seed.isin(TUNING_SEEDS)]
+    marks = gate_marks(tuning) if len(tuning) else {}
+    groups = _summarize(df)
+    for g in groups:
+        g.gate = {d: why for d, why in marks.get((g.dataset, g.arch), {}).items() if d in g.defenses}
+    return groups
+
+
+def _summarize(df) -> list[Group]:
+    cards = _records(df)
+    by_group: dict[tuple[str, str], list[dict]] = {}
+    for c in cards:
+        by_group.setdefault((c["dataset"], c["arch"]), []).append(c)
+    return [_group(ds, arch, by_group[(ds, arch)]) for ds, arch in sorted(by_group)]
+
+
+def _group(dataset: str, arch: str, cards: list[dict]) -> Group:
+    cards = sorted(cards, key=lambda c: (c["defense"], c["attack"], c["seed"]))
+    kinds: dict[str, str] = {}
+    has_wm: dict[str, bool] = {}
+    for c in cards:
+        kinds.setdefault(c["attack"], c["attack_kind"])
+        has_wm[c["defense"]] = has_wm.get(c["defense"], False) or bool(c["has_watermark"])
+    defenses = tuple(sorted(has_wm, key=defense_sort_key))
+    attacks = tuple(sorted(kinds, key=_attack_key(kinds)))
+    seeds = tuple(sorted({c["seed"] for c in cards}))
+    profiles = tuple(sorted({c["profile"] for c in cards}))
+    row_seeds = {d: {c["seed"] for c in cards if c["defense"] == d} for d in defenses}
+    col_seeds = {a: {c["seed"] for c in cards if c["attack"] == a} for a in attacks}
+
+    def expected(d: str, a: str) -> tuple[int, ...]:
+        """The seeds a cell is expected at: those its scheme and its attack both were run with (a sweep
+        run at one seed is not 'missing' two seeds because the central ablation used three)."""
+        return tuple(sorted(row_seeds[d] & col_seeds[a] or row_seeds[d]))
+
+    cells = {
+        (d, a): CellSummary(d, a, kinds[a], expected(d, a),
+                            [c for c in cards if c["defense"] == d and c["attack"] == a])
+        for d in defenses
+        for a in attacks
+    }
+    g = Group(dataset, arch, seeds, profiles, defenses, attacks, kinds, has_wm, cells, [], [], len(cards))
+    victim_acc = {d: _per_seed(cards, d, "clean_acc_victim") for d in defenses}
+    g.defense_rows = [_defense_row(g, d, cards, victim_acc) for d in defenses]
+    g.attack_rows = [_attack_row(g, a) for a in attacks]
+    return g
+
+
+def _per_seed(cards: list[dict], defense: str, name: str) -> dict[int, float]:
+    """Per seed, the mean of a victim-level field over every card of the defense that reports it."""
+    vals: dict[int, list[float]] = {}
+    for c in cards:
+        if c["defense"] == defense and c[name] is not None:
+            vals.setdefault(c["seed"], []).append(float(c[name]))
+    return {s: math.fsum(v) / len(v) for s, v in sorted(vals.items())}
+
+
+def _defense_row(g: Group, d: str, cards: list[dict], victim_acc: dict[str, dict[int, float]]) -> DefenseRow:
+    acc = victim_acc[d]
+    cost = None
+    if d != CONTROL_DEFENSE and CONTROL_DEFENSE in victim_acc:
+        base = victim_acc[CONTROL_DEFENSE]
+        cost = Stat.of(100.0 * (acc[s] - base[s]) for s in sorted(acc) if s in base)
+    thresholds = [c["threshold"] for c in cards if c["defense"] == d and c["threshold"] is not None]
+    identity = [a for a in g.attacks if g.kinds[a] == "control"]
+    null = None
+    for a in identity:
+        null = g.cells[(d, a)].stat("wsr_null")
+        if null is not None:
+            break
+    row = DefenseRow(
+        name=d,
+        has_watermark=g.has_watermark[d],
+        victim_acc=Stat.of(acc.values()),
+        acc_cost=cost,
+        victim_wsr=Stat.of(_per_seed(cards, d, "wsr_victim").values()),
+        null_wsr=null,
+        threshold=(min(thresholds), max(thresholds)) if thresholds else None,
+    )
+    if not row.has_watermark:
+        return row
+    for kind in ROBUSTNESS_KINDS:
+        judged = [
+            g.cells[(d, a)]
+            for a in g.attacks
+            if g.kinds[a] == kind and g.cells[(d, a)].status == "ok" and g.cells[(d, a)].survived is not None
+        ]
+        row.total += len(judged)
+        row.survived += sum(1 for c in judged if c.survived)
+        row.worst[kind] = min(judged, key=_worst_key) if judged else None
+    det = [
+        g.cells[(d, a)]
+        for a in g.attacks
+        if g.kinds[a] == "detection"
+        and g.cells[(d, a)].status == "ok"
+        and g.cells[(d, a)].survived is not None
+    ]
+    row.det_total = len(det)
+    row.det_undetected = sum(1 for c in det if c.survived)
+    row.detected_by = tuple(c.attack for c in det if not c.survived)
+    return row
+
+
+def _worst_key(cell: CellSummary):
+    """Removed before retained, then the lowest mean WSR, then by name."""
+    wsr = cell.stat("wsr_suspect")
+    return (bool(cell.survived), wsr.mean if wsr else math.inf, cell.attack)
+
+
+def _attack_row(g: Group, a: str) -> AttackRow:
+    cells = [g.cells[(d, a)] for d in g.defenses]
+    counts = Counter()
+    for c in cells:
+        counts.update(card["status"] for card in c.cards)
+        counts[NOT_RUN] += len(c.missing_seeds)
+    wm_ok = [c for c in cells if g.has_watermark[c.defense] and c.status == "ok"]
+    cheap = [c.majority("removed_cheaply") for c in wm_ok]
+    cheap = [v for v in cheap if v is not None]
+    det = [c.found() for c in wm_ok]
+    det = [v for v in det if v is not None]
+    ok_cards = [card for c in cells for card in c.ok]
+    return AttackRow(
+        name=a,
+        kind=g.kinds[a],
+        counts={s: counts.get(s, 0) for s in ("ok", "error", "n/a", NOT_RUN)},
+        removed_cheaply=(sum(cheap), len(cheap)),
+        detected=(sum(det), len(det)),
+        suspect_acc=Stat.of(card["clean_acc_suspect"] for card in ok_cards),
+        fidelity=Stat.of(card["fidelity"] for card in ok_cards),
+        queries=Stat.of(card["queries"] for card in ok_cards),
+        wall_s=Stat.of(card["wall_s"] for card in ok_cards),
+        epochs=Stat.of(card["epochs"] for card in ok_cards),
+        peak_mem_mb=Stat.of(card["peak_mem_mb"] for card in ok_cards),
+    )

@@ -1,0 +1,373 @@
+"""How the numbers read: the formatters (percentages, ± sd, counts, seconds), the short text and the per-seed
+tooltip of a cell, the notes and legend of the pages, and the table headings and row values that the Markdown
+and the HTML page share, so both say the same thing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from leaderboard.studies import QUERIES_FIELD, Sweep
+from leaderboard.summary import CONTROL_DEFENSE, NOT_RUN, AttackRow, CellSummary, DefenseRow, Group, Stat
+
+ERROR_CHARS = 80
+
+MARK_OK = "✓"
+MARK_BAD = "✗"
+DASH = "—"
+NOT_RUN_MARK = "·"
+
+
+def rounded(x: float, nd: int = 1) -> float:
+    """Round for display, never printing -0.0."""
+    r = round(x, nd)
+    return 0.0 if r == 0 else r
+
+
+def pct(x: float | None) -> str:
+    return DASH if x is None else f"{rounded(100.0 * x):.1f}%"
+
+
+def pct_stat(s: Stat | None) -> str:
+    if s is None:
+        return DASH
+    if s.sd is None:
+        return pct(s.mean)
+    return f"{rounded(100.0 * s.mean):.1f} ± {rounded(100.0 * s.sd):.1f}%"
+
+
+def pts_stat(s: Stat | None) -> str:
+    if s is None:
+        return DASH
+    text = f"{rounded(s.mean):+.1f}"
+    if s.sd is not None:
+        text += f" ± {rounded(s.sd):.1f}"
+    return text + " pts"
+
+
+def share(k: int, n: int) -> str:
+    return DASH if n == 0 else f"{k}/{n} ({rounded(100.0 * k / n):.1f}%)"
+
+
+def scientific(x: float | None) -> str:
+    return DASH if x is None else f"{x:.1e}"
+
+
+def count(x: float | None) -> str:
+    return DASH if x is None else f"{int(round(x)):,}"
+
+
+def seconds(x: float | None) -> str:
+    return DASH if x is None else f"{rounded(x):.1f}"
+
+
+def amount(x: float | None) -> str:
+    """A whole number with thousands separators, or one decimal when it is not whole (a mean of counts)."""
+    if x is None:
+        return DASH
+    return f"{int(round(x)):,}" if rounded(x) == round(x) else f"{rounded(x):,.1f}"
+
+
+def megabytes(x: float | None) -> str:
+    return DASH if x is None else f"{rounded(x, 0):,.0f}"
+
+
+def median_mean(s: Stat | None, fmt) -> str:
+    """``median / mean`` of a cost, each formatted with ``fmt``."""
+    return DASH if s is None else f"{fmt(s.median)} / {fmt(s.mean)}"
+
+
+def truncate(text: str | None, n: int = ERROR_CHARS) -> str:
+    if not text:
+        return ""
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def threshold_text(t: tuple[float, float] | None) -> str:
+    if t is None:
+        return DASH
+    return pct(t[0]) if t[0] == t[1] else f"{pct(t[0])}–{pct(t[1])}"
+
+
+def partial_suffix(cell: CellSummary) -> str:
+    return "" if cell.complete else f" ({len(cell.ok)}/{len(cell.seeds)})"
+
+
+def cell_text(cell: CellSummary, has_watermark: bool) -> str:
+    """The short text of a defense-table cell (shared by Markdown and HTML)."""
+    status = cell.status
+    if status == "error":
+        return "ERR"
+    if status == "n/a":
+        return "n/a"
+    if status == NOT_RUN:
+        return NOT_RUN_MARK
+    if cell.kind == "detection":
+        detected = cell.majority("detected")
+        if detected is None:
+            text = DASH
+        elif has_watermark:
+            if cell.found():
+                text = f"{MARK_BAD} detected"
+            else:
+                text = f"{MARK_OK} wrong class flagged" if detected else f"{MARK_OK} undetected"
+            alarms = false_alarms(cell)
+            if alarms is not None:
+                text += f" (false alarms {alarms[0]}/{alarms[1]})"
+        else:  # on the clean control a detection is a false alarm
+            text = "flagged" if detected else "not flagged"
+        return text + partial_suffix(cell)
+    if not has_watermark:
+        acc = cell.stat("clean_acc_suspect")
+        return (DASH if acc is None else f"acc {pct_stat(acc)}") + partial_suffix(cell)
+    wsr = cell.stat("wsr_suspect")
+    text = pct_stat(wsr)
+    survived = cell.survived
+    if survived is not None:
+        text += f" {MARK_OK if survived else MARK_BAD}"
+    return text + partial_suffix(cell)
+
+
+def false_alarms(cell: CellSummary) -> tuple[int, int] | None:
+    """(flagged, tried) over the independent clean models the detector also ran on, in the ok cards that
+    record them; None when none do."""
+    flags = [bool(f) for c in cell.ok for f in (c.get("extras") or {}).get("null_detected", [])]
+    return (sum(flags), len(flags)) if flags else None
+
+
+def cell_detail(cell: CellSummary) -> str:
+    """One line per seed for tooltips: WSR, null WSR, p-value and accuracy, or the error / n/a note."""
+    parts = []
+    for c in cell.cards:
+        if c["status"] == "error":
+            parts.append(f"seed {c['seed']}: error: {truncate(c['error'], 300)}")
+        elif c["status"] == "n/a":
+            parts.append(f"seed {c['seed']}: n/a" + (f" ({truncate(c['error'], 300)})" if c["error"] else ""))
+        elif cell.kind == "detection":
+            extras = c.get("extras") or {}
+            nulls, right = extras.get("null_detected"), extras.get("detection_correct")
+            alarm = "" if nulls is None else f", clean null models flagged: {sum(map(bool, nulls))}/{len(nulls)}"
+            named = "" if right is None else f" (names the watermark: {'yes' if right else 'no'})"
+            parts.append(f"seed {c['seed']}: detected={c['detected']} target={c['detected_target']}{named}{alarm}")
+        else:
+            parts.append(
+                f"seed {c['seed']}: WSR {pct(c['wsr_suspect'])}, null {pct(c['wsr_null'])}, "
+                f"p {scientific(c['p_value'])}, acc {pct(c['clean_acc_suspect'])}"
+            )
+    parts += [f"seed {s}: not run" for s in cell.missing_seeds]
+    return "\n".join(parts)
+
+
+def worst_text(cell: CellSummary | None) -> str:
+    if cell is None:
+        return DASH
+    return f"{cell.attack}: {pct_stat(cell.stat('wsr_suspect'))} {MARK_OK if cell.survived else MARK_BAD}"
+
+
+def detection_text(row: DefenseRow) -> str:
+    if not row.det_total:
+        return DASH
+    if not row.detected_by:
+        return f"{MARK_OK} {row.det_undetected}/{row.det_total} undetected"
+    by = ", ".join(row.detected_by)
+    return f"{MARK_BAD} {row.det_undetected}/{row.det_total} undetected; detected by {by}"
+
+
+def robustness_text(row: DefenseRow) -> str:
+    return DASH if not row.has_watermark else share(row.survived, row.total)
+
+
+def status_counts(groups: list[Group]) -> tuple[int, Counter, int]:
+    counts: Counter = Counter()
+    for g in groups:
+        for c in g.cells.values():
+            counts.update(card["status"] for card in c.cards)
+    return sum(g.n_cards for g in groups), counts, sum(g.not_run for g in groups)
+
+
+def meta_items(groups: list[Group]) -> list[tuple[str, str]]:
+    n, counts, not_run = status_counts(groups)
+    status = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "error", "n/a"))
+    seeds = sorted({s for g in groups for s in g.seeds})
+    return [
+        ("Datasets", ", ".join(sorted({g.dataset for g in groups}))),
+        ("Architectures", ", ".join(sorted({g.arch for g in groups}))),
+        ("Profiles", ", ".join(sorted({p for g in groups for p in g.profiles}))),
+        ("Seeds", ", ".join(str(s) for s in seeds)),
+        ("Cards", f"{n} ({status}); {not_run} cell-seed(s) not run"),
+    ]
+
+
+GATE_NOTE = ("⚠ after a scheme's name: its registered defaults did not meet the victim-side gate on the "
+             "tuning seeds (accuracy cost against none <= 2 points and victim WSR >= 90%, docs/protocol.md); the "
+             "tuning seeds' cards are on the tuning study page, not on this board.")
+
+
+CONTROL_NOTE = (
+    "The `none` row is the null/control: a clean model with no watermark. Its models are the independent "
+    "clean models every scheme is judged against: a scheme's null WSR is its watermark measured on `none` "
+    "models trained with other seeds and on the copies the same attack makes of them. For `none` the attack "
+    "columns show the suspect's clean accuracy (detection columns: whether the clean model is flagged)."
+)
+RULES_NOTE = (
+    "WSR cells: mean ± sd over ok seeds; (k/n) = only k of the n seeds that its scheme and its attack were "
+    "both run with are ok. ✓ = ownership still "
+    "provable (WSR above the suspect's own rate of giving that label to clean inputs by ≥ threshold, and "
+    "p < 0.01; majority of seeds); ✗ = removed. Detection columns: ✓ "
+    "undetected, ✗ detected. Robustness = extraction and removal attacks survived / those with an ok cell "
+    "(n/a, errors and cells not run are left out). Worst case per threat class: the attack that removes the "
+    "watermark (else the lowest WSR). Acc Δ = victim clean accuracy minus that of `none`, same seeds. "
+    "Attack cost: median / mean over the attack's ok cards (every scheme and seed) of its wall seconds (the "
+    "attack alone, not the victim's training; a chain adds up its steps), oracle queries, training epochs and "
+    "peak memory (MB: GPU allocation on CUDA, the process's peak resident memory on CPU)."
+)
+LEGEND = (("✓", "retained"), ("✗", "removed"), ("ERR", "error"), ("n/a", "not applicable"), ("·", "not run"))
+
+DEFENSE_HEAD = ("Scheme", "Victim acc", "Acc Δ vs none", "Victim WSR", "Null WSR", "Threshold")
+TAIL_HEAD = ("Robustness", "Worst extraction", "Worst removal", "Detection")
+ATTACK_HEAD = (
+    "Attack",
+    "Kind",
+    "Runs ok / err / n/a / not run",
+    "Removed cheaply",
+    "Detected",
+    "Suspect acc",
+    "Fidelity",
+)
+COST_HEAD = ("Wall s", "Queries", "Epochs", "Peak mem MB")
+COST_SUB = "median / mean"
+ATTACK_HEAD = ATTACK_HEAD + tuple(f"{h} ({COST_SUB})" for h in COST_HEAD)
+DETAIL_HEAD = (
+    "Defense",
+    "Attack",
+    "Seed",
+    "Status",
+    "Verdict",
+    "Acc victim",
+    "Acc suspect",
+    "Fidelity",
+    "WSR suspect",
+    "WSR null",
+    "p-value",
+    "Queries",
+    "Wall s",
+    "Error / note",
+)
+
+
+def defense_values(row: DefenseRow) -> tuple[list[str], list[str]]:
+    head = [
+        pct_stat(row.victim_acc),
+        "(reference)" if row.name == CONTROL_DEFENSE else pts_stat(row.acc_cost),
+        pct_stat(row.victim_wsr),
+        pct_stat(row.null_wsr),
+        threshold_text(row.threshold),
+    ]
+    tail = [
+        robustness_text(row),
+        worst_text(row.worst.get("extraction")),
+        worst_text(row.worst.get("removal")),
+        detection_text(row) if row.has_watermark else DASH,
+    ]
+    return head, tail
+
+
+def attack_values(r: AttackRow) -> list[str]:
+    c = r.counts
+    return [
+        r.kind,
+        f"{c['ok']} / {c['error']} / {c['n/a']} / {c[NOT_RUN]}",
+        share(*r.removed_cheaply) if r.kind != "detection" else DASH,
+        share(*r.detected) if r.kind == "detection" else DASH,
+        pct(r.suspect_acc.mean if r.suspect_acc else None),
+        pct(r.fidelity.mean if r.fidelity else None),
+        median_mean(r.wall_s, seconds),
+        median_mean(r.queries, amount),
+        median_mean(r.epochs, amount),
+        median_mean(r.peak_mem_mb, megabytes),
+    ]
+
+
+def _verdict_text(card: dict) -> str:
+    if card["status"] != "ok":
+        return ""
+    if card["attack_kind"] == "detection":
+        return "" if card["detected"] is None else ("detected" if card["detected"] else "undetected")
+    if card["retained"] is None:
+        return ""
+    return f"{MARK_OK} retained" if card["retained"] else f"{MARK_BAD} removed"
+
+
+def detail_rows(g: Group):
+    """(status, values, full error) for every card and every seed not run, in table order."""
+    for d in g.defenses:
+        for a in g.attacks:
+            cell = g.cells[(d, a)]
+            by_seed = {c["seed"]: c for c in cell.cards}
+            for s in sorted(set(cell.seeds) | set(by_seed)):
+                c = by_seed.get(s)
+                if c is None:
+                    yield NOT_RUN, [d, a, str(s), NOT_RUN] + [NOT_RUN_MARK] * 9 + [""], ""
+                    continue
+                yield (
+                    c["status"],
+                    [
+                        d,
+                        a,
+                        str(s),
+                        c["status"],
+                        _verdict_text(c),
+                        pct(c["clean_acc_victim"]),
+                        pct(c["clean_acc_suspect"]),
+                        pct(c["fidelity"]),
+                        pct(c["wsr_suspect"]),
+                        pct(c["wsr_null"]),
+                        scientific(c["p_value"]),
+                        count(c["queries"]),
+                        seconds(c["wall_s"]),
+                        truncate(c["error"]),
+                    ],
+                    c["error"] or "",
+                )
+
+
+def queries_text(queries: int, sweep: Sweep, label: str) -> str:
+    return f"{queries:,}" + (" (all)" if label == sweep.whole else "")
+
+
+def value_text(x: float) -> str:
+    """A swept value as short as it reads back: ``0.1``, ``2``, ``30,000``, ``1e-05``."""
+    text = f"{x:,g}"
+    return text if float(text.replace(",", "")) == x else f"{x:,}"
+
+
+def point_text(x: float, sweep: Sweep, label: str) -> str:
+    """The axis tick and table column of one point of a sweep."""
+    return queries_text(int(x), sweep, label) if sweep.field == QUERIES_FIELD else value_text(x)
+
+
+def sweep_title(sweep: Sweep) -> str:
+    return f"{sweep.group.label}: {sweep.family} ({sweep.kind})"
+
+
+def sweep_point_text(cell: CellSummary, has_watermark: bool) -> str:
+    """``WSR 12.0% ✗ · acc 85.0%`` (just ``acc 85.0%`` for schemes without a watermark), or the cell's mark."""
+    if cell.status != "ok":
+        return cell_text(cell, has_watermark)
+    acc = cell.stat("clean_acc_suspect")
+    acc_text = f"acc {pct_stat(acc)}" if acc is not None else ""
+    wsr = cell.stat("wsr_suspect") if has_watermark else None
+    if wsr is None:
+        return (acc_text or DASH) + partial_suffix(cell)
+    mark = "" if cell.survived is None else f" {MARK_OK if cell.survived else MARK_BAD}"
+    return f"WSR {pct_stat(wsr)}{mark}" + (f" · {acc_text}" if acc_text else "") + partial_suffix(cell)
+
+
+def sweep_rows(sweep: Sweep) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    head = [point_text(x, sweep, a) for x, a in sweep.points]
+    g = sweep.group
+    rows = [(d, [sweep_point_text(sweep.cell(d, a), g.has_watermark[d]) for _, a in sweep.points])
+            for d in g.defenses]
+    return head, rows
