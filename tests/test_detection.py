@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from attacks._common import mad_anomaly, mix, score_norms
+from attacks._cleanse import mad_anomaly, score_norms
+from attacks._common import mix
 from attacks.detection.strip import StripFilter
 from bench.api import Context
 from bench.errors import ConfigError
@@ -74,7 +75,7 @@ def test_neural_cleanse_with_a_reference_model(patch_victim, task, profile):
 
 
 def test_reference_models_are_trained_once_per_attacker(patch_victim, task, profile, monkeypatch):
-    import attacks._common as common
+    import attacks._cleanse as common
 
     monkeypatch.setattr(common, "_REFERENCE_NORMS", {})
     built = []

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attacks._common import CleanseConfig, cleanse_target
+from attacks._cleanse import CleanseConfig, cleanse_target
 from bench.api import Attack, Context, Outcome, Target
 from bench.config import param
 from bench.registry import register_attack

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks._common import MIXERS, batched, mad_anomaly, mix, sample_of_class
+from attacks._cleanse import mad_anomaly
+from attacks._common import MIXERS, batched, mix, sample_of_class
 from bench.api import Attack, Context, Outcome, Target
 from bench.config import ComponentConfig, param
 from bench.registry import register_attack

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from attacks.extraction.soft_label import ExtractionAttack, ExtractionConfig, outcome, substitute
+from attacks.extraction._base import ExtractionAttack, ExtractionConfig, outcome, substitute
 from bench.api import Context, Outcome, Target
 from bench.config import param
 from bench.registry import register_attack

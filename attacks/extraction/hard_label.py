@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attacks.extraction.soft_label import ExtractionAttack, ExtractionConfig, outcome, query_pool, substitute
+from attacks.extraction._base import ExtractionAttack, ExtractionConfig, outcome, query_pool, substitute
 from bench.api import Context, Outcome, Target
 from bench.config import param
 from bench.oracle import OUTPUT_MODES

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attacks.extraction.soft_label import ExtractionAttack, ExtractionConfig, outcome, substitute
+from attacks.extraction._base import ExtractionAttack, ExtractionConfig, outcome, substitute
 from bench.api import Context, Outcome, Target
 from bench.config import param
 from bench.oracle import OUTPUT_MODES

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from attacks.extraction.soft_label import ExtractionAttack, ExtractionConfig, outcome, substitute
+from attacks.extraction._base import ExtractionAttack, ExtractionConfig, outcome, substitute
 from bench.api import Context, Outcome, Target
 from bench.config import param
 from bench.errors import ConfigError

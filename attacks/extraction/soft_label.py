@@ -6,82 +6,23 @@ answers with a temperature T (log-probabilities differ from logits by a constant
 equals the teacher's softmax(z / T)), and trains a fresh substitute to match them. MEA-Defender's public
 code uses T = 7 with pure KL and Adam 1e-3.
 
-The pieces below (:class:`ExtractionAttack` and its :class:`ExtractionConfig`, :func:`oracle_options_of`,
-:func:`query_pool`, :func:`substitute`, :func:`outcome`) are shared by the other extraction attacks.
+The family's shared pieces are in :mod:`attacks.extraction._base`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from bench.api import Attack, Context, Outcome, Target
-from bench.config import ComponentConfig, param
-from bench.models import create_model
-from bench.oracle import OUTPUT_MODES
+from attacks.extraction._base import ExtractionAttack, ExtractionConfig, outcome, query_pool, substitute
+from bench.api import Context, Outcome, Target
+from bench.config import param
 from bench.registry import register_attack
 from bench.train import distill_targets, fit
 
-__all__ = ["SoftLabel", "ExtractionAttack", "ExtractionConfig", "oracle_options_of", "query_pool", "substitute",
-           "outcome"]
-
-
-def oracle_options_of(config: Any) -> dict:
-    """The oracle an extraction attack asks for: its ``output``/``top_k``/``decimals`` and ``queries`` budget."""
-    return {"mode": config.output, "top_k": config.top_k, "decimals": config.decimals, "budget": config.queries}
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExtractionConfig(ComponentConfig):
-    """What every extraction attack lets the user set: the query budget, the substitute and its optimiser,
-    and the oracle's output type (an attack's Config adds its own settings and may change a default)."""
-
-    queries: int | None = param(None, "query budget in images; None = every image of the attack's pool", ge=1)
-    lr: float | None = param(None, "Adam learning rate of the substitute; None = the profile's", gt=0, le=1)
-    arch: str | None = param(None, "substitute architecture; None = the victim's")
-    output: str = param("probs", "oracle output type", choices=OUTPUT_MODES)
-    top_k: int = param(1, "probabilities kept when output=topk", ge=1)
-    decimals: int = param(2, "decimals kept when output=rounded", ge=0, le=8)
-
-
-class ExtractionAttack(Attack):
-    """An attack that sees the victim through its oracle only, asking for the output type and budget of its
-    :class:`ExtractionConfig`."""
-
-    kind = "extraction"
-
-    def oracle_options(self) -> dict:
-        return oracle_options_of(self.config)
-
-
-def query_pool(target: Target, ctx: Context, queries: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Query the oracle on a random subset of the attacker's pool of at most ``queries`` images (None = all).
-
-    Returns the images and the oracle's answers.
-    """
-    n = min(len(target.x_pool), queries or len(target.x_pool))
-    idx = torch.randperm(len(target.x_pool), generator=ctx.generator)[:n]
-    x = target.x_pool[idx]
-    return x, target.oracle(x)
-
-
-def substitute(target: Target, ctx: Context, arch: str | None) -> nn.Module:
-    """A fresh substitute model (seeded from ``ctx``) of ``arch``, or of the victim's architecture if None."""
-    info = target.info
-    ctx.manual_seed()
-    return create_model(arch or target.arch, in_channels=info.in_channels, num_classes=info.num_classes,
-                        image_size=info.image_size, mean=info.mean, std=info.std)
-
-
-def outcome(student: nn.Module, target: Target, arch: str | None, epochs: int, **extras: Any) -> Outcome:
-    """The Outcome of an extraction: the queries the oracle counted and its description in the extras."""
-    oracle = target.oracle
-    return Outcome(model=student, queries=oracle.queries, epochs=epochs,
-                   extras={"oracle": oracle.describe(), "substitute_arch": arch or target.arch, **extras})
+__all__ = ["SoftLabel"]
 
 
 @register_attack("soft_label")

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks._common import CleanseConfig, cleanse_target, subset
+from attacks._cleanse import CleanseConfig, cleanse_target
+from attacks._common import subset
 from bench.api import Attack, Context, Outcome, Target
 from bench.config import param
 from bench.registry import register_attack

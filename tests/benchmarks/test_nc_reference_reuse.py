@@ -15,8 +15,8 @@ import time
 
 import torch
 
-import attacks._common as common
-from attacks.extraction.soft_label import substitute
+import attacks._cleanse as common
+from attacks._common import substitute
 from bench.api import Context, Target
 from bench.data import make_task
 from bench.errors import DataError
