@@ -11,7 +11,7 @@ to hand to ``bench.runner.execute(..., backend=...)`` and tears it down again:
 
 Workers on a cluster read the cache and write cards themselves (atomically, see :mod:`bench.atomic`), so the
 cache and results folders must be one shared folder at the same path on every machine:
-:func:`cluster_plan` makes the plan's paths absolute. :func:`cluster_threads` tells a worker how many torch
+:func:`cluster_settings` makes the settings' paths absolute. :func:`cluster_threads` tells a worker how many torch
 threads a job may use there. joblib's ``return_as="generator_unordered"``, which the runner uses, works
 with the dask backend (results come back through completion callbacks); Ray's joblib backend supports no
 generator, so there the runner falls back to ``return_as="list"`` (each phase's results at its end).
@@ -34,7 +34,7 @@ from typing import Any
 
 from bench.errors import ConfigError, WmbenchError, suggest
 
-__all__ = ["BACKENDS", "check_backend", "use_backend", "cluster_plan", "cluster_threads", "CONNECT_TIMEOUT_S"]
+__all__ = ["BACKENDS", "check_backend", "use_backend", "cluster_settings", "cluster_threads", "CONNECT_TIMEOUT_S"]
 
 BACKENDS = ("loky", "threading", "dask", "ray")
 #: backend -> (module it needs, the extra that installs it)
@@ -107,17 +107,17 @@ def _parse_scheduler(address: str) -> tuple[str, str | None, int | None]:
     return f"{scheme}://{loc}", host, port
 
 
-def cluster_plan(plan, backend: str):
-    """The plan with absolute results, cache and data folders when jobs run in other processes that may sit
+def cluster_settings(settings, backend: str):
+    """The settings with absolute results, cache and data folders when jobs run in other processes that may sit
     on other machines (dask, ray); unchanged otherwise."""
     if backend not in _EXTRAS:
-        return plan
+        return settings
 
     def absolute(path: str) -> str:
         return str(Path(path).expanduser().resolve())
 
-    return replace(plan, results_dir=absolute(plan.results_dir), cache_dir=absolute(plan.cache_dir),
-                   data_root=absolute(plan.data_root or "data"))
+    return replace(settings, results_dir=absolute(settings.results_dir), cache_dir=absolute(settings.cache_dir),
+                   data_root=absolute(settings.data_root or "data"))
 
 
 def cluster_threads() -> int | None:

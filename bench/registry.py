@@ -159,9 +159,14 @@ class Registry(Generic[T]):
 _HOME = Path(__file__).resolve().parent.parent
 
 
+def builtin_home(name: str) -> Path:
+    """Where the built-in package ``name`` (``defenses``, ``attacks``) is installed."""
+    return _HOME / name
+
+
 def _builtin_package(name: str):
     """Import the built-in package ``name``; a foreign package of that name that shadows ours is an error."""
-    expected = _HOME / name
+    expected = builtin_home(name)
     pkg = importlib.import_module(name)
     found = [Path(p).resolve() for p in getattr(pkg, "__path__", [])]
     if expected not in found:

@@ -48,8 +48,9 @@ def rehome_card(path: str | Path, results_dir: str | Path, *, rename: dict[str, 
     """Move one card to the label, path and run id its exact configuration gets now (``rename`` maps an old
     component name to the one that now holds the configuration). Returns the new path, or None when the
     card is already at home or is not an ok/n-a card."""
+    from bench.planning import plan_matrix
     from bench.registry import DEFENSES
-    from bench.runner import make_plan, plan_run
+    from bench.settings import make_settings
     from bench.spec import expand_chains
 
     card = read_card(path)
@@ -62,11 +63,11 @@ def rehome_card(path: str | Path, results_dir: str | Path, *, rename: dict[str, 
         raise WmbenchError(f"{path}: {name} is version {DEFENSES.get(name).version}, the card was made by "
                            f"version {card['defense_version']}; re-run it instead of moving it")
     spec = spec_for_config(name, old_label, card["defense_config"], DEFENSES)
-    plan = make_plan(dataset=card["dataset"], arch=card["arch"], profile=card["profile"],
-                     results_dir=str(results_dir))
+    settings = make_settings(dataset=card["dataset"], arch=card["arch"], profile=card["profile"],
+                             results_dir=str(results_dir))
     from bench.registry import ATTACKS
 
-    matrix = plan_run(plan, [spec], expand_chains(card["attack"], ATTACKS), [card["seed"]], force=True)
+    matrix = plan_matrix(settings, [spec], expand_chains(card["attack"], ATTACKS), [card["seed"]], force=True)
     cell = matrix.cells[0]
     if cell.config["defense_config"] != card["defense_config"]:  # pragma: no cover - spec_for_config checked
         raise WmbenchError(f"{path}: the re-planned configuration differs; the card stays where it is")

@@ -112,19 +112,19 @@ def _pct(v) -> str:
     return "—" if v is None or v != v else f"{100 * v:.2f}%"
 
 
-def run_reproduction(name: str, plan, seeds: list[int], progress: bool = True,
-                     backend: str | None = None) -> tuple[str, Path]:
-    """Run the reproduction's cells and return (Markdown table, where it was written)."""
+def run_reproduction(name: str, plan, seeds: list[int], **run_options) -> tuple[str, Path]:
+    """Run the reproduction's cells (``run_options`` go to :func:`bench.runner.run`) and return (Markdown
+    table, where it was written)."""
+    from bench.planning import plan_matrix
     from bench.results import load_results
-    from bench.runner import execute, plan_run
+    from bench.runner import run
 
     rep = get_reproduction(name)
     if isinstance(rep, Ablation):
-        return _run_ablation(rep, plan, seeds, progress, backend)
+        return _run_ablation(rep, plan, seeds, run_options)
     available = [r for r in rep.rows if r.attack in ATTACKS]
     missing = [r for r in rep.rows if r.attack not in ATTACKS]
-    matrix = plan_run(plan, f"none,{rep.defense}", ",".join(r.attack for r in available), seeds)
-    execute(plan, matrix, progress=progress, backend=backend)
+    run(plan, f"none,{rep.defense}", ",".join(r.attack for r in available), seeds, **run_options)
     cards = load_results(plan.results_dir)
     df = cards[(cards.dataset == rep.dataset) & (cards.arch == plan.arch) & (cards.defense == rep.defense)
                & (cards.profile == plan.profile.name) & (cards.seed.isin(seeds)) & (cards.status == "ok")]
@@ -154,6 +154,7 @@ def run_reproduction(name: str, plan, seeds: list[int], progress: bool = True,
                      f"{_pct(wsr)}{sd} | {_pct(null)} | {'—' if p is None or p != p else f'{p:.1e}'} |")
     if rep.explain:
         module, _, func = rep.explain.partition(":")
+        matrix = plan_matrix(plan, f"none,{rep.defense}", ",".join(r.attack for r in available), seeds)
         lines += getattr(importlib.import_module(module), func)(plan, matrix, seeds, rep.name, cards)
     text = "\n".join(lines) + "\n"
     out = Path(plan.results_dir) / "reproductions" / f"{rep.name}.md"
@@ -177,13 +178,12 @@ def _paper(pair: tuple[float, float] | None) -> str:
     return "—" if pair is None else f"{100 * pair[0]:.2f}% / {100 * pair[1]:.2f}%"
 
 
-def _run_ablation(rep: Ablation, plan, seeds: list[int], progress: bool, backend) -> tuple[str, Path]:
+def _run_ablation(rep: Ablation, plan, seeds: list[int], run_options: dict) -> tuple[str, Path]:
     from bench.results import load_results
-    from bench.runner import execute, plan_run
+    from bench.runner import run
 
     defenses = ",".join(dict.fromkeys(r.defense for r in rep.rows))
-    matrix = plan_run(plan, defenses, ",".join(("identity", *rep.attacks)), seeds)
-    execute(plan, matrix, progress=progress, backend=backend)
+    run(plan, defenses, ",".join(("identity", *rep.attacks)), seeds, **run_options)
     cards = load_results(plan.results_dir)
     df = cards[(cards.dataset == rep.dataset) & (cards.arch == plan.arch) & (cards.profile == plan.profile.name)
                & cards.seed.isin(seeds) & (cards.status == "ok")]

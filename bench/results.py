@@ -6,6 +6,7 @@ load; numbers are numbers (fractions in [0, 1], never percent strings).
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import math
@@ -21,6 +22,7 @@ __all__ = [
     "FIELDS",
     "STATUSES",
     "card_path",
+    "new_card",
     "slug",
     "validate_card",
     "write_card",
@@ -138,6 +140,20 @@ def validate_card(card: Any, where: str = "card") -> dict:
     for key in ("queries", "epochs", "wall_s", "peak_mem_mb", "seed"):
         if card[key] is not None and card[key] < 0:
             raise CardError(f"{where}: field {key} must be >= 0")
+    return card
+
+
+def new_card(**identity: Any) -> dict:
+    """The one place a card is made: every field of :data:`FIELDS`, ``identity`` (run id, components, seed,
+    profile, versions, ...) filled in, every measurement empty and the status "error" until a cell scores it."""
+    unknown = sorted(set(identity) - set(FIELDS))
+    if unknown:
+        raise CardError(f"card fields {', '.join(unknown)} are not in the schema")
+    card: dict[str, Any] = {name: {} if types == (dict,) and not nullable else None
+                            for name, (types, nullable, _) in FIELDS.items()}
+    card.update(schema_version=SCHEMA_VERSION, status="error",
+                created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    card.update(identity)
     return card
 
 

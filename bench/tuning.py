@@ -248,21 +248,21 @@ def tuning_report(cards, registry, seeds=TUNING_SEEDS, profile: str = "quick") -
     return "\n".join(lines) + "\n", picks
 
 
-def run_tuning(plan, seeds=TUNING_SEEDS, progress: bool = True, backend: str | None = None) -> tuple[str, object]:
-    """Run the ``identity`` cells of every registered scheme and grid point at ``seeds`` (missing ones only),
-    write the tuning study page beside the reproductions, and return (its text, its path)."""
+def run_tuning(settings, seeds=TUNING_SEEDS, **run_options) -> tuple[str, object]:
+    """Run the ``identity`` cells of every registered scheme and grid point at ``seeds`` (missing ones only;
+    ``run_options`` go to :func:`bench.runner.run`), write the tuning study page beside the reproductions, and
+    return (its text, its path)."""
     from pathlib import Path
 
     from bench.registry import DEFENSES
     from bench.results import load_results
-    from bench.runner import execute, plan_run
+    from bench.runner import run
 
-    matrix = plan_run(plan, tuning_specs(DEFENSES), "identity", list(seeds))
-    execute(plan, matrix, progress=progress, backend=backend)
-    cards = load_results(plan.results_dir)
-    cards = cards[(cards.dataset == plan.dataset) & (cards.arch == plan.arch)]
-    text, _ = tuning_report(cards, DEFENSES, seeds, plan.profile.name)
-    out = Path(plan.results_dir) / "reproductions" / "tuning.md"
+    run(settings, tuning_specs(DEFENSES), "identity", list(seeds), **run_options)
+    cards = load_results(settings.results_dir)
+    cards = cards[(cards.dataset == settings.dataset) & (cards.arch == settings.arch)]
+    text, _ = tuning_report(cards, DEFENSES, seeds, settings.profile.name)
+    out = Path(settings.results_dir) / "reproductions" / "tuning.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     return text, out

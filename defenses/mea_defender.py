@@ -794,10 +794,10 @@ class _Sources:
         return self._victims[key]
 
     def task(self, seed: int) -> Task:
-        from bench.runner import plan_task
+        from bench.settings import load_task
 
         if seed not in self._tasks:
-            self._tasks[seed] = plan_task(self.plan, seed)
+            self._tasks[seed] = load_task(self.plan, seed)
         return self._tasks[seed]
 
     def log_probs(self, key: str, seed: int, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -864,7 +864,7 @@ def _variants_against_prediction(plan, seeds: list[int], src: _Sources, name: st
     """Every MEA-Defender variant with an ``identity`` card in ``cards`` whose combination loss covers the
     target: the minimiser's answer from its own trained sources at its last stage's weights, beside the
     victim WSR that was measured."""
-    from bench.runner import plan_run
+    from bench.planning import plan_matrix
 
     mine = cards[(cards.attack == "identity") & (cards.status == "ok") & cards.seed.isin(seeds)
                  & (cards.dataset == plan.dataset) & (cards.arch == plan.arch)
@@ -885,7 +885,7 @@ def _variants_against_prediction(plan, seeds: list[int], src: _Sources, name: st
     points: list[tuple[float, float, float, float]] = []
     for card in found:
         seed = int(card.seed)
-        matrix = plan_run(plan, card.defense, "identity", [seed])
+        matrix = plan_matrix(plan, card.defense, "identity", [seed])
         key = (*matrix.cells, *matrix.skipped)[0].victim_key
         protected = src.victim(key)
         if protected is None:
@@ -899,7 +899,7 @@ def _variants_against_prediction(plan, seeds: list[int], src: _Sources, name: st
         d = _diagnose(*src.log_probs(key, seed, a, b), t, *weights)
         names = src.task(seed).info.class_names
         if seed not in clean_keys:
-            clean = plan_run(plan, "none", "identity", [seed])
+            clean = plan_matrix(plan, "none", "identity", [seed])
             clean_keys[seed] = (*clean.cells, *clean.skipped)[0].victim_key
         ahead = "— | —"
         if src.victim(clean_keys[seed]) is not None:

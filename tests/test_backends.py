@@ -12,8 +12,10 @@ import torch
 
 from bench import backends
 from bench.codec import from_bytes
+from bench.planning import plan_matrix
 from bench.results import load_results
-from bench.runner import execute, make_plan, plan_run
+from bench.runner import execute
+from bench.settings import make_settings
 from wmbench.cli import main
 
 DEFENSES, ATTACKS = "none,content[rate=0.1]", "identity,soft_label"
@@ -77,11 +79,11 @@ def reference(tmp_path_factory):
     """The same matrix run in this process, each job with the thread share of one of two jobs (as on the
     cluster's two single-threaded workers), so the models can be compared bit for bit."""
     tmp = tmp_path_factory.mktemp("local")
-    plan = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp / "results"),
+    plan = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp / "results"),
                      cache_dir=str(tmp / "cache"), device="cpu", jobs=2)
     threads = torch.get_num_threads()
     try:
-        summary = execute(plan, plan_run(plan, DEFENSES, ATTACKS, [0]), progress=False, backend="sequential")
+        summary = execute(plan, plan_matrix(plan, DEFENSES, ATTACKS, [0]), progress=False, backend="sequential")
     finally:
         torch.set_num_threads(threads)
     assert summary.counts["ok"] == 4
@@ -147,11 +149,11 @@ def test_dask_without_scheduler_starts_a_local_cluster_of_jobs_workers():
         socket.create_connection((host, int(port)), timeout=1).close()
 
 
-def test_cluster_plan_makes_paths_absolute(tmp_path, monkeypatch):
+def test_cluster_settings_makes_paths_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    plan = make_plan(dataset="synthetic", profile="test", results_dir="r", cache_dir="c", device="cpu")
-    assert backends.cluster_plan(plan, "loky") is plan
-    shared = backends.cluster_plan(plan, "dask")
+    plan = make_settings(dataset="synthetic", profile="test", results_dir="r", cache_dir="c", device="cpu")
+    assert backends.cluster_settings(plan, "loky") is plan
+    shared = backends.cluster_settings(plan, "dask")
     assert shared.results_dir == str(tmp_path / "r") and shared.cache_dir == str(tmp_path / "c")
     assert shared.data_root == str(tmp_path / "data")
 

@@ -7,8 +7,8 @@ import torch
 
 from bench.api import Context, Outcome, Protected
 from bench.errors import ConfigError
+from bench.jobs import make_target
 from bench.registry import ATTACKS, DEFENSES, create_attack, create_defense, list_attacks, list_defenses
-from bench.runner import make_target
 from bench.train import predict_labels
 
 

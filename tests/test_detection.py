@@ -8,8 +8,8 @@ from attacks._common import mix
 from attacks.detection.strip import StripFilter
 from bench.api import Context
 from bench.errors import ConfigError
+from bench.jobs import make_target
 from bench.registry import create_attack, create_defense
-from bench.runner import make_target
 from bench.train import predict_labels, train_model
 
 

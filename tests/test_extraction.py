@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from bench.api import Context, Target
 from bench.errors import ConfigError, UnknownNameError
+from bench.jobs import make_target
 from bench.oracle import OUTPUT_MODES
 from bench.registry import create_attack, create_defense, list_attacks
-from bench.runner import make_target
 from bench.train import accuracy
 
 EXTRACTION = ("soft_label", "hard_label", "jacobian", "knockoff", "dfme")

@@ -66,18 +66,19 @@ def test_moved_cards_kept_their_configuration_and_say_where_they_came_from():
 def test_every_committed_card_of_a_registered_scheme_is_where_its_configuration_plans_it(tmp_path):
     # a code change that altered a scheme's configuration would leave its published cards stale: re-plan each
     # default-config identity card and compare run id and path
-    from bench.runner import make_plan, plan_run
+    from bench.planning import plan_matrix
+    from bench.settings import make_settings
 
     if not RESULTS.is_dir():
         pytest.skip("no committed results")
-    plan = make_plan(dataset="fashion-mnist", profile="quick", results_dir=str(RESULTS))
+    plan = make_settings(dataset="fashion-mnist", profile="quick", results_dir=str(RESULTS))
     checked = 0
     for name in DEFENSES.list("*"):
         path = RESULTS / "fashion-mnist" / "small_cnn" / name / "identity" / "seed-0.json"
         if not path.exists():
             continue
         card = read_card(path)
-        cell = plan_run(plan, name, "identity", [0], force=True).cells[0]
+        cell = plan_matrix(plan, name, "identity", [0], force=True).cells[0]
         assert (cell.run_id, Path(cell.card)) == (card["run_id"], path), name
         checked += 1
     assert checked >= 12
@@ -96,15 +97,16 @@ def _as_v2_card(tmp_path) -> tuple[Path, dict]:
 
 
 def test_rehome_moves_a_v2_card_to_the_run_id_the_runner_plans(tmp_path):
-    from bench.runner import make_plan, plan_run
+    from bench.planning import plan_matrix
+    from bench.settings import make_settings
 
     old, card = _as_v2_card(tmp_path)
     new = rehome_card(old, tmp_path, rename={"mea_defender": "mea_defender_official"})
     assert not old.exists() and new == tmp_path / "fashion-mnist" / "small_cnn" / "mea_defender_official" / \
         "identity" / "seed-0.json"
     moved = read_card(new)
-    plan = make_plan(dataset="fashion-mnist", profile="quick", results_dir=str(tmp_path))
-    cell = plan_run(plan, "mea_defender_official", "identity", [0]).skipped[0]  # the runner counts it done
+    plan = make_settings(dataset="fashion-mnist", profile="quick", results_dir=str(tmp_path))
+    cell = plan_matrix(plan, "mea_defender_official", "identity", [0]).skipped[0]  # the runner counts it done
     assert moved["run_id"] == cell.run_id and moved["extras"]["moved_from"] == {"defense": "mea_defender",
                                                                                 "run_id": card["run_id"]}
     assert {k: v for k, v in moved.items() if k not in ("defense", "run_id", "extras")} == \

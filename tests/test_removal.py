@@ -11,8 +11,8 @@ from attacks.removal.input_noise import NoisyInput, content_noise
 from attacks.removal.mix_finetune import random_mixtures
 from bench.api import Context
 from bench.errors import ConfigError
+from bench.jobs import make_target
 from bench.registry import create_attack, create_defense
-from bench.runner import make_target
 from bench.train import accuracy, predict_labels
 
 

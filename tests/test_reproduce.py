@@ -2,7 +2,7 @@ import pytest
 
 from bench import reproduce
 from bench.reproduce import Ablation, Reproduction, Row, SchemeRow, run_reproduction
-from bench.runner import make_plan
+from bench.settings import make_settings
 
 
 def test_reproduction_table_on_synthetic(tmp_path, monkeypatch):
@@ -12,7 +12,7 @@ def test_reproduction_table_on_synthetic(tmp_path, monkeypatch):
               Row("future", "no_such_attack_yet", 0.7, 0.4)),
     )
     monkeypatch.setitem(reproduce.REPRODUCTIONS, "toy", rep)
-    plan = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+    plan = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
                      cache_dir=str(tmp_path / "c"), device="cpu")
     text, path = run_reproduction("toy", plan, [0], progress=False)
     assert path.read_text() == text
@@ -31,7 +31,7 @@ def test_mea_reproduction_explains_where_the_loss_puts_the_watermark(tmp_path, m
         rows=(Row("victim", "identity", 0.9, 1.0),), explain="defenses.mea_defender:explain_reproduction",
     )
     monkeypatch.setitem(reproduce.REPRODUCTIONS, "toy-mea", rep)
-    plan = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+    plan = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
                      cache_dir=str(tmp_path / "c"), device="cpu")
     text, _ = run_reproduction("toy-mea", plan, [0], progress=False)
     assert "## Where the combination loss puts a watermark" in text
@@ -66,7 +66,7 @@ def test_ablation_table_from_cards_over_seeds(tmp_path, monkeypatch):
                          SchemeRow("ours", "noise", None, None)),
                    attacks=("soft_label",), note="a note")
     monkeypatch.setitem(reproduce.REPRODUCTIONS, "toy-ablation", rep)
-    plan = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+    plan = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
                      cache_dir=str(tmp_path / "c"), device="cpu")
     text, path = run_reproduction("toy-ablation", plan, [0, 1], progress=False)
     assert path.name == "toy-ablation.md" and path.read_text() == text and "a note" in text

@@ -7,21 +7,23 @@ from pathlib import Path
 
 import pytest
 
+from bench.planning import plan_matrix
 from bench.registry import ATTACKS
 from bench.results import load_results, read_card
-from bench.runner import execute, make_plan, plan_run
+from bench.runner import execute
+from bench.settings import make_settings
 
 REPO = Path(__file__).resolve().parent.parent
 SLICE_DEFENSES = "none,content[rate=0.1]"
 
 
 def _plan(tmp_path, **kw):
-    return make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "results"),
+    return make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "results"),
                      cache_dir=str(tmp_path / "cache"), device="cpu", **kw)
 
 
 def _run(plan, defenses=SLICE_DEFENSES, attacks="identity,soft_label", seeds=(0,), **kw):
-    return execute(plan, plan_run(plan, defenses, attacks, list(seeds), **kw), progress=False)
+    return execute(plan, plan_matrix(plan, defenses, attacks, list(seeds), **kw), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def test_rerun_skips_done_cells(finished):
 
 def test_rerun_without_cards_trains_nothing(finished, tmp_path):
     tmp, plan, _ = finished
-    fresh = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r2"),
+    fresh = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r2"),
                       cache_dir=plan.cache_dir, device="cpu")
     summary = _run(fresh)
     assert summary.counts["ok"] == 4 and sum(summary.built.values()) == 0
@@ -100,7 +102,7 @@ def test_raising_attack_gives_error_card_and_sweep_goes_on(finished, tmp_path):
     plugin = tmp_path / "boom.py"
     plugin.write_text(BOOM)
     try:
-        p = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+        p = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
                       cache_dir=plan.cache_dir, device="cpu", plugins=(str(plugin),))
         summary = _run(p, attacks="identity,boom")
     finally:
@@ -138,7 +140,7 @@ def test_detection_cells_and_na(finished, tmp_path):
     plugin = tmp_path / "det.py"
     plugin.write_text(DETECT)
     try:
-        p = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+        p = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
                       cache_dir=plan.cache_dir, device="cpu", plugins=(str(plugin),))
         summary = _run(p, attacks="always_flag")
     finally:
@@ -156,7 +158,7 @@ def test_detection_cells_and_na(finished, tmp_path):
 
 def test_parallel_jobs_give_same_cards(finished, tmp_path):
     tmp, plan, _ = finished
-    p = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+    p = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
                   cache_dir=str(tmp_path / "c"), device="cpu", jobs=2)
     summary = _run(p, defenses="none", attacks="identity,soft_label")
     assert summary.counts["ok"] == 2
@@ -217,7 +219,7 @@ def test_dropped_in_attack_file_fills_its_column_from_cached_victims(finished):
 
 def test_chain_reuses_its_first_step_and_scores_the_last(finished, tmp_path):
     _, plan, _ = finished
-    p = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+    p = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
                   cache_dir=plan.cache_dir, device="cpu")
     summary = _run(p, attacks="soft_label,soft_label>identity")
     assert summary.counts["ok"] == 4
@@ -289,9 +291,9 @@ _HELD: list[bytearray] = []
 
 
 def _set_up_worker(plan) -> int:
-    from bench import runner
+    from bench import jobs
 
-    runner._setup(plan)
+    jobs.worker_cache(plan)
     return os.getpid()
 
 
@@ -307,7 +309,7 @@ def test_worker_keeps_its_caches_when_memory_grows(tmp_path):
     pytest.importorskip("psutil")  # loky's guard needs psutil; without it there is nothing to switch off
     from joblib.externals.loky import get_reusable_executor
 
-    plan = make_plan(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+    plan = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
                      cache_dir=str(tmp_path / "c"), device="cpu")
     executor = get_reusable_executor(max_workers=1, kill_workers=True, reuse=False)
     try:

@@ -52,7 +52,9 @@ def test_two_processes_build_one_key_once(tmp_path):
     key = artifact_key(kind="victim", n=7)
     log = tmp_path / "builds.txt"
     first = _python(BUILD_ONCE, str(tmp_path / "cache"), key, str(log), "first")
-    time.sleep(0.5)  # the first holds the lock now
+    deadline = time.monotonic() + 120
+    while not log.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the first is inside build(), holding the lock (however slow its start)
     second = _python(BUILD_ONCE, str(tmp_path / "cache"), key, str(log), "second")
     outs = [p.communicate(timeout=120) for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], outs
@@ -128,11 +130,11 @@ def test_a_full_or_read_only_results_folder_is_one_line_and_no_card(tmp_path, mo
 
 
 def test_jobs_are_capped_at_what_can_run(monkeypatch):
-    from bench.runner import cap_jobs
+    from bench.planning import cap_jobs
 
     plan = SimpleNamespace(jobs=1000)
     matrix = SimpleNamespace(victims={"a": 1}, cells=[1], attacks={})
-    monkeypatch.setattr("bench.runner.replace", lambda p, jobs: SimpleNamespace(jobs=jobs))
+    monkeypatch.setattr("bench.planning.replace", lambda p, jobs: SimpleNamespace(jobs=jobs))
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     capped, note = cap_jobs(plan, matrix, None)
     assert capped.jobs == 1 and "--jobs 1000 lowered to 1: 1 job can run at once" == note
@@ -147,7 +149,7 @@ import os, sys, time
 from joblib import Parallel, delayed
 
 def work(path):
-    from bench.runner import _die_with_parent
+    from bench.jobs import _die_with_parent
     _die_with_parent()
     with open(path, "a") as fh:
         fh.write(f"{os.getpid()}\\n")

@@ -150,21 +150,15 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from bench.backends import check_backend, cluster_plan, use_backend
-    from bench.runner import cap_jobs, execute, make_plan, plan_run, preflight
+    from bench.runner import run
+    from bench.settings import make_settings
 
-    check_backend(args.backend, args.scheduler)
-    plan = make_plan(dataset=args.dataset, arch=args.arch, profile=args.profile, results_dir=args.results,
-                     cache_dir=args.cache_dir, device=args.device, data_root=args.data_root, jobs=args.jobs,
-                     plugins=tuple(args.plugin), verbose=args.verbose)
-    plan = cluster_plan(plan, args.backend)
-    matrix = plan_run(plan, args.defense, args.attack, _seeds(args.seeds), force=args.force)
-    plan, note = cap_jobs(plan, matrix, args.backend)
-    if note:
-        print(f"wmbench: {note}", file=sys.stderr)
-    preflight(plan)
-    with use_backend(args.backend, jobs=plan.jobs, scheduler=args.scheduler) as backend:
-        summary = execute(plan, matrix, progress=not args.quiet, backend=backend)
+    settings = make_settings(dataset=args.dataset, arch=args.arch, profile=args.profile, results_dir=args.results,
+                             cache_dir=args.cache_dir, device=args.device, data_root=args.data_root, jobs=args.jobs,
+                             plugins=tuple(args.plugin), verbose=args.verbose)
+    summary = run(settings, args.defense, args.attack, _seeds(args.seeds), force=args.force, backend=args.backend,
+                  scheduler=args.scheduler, progress=not args.quiet,
+                  say=lambda note: print(f"wmbench: {note}", file=sys.stderr))
     c = summary.counts
     print(f"wmbench: {summary.cells} cells: {c['ok']} ok, {c['error']} error, {c['n/a']} n/a, "
           f"{c['skipped']} already done; models trained: {summary.built['victims']} victims, "
@@ -181,24 +175,20 @@ def cmd_run(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from bench.backends import check_backend, cluster_plan, use_backend
     from bench.reproduce import REPRODUCTIONS, get_reproduction, run_reproduction
-    from bench.runner import make_plan, preflight
+    from bench.settings import make_settings
 
     if args.list or not args.name:
         for r in REPRODUCTIONS.values():
             print(f"{r.name:<24} {r.title}")
         return 0 if args.list else 2
     rep = get_reproduction(args.name)
-    check_backend(args.backend, args.scheduler)
-    plan = make_plan(dataset=rep.dataset, arch=args.arch, profile=args.profile, results_dir=args.results,
-                     cache_dir=args.cache_dir, device=args.device, data_root=args.data_root, jobs=args.jobs,
-                     plugins=tuple(args.plugin))
-    plan = cluster_plan(plan, args.backend)
-    seeds = _seeds(args.seeds)
-    preflight(plan)
-    with use_backend(args.backend, jobs=plan.jobs, scheduler=args.scheduler) as backend:
-        text, path = run_reproduction(rep.name, plan, seeds, progress=not args.quiet, backend=backend)
+    settings = make_settings(dataset=rep.dataset, arch=args.arch, profile=args.profile, results_dir=args.results,
+                             cache_dir=args.cache_dir, device=args.device, data_root=args.data_root, jobs=args.jobs,
+                             plugins=tuple(args.plugin))
+    text, path = run_reproduction(rep.name, settings, _seeds(args.seeds), backend=args.backend,
+                                  scheduler=args.scheduler, progress=not args.quiet,
+                                  say=lambda note: print(f"wmbench: {note}", file=sys.stderr))
     print(text)
     print(f"written to {path}")
     return 0
@@ -207,10 +197,9 @@ def cmd_reproduce(args) -> int:
 def cmd_tune(args) -> int:
     from pathlib import Path
 
-    from bench.backends import check_backend, cluster_plan, use_backend
     from bench.registry import DEFENSES, load_plugins
     from bench.results import load_results
-    from bench.runner import make_plan, preflight
+    from bench.settings import make_settings
     from bench.tuning import TUNING_SEEDS, run_tuning, tuning_report
 
     seeds = _seeds(args.seeds) if args.seeds else list(TUNING_SEEDS)
@@ -222,13 +211,11 @@ def cmd_tune(args) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
     else:
-        check_backend(args.backend, args.scheduler)
-        plan = make_plan(dataset=args.dataset, profile=args.profile, results_dir=args.results, cache_dir=args.cache_dir,
-                         device=args.device, data_root=args.data_root, jobs=args.jobs, plugins=tuple(args.plugin))
-        plan = cluster_plan(plan, args.backend)
-        preflight(plan)
-        with use_backend(args.backend, jobs=plan.jobs, scheduler=args.scheduler) as backend:
-            text, out = run_tuning(plan, seeds, progress=not args.quiet, backend=backend)
+        settings = make_settings(dataset=args.dataset, profile=args.profile, results_dir=args.results,
+                                 cache_dir=args.cache_dir, device=args.device, data_root=args.data_root,
+                                 jobs=args.jobs, plugins=tuple(args.plugin))
+        text, out = run_tuning(settings, seeds, backend=args.backend, scheduler=args.scheduler,
+                               progress=not args.quiet, say=lambda note: print(f"wmbench: {note}", file=sys.stderr))
     print(text)
     print(f"written to {out}")
     return 0

@@ -32,8 +32,10 @@ import pytest
 import torch
 
 from bench.errors import DataError
+from bench.planning import plan_matrix
 from bench.results import load_results
-from bench.runner import execute, make_plan, plan_run
+from bench.runner import execute
+from bench.settings import make_settings
 
 # (defenses, attacks): the plain test's small matrix, and CI's smoke matrix (keep in step with .ci/run)
 SMALL = ("none,content[rate=0.1]", "identity,soft_label")
@@ -66,10 +68,10 @@ def _n_cells(matrix: tuple[str, str]) -> int:
 def _run(root: Path, jobs: int, dataset: str = "synthetic", profile: str = "test",
          matrix: tuple[str, str] = SMALL) -> tuple[float, dict]:
     """Run the matrix from scratch under ``root``; return (wall seconds, card metrics by cell)."""
-    plan = make_plan(dataset=dataset, profile=profile, results_dir=str(root / "results"),
+    plan = make_settings(dataset=dataset, profile=profile, results_dir=str(root / "results"),
                      cache_dir=str(root / "cache"), device="cpu", jobs=jobs)
     t0 = time.perf_counter()
-    summary = execute(plan, plan_run(plan, *matrix, list(SEEDS)), progress=False)
+    summary = execute(plan, plan_matrix(plan, *matrix, list(SEEDS)), progress=False)
     wall = time.perf_counter() - t0
     n_cells = _n_cells(matrix)
     # random_mix_probe on `none` is n/a: a detector has no watermark to find in a clean model

@@ -23,10 +23,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench.api import Context, Protected
 from bench.errors import DataError
+from bench.jobs import make_target
 from bench.models import model_for_task
 from bench.profiles import get_profile
 from bench.registry import create_attack
-from bench.runner import make_target
 from bench.train import distill_targets
 
 
