@@ -80,7 +80,6 @@ from defenses._mixing import HELD_OUT, WATERMARK_LAYOUTS, evasion_mixers, mix
 
 __all__ = [
     "MEADefender",
-    "paper_rows",
     "default_classes",
     "combination_loss",
     "similarity_loss",
@@ -95,8 +94,6 @@ __all__ = [
     "break_even_ratio",
     "auto_weight_from_outputs",
     "auto_kl_weight",
-    "combination_diagnosis",
-    "explain_reproduction",
 ]
 
 # The paper's source/target classes per data set; CIFAR-100 by name (looked up in the task's class names).
@@ -127,22 +124,6 @@ def default_classes(task: Task) -> tuple[int, int, int]:
             return tuple(names.index(s) for s in spec)  # type: ignore[return-value]
         return (0, 1, 2)
     return spec  # type: ignore[return-value]
-
-
-def paper_rows() -> list[dict]:
-    """The paper's Table I row for supervised Fashion-MNIST (repo PDF version), as fractions, keyed by the
-    wmbench attack that plays each of the paper's extraction attacks."""
-    src = "Lv et al., IEEE S&P 2024, Table I (SL Fashion-MNIST)"
-    return [
-        {"dataset": "fashion-mnist", "defense": "mea_defender", "attack": "identity", "paper_attack": "victim",
-         "acc": 0.8977, "wsr": 1.0, "source": src},
-        {"dataset": "fashion-mnist", "defense": "mea_defender", "attack": "soft_label",
-         "paper_attack": "Hinton KD", "acc": 0.8946, "wsr": 0.7075, "source": src},
-        {"dataset": "fashion-mnist", "defense": "mea_defender", "attack": "jacobian",
-         "paper_attack": "Papernot", "acc": 0.8939, "wsr": 0.8230, "source": src},
-        {"dataset": "fashion-mnist", "defense": "mea_defender", "attack": "knockoff",
-         "paper_attack": "Knockoff", "acc": 0.8957, "wsr": 0.8550, "source": src},
-    ]
 
 
 # --------------------------------------------------------------------------------------------- losses
@@ -353,29 +334,6 @@ def auto_kl_weight(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, targe
     finally:
         model.train(was_training)
     return auto_weight_from_outputs(log_pa, log_pb, target, w_ce)
-
-
-def _source_log_probs(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor,
-                      device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """``model``'s log-probabilities (eval mode, float64) on the source images of A and of B."""
-    from bench.train import predict_logits
-
-    return tuple(F.log_softmax(predict_logits(model, x, device=device).double(), 1) for x in (x_a, x_b))
-
-
-def _diagnose(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int, w_ce: float, w_kl: float) -> dict:
-    q = combination_optimum(log_pa, log_pb, target, w_ce, w_kl)
-    return {"q_target": float(q[target]), "answer": int(q.argmax()), "ratio": w_ce / w_kl,
-            "break_even": break_even_ratio(log_pa, log_pb, target),
-            "p_a_target": float(log_pa.exp()[:, target].mean()), "p_b_target": float(log_pb.exp()[:, target].mean())}
-
-
-def combination_diagnosis(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, target: int, *,
-                          w_ce: float, w_kl: float, device: torch.device | str = "cpu") -> dict:
-    """Where the combination loss puts a watermark's output, given ``model``'s outputs on source images
-    ``x_a`` and ``x_b`` (eval mode): the minimiser's target probability and answer, and the break-even
-    ``w_ce / w_kl`` against the one in use."""
-    return _diagnose(*_source_log_probs(model, x_a, x_b, device), target, w_ce, w_kl)
 
 
 # --------------------------------------------------------------------------------------------- defense
@@ -752,213 +710,3 @@ def false_triggering(model: nn.Module, probes: dict[str, torch.Tensor], target: 
                      device: torch.device | str = "cpu") -> dict[str, float]:
     """WFPR per mixer: the share of A x B mixtures that ``model`` answers with the target class."""
     return {k: float((predict_labels(model, x, device=device) == target).float().mean()) for k, x in probes.items()}
-
-
-def _stage_weights(info: dict, config: dict, stage: str) -> tuple[float, float] | None:
-    """(watermarks' share of the cross-entropy batch, mean weight of the combination loss) of one trained
-    stage, from ``Protected.info`` and the defense's config; None when the stage did not run or had no KL."""
-    if not config.get("combination", True) or (stage == "stage1" and not config.get("com_stage1", True)):
-        return None
-    st = info.get(stage)
-    if not st or config.get("balance") == "paper_tasks":  # per-task means: not the closed form's w and c
-        return None
-    own = config.get("kl_weight")
-    if own is not None:  # the KL's own weight (a number, or the auto rule's mean as applied)
-        s = st.get("kl_weight_mean", None if isinstance(own, str) else own)
-        if s is None:
-            return None
-    elif "mgda_aux_weight_mean" not in st and config.get("balance") != "fixed":
-        return None
-    else:
-        s = st.get("mgda_aux_weight_mean", config.get("aux_weight", 0.0))
-    sizes = st["samples_per_epoch"]
-    w = sizes["watermark"] / max(1, sum(sizes.values()))
-    lam = [config["com_extra_tenth"] if e % 10 == 9 else config["com_extra"] for e in range(st["epochs"])]
-    return w, s + sum(lam) / len(lam)
-
-
-class _Sources:
-    """Victims from the cache, tasks, and the victims' log-probabilities on the owner's source images, each
-    loaded or computed once for both tables of the reproduction."""
-
-    def __init__(self, plan, cache) -> None:
-        self.plan, self.cache = plan, cache
-        self._victims: dict[str, Protected | None] = {}
-        self._tasks: dict[int, Task] = {}
-        self._log_probs: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def victim(self, key: str) -> Protected | None:
-        if key not in self._victims:
-            found = self.cache.load(key)
-            self._victims[key] = None if found is None else found[0]
-        return self._victims[key]
-
-    def task(self, seed: int) -> Task:
-        from bench.runner import plan_task
-
-        if seed not in self._tasks:
-            self._tasks[seed] = plan_task(self.plan, seed)
-        return self._tasks[seed]
-
-    def log_probs(self, key: str, seed: int, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if (key, a, b) not in self._log_probs:
-            task = self.task(seed)
-            self._log_probs[(key, a, b)] = _source_log_probs(
-                self.victim(key).model, task.x_victim[task.y_victim == a], task.x_victim[task.y_victim == b])
-        return self._log_probs[(key, a, b)]
-
-
-def explain_reproduction(plan, matrix, seeds: list[int], name: str, cards) -> list[str]:
-    """Markdown for ``wmbench reproduce mea-defender-fmnist``: where the published loss puts a watermark's
-    output (:func:`combination_optimum`) given the sources' outputs of the clean ``none`` victim and of the
-    trained MEA-Defender victim, at each stage's weights; then, from ``cards`` (every result card, as
-    :func:`bench.results.load_results` gives them), the prediction beside the measurement for every variant."""
-    from bench.cache import Cache
-
-    src = _Sources(plan, Cache(plan.cache_dir))
-    lines = ["", "## Where the combination loss puts a watermark", "",
-             "For one watermark whose output were free, the published loss is minimised by the distribution "
-             "`combination_optimum` computes (`defenses/mea_defender.py`): w = the watermarks' share of the "
-             "cross-entropy batch, c = the combination loss's weight (MGDA's mean plus the fixed extra), "
-             "p_A(C) and p_B(C) = the model's mean probability of the target on the owner's source images. The "
-             "minimiser answers the target only when w / c exceeds the break-even ratio. This holds with the "
-             "sources' outputs where they are; training moves them, so the tables below describe the loss at "
-             "each victim's outputs, not a prediction made before training.", "",
-             "| seed | sources' outputs from | stage weights | w | c | w / c | break-even w / c | p_A(C) | "
-             "p_B(C) | minimiser's q(C) | its answer |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    rows = 0
-    for seed in seeds:
-        keys: dict[str, tuple[str, dict]] = {}
-        for cell in (*matrix.cells, *matrix.skipped):
-            if cell.seed == seed:
-                keys.setdefault(cell.defense.label, (cell.victim_key, cell.config.get("defense_config", {})))
-        scheme = next((k for k in keys if k != "none"), None)
-        if scheme is None or (protected := src.victim(keys[scheme][0])) is None:
-            continue
-        config, info = keys[scheme][1], protected.info
-        a, b, t = info["classes"]["a"], info["classes"]["b"], info["classes"]["target"]
-        names = src.task(seed).info.class_names
-        for who in ("none", scheme):
-            if who not in keys or src.victim(keys[who][0]) is None:
-                continue
-            log_pa, log_pb = src.log_probs(keys[who][0], seed, a, b)
-            for stage in ("stage1", "stage2"):
-                weights = _stage_weights(info, config, stage)
-                if weights is None:
-                    continue
-                w, c = weights
-                d = _diagnose(log_pa, log_pb, t, w, c)
-                lines.append(f"| {seed} | `{who}` victim | {stage.replace('stage', 'stage ')} | {w:.4f} | {c:.3f} | "
-                             f"{d['ratio']:.4f} | {d['break_even']:.3f} | {100 * d['p_a_target']:.2f}% | "
-                             f"{100 * d['p_b_target']:.2f}% | {100 * d['q_target']:.2f}% | "
-                             f"{names[d['answer']]} ({d['answer']}) |")
-                rows += 1
-    if not rows:
-        return ["", "(The MEA-Defender victim is not in the cache, so the loss analysis was skipped; re-run "
-                "without deleting the cache to get it.)"]
-    return lines + _variants_against_prediction(plan, seeds, src, name, cards)
-
-
-def _variants_against_prediction(plan, seeds: list[int], src: _Sources, name: str, cards) -> list[str]:
-    """Every MEA-Defender variant with an ``identity`` card in ``cards`` whose combination loss covers the
-    target: the minimiser's answer from its own trained sources at its last stage's weights, beside the
-    victim WSR that was measured."""
-    from bench.runner import plan_run
-
-    mine = cards[(cards.attack == "identity") & (cards.status == "ok") & cards.seed.isin(seeds)
-                 & (cards.dataset == plan.dataset) & (cards.arch == plan.arch)
-                 & (cards.profile == plan.profile.name) & cards.defense.str.startswith("mea_defender")]
-    found = [r for r in mine.sort_values(["seed", "defense"]).itertuples()
-             if (r.defense_config or {}).get("combination") and r.defense_config.get("com_target")]
-    if not found:
-        return []
-    lines = ["", "The loss's answer beside the measurement, for every MEA-Defender variant in the results whose "
-             "combination loss covers the target, at its last stage's weights. *Post hoc*: from the victim's own "
-             "trained sources (a consistency check, not a prediction: those outputs exist only after training). "
-             "*In advance*: from the clean `none` victim's sources at the same seed, as one could compute before "
-             "training (— when that victim is not in the cache).", "",
-             "| seed | variant | stage | w / c | break-even w / c (post hoc) | answer (post hoc) | measured victim WSR "
-             "| break-even (in advance) | answer (in advance) |",
-             "|---:|---|---|---:|---:|---|---:|---:|---|"]
-    clean_keys: dict[int, str] = {}
-    points: list[tuple[float, float, float, float]] = []
-    for card in found:
-        seed = int(card.seed)
-        matrix = plan_run(plan, card.defense, "identity", [seed])
-        key = (*matrix.cells, *matrix.skipped)[0].victim_key
-        protected = src.victim(key)
-        if protected is None:
-            continue
-        info = protected.info
-        stage, weights = next(((st, wts) for st in ("stage2", "stage1")
-                               if (wts := _stage_weights(info, card.defense_config, st))), (None, None))
-        if weights is None:
-            continue
-        a, b, t = info["classes"]["a"], info["classes"]["b"], info["classes"]["target"]
-        d = _diagnose(*src.log_probs(key, seed, a, b), t, *weights)
-        names = src.task(seed).info.class_names
-        if seed not in clean_keys:
-            clean = plan_run(plan, "none", "identity", [seed])
-            clean_keys[seed] = (*clean.cells, *clean.skipped)[0].victim_key
-        ahead = "— | —"
-        if src.victim(clean_keys[seed]) is not None:
-            d0 = _diagnose(*src.log_probs(clean_keys[seed], seed, a, b), t, *weights)
-            ahead = f"{d0['break_even']:.3f} | {names[d0['answer']]} ({d0['answer']})"
-        lines.append(f"| {seed} | `{card.defense}` | {stage.replace('stage', 'stage ')} | {d['ratio']:.3f} | "
-                     f"{d['break_even']:.3f} | {names[d['answer']]} ({d['answer']}) | "
-                     f"{100 * card.wsr_suspect:.2f}% | {ahead} |")
-        points.append((d["ratio"], d["break_even"], card.wsr_suspect, card.threshold))
-    if points:
-        from pathlib import Path
-
-        figure = Path(plan.results_dir) / "reproductions" / f"{name}-prediction.png"
-        _plot_prediction(points, figure)
-        lines += ["", f"![measured victim WSR against w / c over its break-even]({figure.name})", "",
-                  "Each point is one victim (post hoc): across, the loss's w / c over the break-even its own trained "
-                  "sources set "
-                  "(right of 1: the minimiser answers the target); up, the WSR measured on it."]
-    return lines
-
-
-def _plot_prediction(points: list[tuple[float, float, float, float]], path) -> None:
-    """Measured victim WSR against (w / c) / break-even, log-scaled; a break-even of 0 (the target already
-    leads the sources' geometric mean) is drawn at the right edge."""
-    import matplotlib
-    import matplotlib.ticker
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-
-    finite = [r / b for r, b, _, _ in points if b > 0]
-    hi = max([10.0, *finite]) * 3
-    lo = min([0.1, *finite]) / 3
-    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9}):
-        fig = Figure(figsize=(6.4, 4.0), layout="constrained")
-        ax = fig.subplots()
-        for r, b, wsr, thr in points:
-            x = r / b if b > 0 else hi / 1.5
-            learned = wsr >= thr
-            ax.plot([x], [wsr], marker="o", linestyle="none", markersize=7, color="#1a7f37" if r >= b else "#cf222e",
-                    markerfacecolor="#1a7f37" if learned else "white")
-        ax.axvline(1.0, color="#57606a", linestyle="--", linewidth=1.0)
-        ax.axhline(points[0][3], color="#57606a", linestyle=":", linewidth=1.0)
-        ax.set_xscale("log")
-        ax.set_xlim(lo, hi)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
-        ax.set_ylim(-0.03, 1.03)
-        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
-        ax.set_xlabel("(w / c) / break-even   (right of the dashed line: the loss's minimiser answers the target)")
-        ax.set_ylabel("measured victim WSR")
-        ax.set_title("MEA-Defender: the closed-form prediction against the measurement", loc="left", fontsize=10)
-        ax.grid(True, color="#e5e5e5", linewidth=0.8)
-        for _, b, wsr, _ in points:
-            if b <= 0:  # drawn at the edge: say why
-                ax.annotate("break-even 0", (hi / 1.5, wsr), xytext=(-6, -12), textcoords="offset points",
-                            ha="right", fontsize=7, color="#57606a")
-        key = [Line2D([], [], marker="o", linestyle="none", color="#1a7f37", label="predicted: answers the target"),
-               Line2D([], [], marker="o", linestyle="none", color="#cf222e", markerfacecolor="white",
-                      label="predicted: answers a source class"),
-               Line2D([], [], color="#57606a", linestyle=":", label="claim threshold (filled: WSR above it)")]
-        ax.legend(handles=key, loc="upper left", fontsize=7, frameon=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, metadata={"Software": None}, facecolor="white")

@@ -14,22 +14,20 @@ from defenses._mixing import ALL_MIXERS, HELD_OUT, WATERMARK_LAYOUTS, evasion_mi
 from defenses.mea_defender import (
     AUTO_MARGIN,
     AUTO_MAX,
-    _stage_weights,
     auto_kl_weight,
     auto_weight_from_outputs,
     auxiliary_loss,
     break_even_ratio,
-    combination_diagnosis,
     combination_loss,
     combination_optimum,
     default_classes,
     mgda_aux_weight,
     min_norm_gamma,
     min_norm_weights,
-    paper_rows,
     similarity_loss,
     total_loss,
 )
+from reproductions.mea_defender import _stage_weights, combination_diagnosis, paper_rows
 
 
 def _g(seed=0):
