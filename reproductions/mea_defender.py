@@ -1,6 +1,6 @@
 """MEA-Defender's pinned reproductions, ``mea-defender-fmnist`` (the paper's Table I row, at the published
 configuration) and ``mea-defender-ablation`` (its Table IV, controlled), and the analysis printed under the first:
-where the published loss puts a watermark's output (the closed form of ``defenses.mea_defender``) given each
+where the published loss puts a watermark's output (the closed form of ``defenses._mea_closed_form``) given each
 victim's outputs on the source images, the loss's answer beside the measured WSR, and a figure of that.
 """
 
@@ -12,7 +12,7 @@ from torch import nn
 
 from bench.api import Protected, Task
 from bench.reproduce import Ablation, Reproduction, Row, SchemeRow, register_reproduction
-from defenses.mea_defender import break_even_ratio, combination_optimum
+from defenses._mea_closed_form import break_even_ratio, combination_optimum
 
 __all__ = ["FMNIST", "ABLATION", "paper_rows", "combination_diagnosis", "explain_reproduction"]
 
@@ -118,6 +118,8 @@ def explain_reproduction(plan, matrix, seeds: list[int], name: str, cards) -> li
     from bench.cache import Cache
 
     src = _Sources(plan, Cache(plan.cache_dir))
+    # the committed page names the module the closed form was in when it was rendered (now
+    # defenses/_mea_closed_form.py); the text stays as it is until the page is rendered again
     lines = ["", "## Where the combination loss puts a watermark", "",
              "For one watermark whose output were free, the published loss is minimised by the distribution "
              "`combination_optimum` computes (`defenses/mea_defender.py`): w = the watermarks' share of the "
