@@ -3,18 +3,34 @@
 A reproduction is data: the data set, the scheme, and for each paper row the attack that plays its part
 and the paper's (accuracy, WSR). ``wmbench reproduce NAME`` runs the needed cells through the ordinary
 runner (so everything is cached and carded like any sweep) and writes a Markdown table.
+
+This module is the machinery only: the dataclasses, a registry and :func:`run_reproduction`. The concrete
+reproductions are declared in a package above ``bench`` that registers them on import
+(:func:`register_reproduction`); the command line imports it before listing or running one. A reproduction's
+``explain`` hook, the analysis printed after its table, is a callable declared there too.
 """
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
-from bench.errors import UnknownNameError
-from bench.registry import ATTACKS
+from bench.errors import UnknownNameError, shorten, suggest
+from bench.registry import ATTACKS, DuplicateNameError
 
-__all__ = ["Reproduction", "REPRODUCTIONS", "get_reproduction", "run_reproduction"]
+__all__ = [
+    "Reproduction",
+    "Ablation",
+    "Row",
+    "SchemeRow",
+    "REPRODUCTIONS",
+    "register_reproduction",
+    "list_reproductions",
+    "get_reproduction",
+    "run_reproduction",
+]
 
 
 @dataclass(frozen=True)
@@ -33,9 +49,9 @@ class Reproduction:
     dataset: str
     defense: str
     rows: tuple[Row, ...]
-    # "module:function" returning extra Markdown lines from (plan, matrix, seeds, name, every card as a
-    # DataFrame), after the table; it may write files named after the reproduction beside its table
-    explain: str | None = None
+    # returns extra Markdown lines from (plan, matrix, seeds, name, every card as a DataFrame), printed after
+    # the table; it may write files named after the reproduction beside its table
+    explain: Callable[[Any, Any, list[int], str, Any], list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,52 +76,35 @@ class Ablation:
     note: str = ""
 
 
-REPRODUCTIONS: dict[str, Reproduction | Ablation] = {
-    r.name: r
-    for r in (
-        Reproduction(
-            name="mea-defender-fmnist",
-            title="MEA-Defender, Table I, supervised Fashion-MNIST row",
-            source="Lv et al., MEA-Defender, IEEE S&P 2024 (arXiv:2401.15239), Table I of the repository's PDF",
-            dataset="fashion-mnist",
-            defense="mea_defender_official",  # the published configuration; the tuned default: mea-defender-ablation
-            rows=(
-                Row("victim", "identity", 0.8977, 1.0),
-                Row("Hinton KD (soft labels)", "soft_label", 0.8946, 0.7075),
-                Row("Papernot (Jacobian augmentation)", "jacobian", 0.8939, 0.8230),
-                Row("Knockoff Nets", "knockoff", 0.8957, 0.8550),
-            ),
-            explain="defenses.mea_defender:explain_reproduction",
-        ),
-        Ablation(
-            name="mea-defender-ablation",
-            title="MEA-Defender, Table IV (ablation of the watermark loss), controlled",
-            source="Lv et al., MEA-Defender, IEEE S&P 2024 (arXiv:2401.15239), Table IV (CIFAR-10, VGG-like; the "
-                   "extracted column is the paper's soft-label extraction) and Table III (Composite Backdoor)",
-            dataset="fashion-mnist",
-            rows=(
-                SchemeRow("L_ver only", "mea_defender_ver_only", (0.8250, 0.8080), (0.8076, 0.2695)),
-                SchemeRow("L_com + L_ver", "mea_defender", (0.8107, 1.0), (0.8106, 0.7620)),
-                SchemeRow("L_com + L_ver at the public code's weights", "mea_defender_official", None, None),
-                SchemeRow("Composite Backdoor (Table III)", "composite_backdoor", (0.8250, 0.8080), (0.8076, 0.2695)),
-                SchemeRow("content watermark (not in the paper)", "content", None, None),
-            ),
-            attacks=("soft_label", "hard_label"),
-            note="The similarity term has weight 1 in both MEA-Defender rows that are compared "
-                 "(`mea_defender_ver_only` and `mea_defender`), so they differ only in the combination KL (at the KL "
-                 "weight the tuning protocol selected, docs/protocol.md). The paper's numbers are CIFAR-10 / "
-                 "VGG-like, ours Fashion-MNIST / small_cnn: compare directions, not levels. The paper's "
-                 "\"L_com only\" row (a model never trained on the target label) has no counterpart here.",
-        ),
-    )
-}
+R = TypeVar("R", Reproduction, Ablation)
+
+#: name -> reproduction, in the order they were registered (``wmbench reproduce --list`` prints them so)
+REPRODUCTIONS: dict[str, Reproduction | Ablation] = {}
 
 
-def get_reproduction(name: str) -> Reproduction:
+def register_reproduction(rep: R) -> R:
+    """Add ``rep`` under its name and return it; the packages above ``bench`` declare theirs this way on import.
+    Registering the same reproduction again is a no-op; another one under a taken name is an error."""
+    old = REPRODUCTIONS.get(rep.name)
+    if old is not None and old != rep:
+        raise DuplicateNameError(f"reproduction {rep.name!r} is already registered ({old.title!r}); choose "
+                                 f"another name for {rep.title!r}")
+    REPRODUCTIONS[rep.name] = rep
+    return rep
+
+
+def list_reproductions() -> list[Reproduction | Ablation]:
+    """Every registered reproduction, in the order they were registered."""
+    return list(REPRODUCTIONS.values())
+
+
+def get_reproduction(name: str) -> Reproduction | Ablation:
     try:
         return REPRODUCTIONS[name]
     except KeyError:
-        raise UnknownNameError(f"unknown reproduction {name!r}; choose one of {', '.join(REPRODUCTIONS)}") from None
+        hint = suggest(name, REPRODUCTIONS, n=1)
+        known = f"choose one of {', '.join(REPRODUCTIONS)}" if REPRODUCTIONS else "none is registered"
+        raise UnknownNameError(f"unknown reproduction {shorten(name)!r}; {hint}{known}") from None
 
 
 def _pct(v) -> str:
@@ -152,10 +151,9 @@ def run_reproduction(name: str, plan, seeds: list[int], **run_options) -> tuple[
         sd = f" ± {100 * cells.wsr_suspect.std():.2f}" if len(cells) > 1 else ""
         lines.append(f"| {r.label} | {r.attack} | {_pct(r.paper_acc)} | {_pct(acc)} | {_pct(r.paper_wsr)} | "
                      f"{_pct(wsr)}{sd} | {_pct(null)} | {'—' if p is None or p != p else f'{p:.1e}'} |")
-    if rep.explain:
-        module, _, func = rep.explain.partition(":")
+    if rep.explain is not None:
         matrix = plan_matrix(plan, f"none,{rep.defense}", ",".join(r.attack for r in available), seeds)
-        lines += getattr(importlib.import_module(module), func)(plan, matrix, seeds, rep.name, cards)
+        lines += rep.explain(plan, matrix, seeds, rep.name, cards)
     text = "\n".join(lines) + "\n"
     out = Path(plan.results_dir) / "reproductions" / f"{rep.name}.md"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,26 +42,15 @@ cosine-annealed Adam in each stage instead of StepLR(10, 0.5); clean samples are
 per stage-1 epoch) rather than class-balanced draws with replacement; mixing happens in pixel space, for any
 image size and channel count.
 
-Caveat, measured: at CPU-scale budgets (Fashion-MNIST, quick profile: 4 + 2 epochs) the public code's loss
-weights (``mea_defender_official``: MGDA plus an extra KL weight of 2) keep the watermark from being learned and
-cost clean accuracy: seed 0, victim 77.81% accuracy, WSR 0.10% (``none``: 88.50%); without the KL term
-(``mea_defender_ver_only``) 86.56% and 95.05%. ``combination_optimum`` solves the loss for one watermark whose
-output were free *with the sources' outputs held fixed*: its minimiser answers the target only when the
-watermarks' share of the cross-entropy batch over the KL's weight (w / c) exceeds a break-even ratio that the
-sources' outputs set (``break_even_ratio``). wmbench's schedule gives w / c = 0.004 (stage 1) and 0.11
-(stage 2) (the public code's, with its mean extra weight of 3 over 100 epochs, about 0.003 and 0.08), against
-a break-even of 3.1-3.9 for a clean model's sources. This is a statement about the loss at fixed source outputs,
-not a bound on training: in training the sources' outputs move (p_A(C) from 1.7% on the clean model to 9-27% on
-trained victims), which lowers the break-even, and two carded runs (8 fixed anchors; the paper-text MGDA
-variant) embed that way. Whether the code's 100 + 100 epochs with fixed anchors would cross is open; the
-analysis is in ``docs/reproductions/mea-defender.md``.
+The loss terms and MGDA's weights are in ``defenses/_mea_losses.py``, an epoch's samples in
+``defenses/_mea_data.py``, the closed form and the ``kl_weight=auto`` rule in ``defenses/_mea_closed_form.py``,
+which also says why the public code's loss weights embed no watermark at CPU budgets (measured; the analysis
+is in ``docs/reproductions/mea-defender.md``, the reproduction pages in ``reproductions/mea_defender.py``).
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -76,28 +65,20 @@ from bench.models import model_for_task
 from bench.registry import register_defense
 from bench.train import predict_labels
 from bench.tuning import Grid
-from defenses._mixing import HELD_OUT, WATERMARK_LAYOUTS, evasion_mixers, mix
+from defenses._mea_closed_form import auto_kl_weight
+from defenses._mea_data import MixedSamples, Pools, epoch_sizes
+from defenses._mea_losses import (
+    PAPER_TASKS,
+    auxiliary_loss,
+    combination_loss,
+    mgda_aux_weight,
+    paper_tasks_loss,
+    similarity_loss,
+    total_loss,
+)
+from defenses._mixing import HELD_OUT, WATERMARK_LAYOUTS, evasion_mixers
 
-__all__ = [
-    "MEADefender",
-    "paper_rows",
-    "default_classes",
-    "combination_loss",
-    "similarity_loss",
-    "min_norm_gamma",
-    "auxiliary_loss",
-    "total_loss",
-    "mgda_aux_weight",
-    "min_norm_weights",
-    "mgda_task_weights",
-    "false_triggering",
-    "combination_optimum",
-    "break_even_ratio",
-    "auto_weight_from_outputs",
-    "auto_kl_weight",
-    "combination_diagnosis",
-    "explain_reproduction",
-]
+__all__ = ["MEADefender", "default_classes", "false_triggering", "BALANCES", "KL_WEIGHT"]
 
 # The paper's source/target classes per data set; CIFAR-100 by name (looked up in the task's class names).
 _PAPER_CLASSES: dict[str, tuple] = {
@@ -109,13 +90,9 @@ _VERIFY_TAG = "mea_watermark"  # every variant of the scheme gets the same verif
 # The registered default's KL weight: the point the tuning protocol (docs/protocol.md) selects from
 # ``MEADefender.tuning_grid`` on the tuning seeds, by victim-side measurements only.
 KL_WEIGHT: float | str = 0.1
-# ``kl_weight=auto``: c = w / (AUTO_MARGIN x break-even of the current sources' outputs), fixed in advance
-AUTO_MARGIN = 1.5
+# ``kl_weight=auto``: the rule of ``defenses._mea_closed_form`` (auto_kl_weight), applied during training
 AUTO_EVERY = 50  # steps between two recomputations (and at the first step of each stage)
-AUTO_SOURCES = 256  # A and B images (from the stage's anchors) whose outputs set the break-even
-AUTO_MAX = 1.0  # the weight when the target already leads the sources (break-even 0)
 BALANCES = ("mgda", "fixed", "paper_tasks")
-_TASKS = ("util", "ver", "eva", "com")  # paper_tasks: the row kinds' cross-entropies and the KL
 
 
 def default_classes(task: Task) -> tuple[int, int, int]:
@@ -129,279 +106,11 @@ def default_classes(task: Task) -> tuple[int, int, int]:
     return spec  # type: ignore[return-value]
 
 
-def paper_rows() -> list[dict]:
-    """The paper's Table I row for supervised Fashion-MNIST (repo PDF version), as fractions, keyed by the
-    wmbench attack that plays each of the paper's extraction attacks."""
-    src = "Lv et al., IEEE S&P 2024, Table I (SL Fashion-MNIST)"
-    return [
-        {"dataset": "fashion-mnist", "defense": "mea_defender", "attack": "identity", "paper_attack": "victim",
-         "acc": 0.8977, "wsr": 1.0, "source": src},
-        {"dataset": "fashion-mnist", "defense": "mea_defender", "attack": "soft_label",
-         "paper_attack": "Hinton KD", "acc": 0.8946, "wsr": 0.7075, "source": src},
-        {"dataset": "fashion-mnist", "defense": "mea_defender", "attack": "jacobian",
-         "paper_attack": "Papernot", "acc": 0.8939, "wsr": 0.8230, "source": src},
-        {"dataset": "fashion-mnist", "defense": "mea_defender", "attack": "knockoff",
-         "paper_attack": "Knockoff", "acc": 0.8957, "wsr": 0.8550, "source": src},
-    ]
-
-
-# --------------------------------------------------------------------------------------------- losses
-
-
-def combination_loss(z_wm: torch.Tensor, z_a: torch.Tensor, z_b: torch.Tensor,
-                     exclude: int | None = None) -> torch.Tensor:
-    """KL(p_wm || p_A) + KL(p_wm || p_B), softmax at T = 1, mean over the paired rows; the anchors' logits
-    are detached, so the gradient flows through the watermark branch only. With ``exclude`` the three
-    distributions are taken over the other classes (that logit dropped, softmax renormalised)."""
-    if exclude is not None:
-        keep = [i for i in range(z_wm.shape[1]) if i != exclude]
-        z_wm, z_a, z_b = z_wm[:, keep], z_a[:, keep], z_b[:, keep]
-    logp_w = F.log_softmax(z_wm, dim=1)
-    p_w = logp_w.exp()
-
-    def kl(z_src: torch.Tensor) -> torch.Tensor:
-        return (p_w * (logp_w - F.log_softmax(z_src.detach(), dim=1))).sum(1).mean()
-
-    return kl(z_a) + kl(z_b)
-
-
-def similarity_loss(z: torch.Tensor, y: torch.Tensor, classes: Sequence[int], margin: float = 1.0) -> torch.Tensor:
-    """The Composite Backdoor's "contrastive" logit term: the rows labelled in ``classes`` are chained in batch
-    order; a pair with one label adds 0.5 |z1 - z2|^2, a pair with two labels 0.5 max(0, margin - |z1 - z2|)^2;
-    the mean over pairs is divided again by the number of pairs, as in the public code."""
-    mask = torch.isin(y, torch.as_tensor(list(classes), device=y.device))
-    zm, ym = z[mask], y[mask]
-    if len(zm) < 2:
-        return z.sum() * 0.0
-    same = (ym[:-1] == ym[1:]).float()
-    d2 = (zm[1:] - zm[:-1]).pow(2).sum(1)
-    apart = F.relu(margin - (d2 + 1e-9).sqrt()).pow(2)
-    return (0.5 * (same * d2 + (1 - same) * apart)).mean() / len(d2)
-
-
-def auxiliary_loss(sim: torch.Tensor | None, com: torch.Tensor | None, *, shared: bool) -> torch.Tensor | None:
-    """The auxiliary task that MGDA (or ``aux_weight``) weighs against the cross-entropy: the similarity term,
-    plus the combination KL when it shares that weight (``shared``: the public code; else the KL has its own)."""
-    if com is None or not shared:
-        return sim
-    return com if sim is None else sim + com
-
-
-def total_loss(ce: torch.Tensor, sim: torch.Tensor | None, com: torch.Tensor | None, *, aux_weight: float,
-               kl_weight: float | None, extra: float = 0.0) -> torch.Tensor:
-    """One step's loss. ``kl_weight=None`` (public code): ce + aux_weight * (sim + com) + extra * com.
-    A number: ce + aux_weight * sim + (kl_weight + extra) * com, so the similarity term keeps its weight
-    whatever the KL's is. ``sim`` already carries ``sim_weight``; a missing term counts as absent."""
-    aux = auxiliary_loss(sim, com, shared=kl_weight is None)
-    loss = ce if aux is None else ce + aux_weight * aux
-    if com is not None:
-        w = (0.0 if kl_weight is None else kl_weight) + extra
-        if w:
-            loss = loss + w * com
-    return loss
-
-
-def min_norm_gamma(v11: float, v12: float, v22: float) -> float:
-    """The weight of x1 in min_c |c x1 + (1 - c) x2|^2 from the inner products (the rule of the public code's
-    2-task MGDA solver, with its 0.999 / 0.001 clipping)."""
-    if v12 >= v11:
-        return 0.999
-    if v12 >= v22:
-        return 0.001
-    return (v22 - v12) / (v11 + v22 - 2 * v12)
-
-
-def _dot(g1: Sequence[torch.Tensor | None], g2: Sequence[torch.Tensor | None]) -> float:
-    total = 0.0
-    for a, b in zip(g1, g2, strict=True):
-        if a is not None and b is not None:
-            total += float((a * b).sum())
-    return total
-
-
-def mgda_aux_weight(g1: Sequence[torch.Tensor | None], g2: Sequence[torch.Tensor | None], loss1: float,
-                    loss2: float) -> float:
-    """MGDA's weight of task 2 (1 - gamma) for the task gradients ``g1``, ``g2`` (per-parameter lists) after
-    "loss+" normalisation: each gradient is divided by min(loss * |grad|, 10) + 1e-5."""
-    d11, d12, d22 = _dot(g1, g1), _dot(g1, g2), _dot(g2, g2)
-    n1 = min(loss1 * math.sqrt(d11), 10.0) + 1e-5
-    n2 = min(loss2 * math.sqrt(d22), 10.0) + 1e-5
-    return 1.0 - min_norm_gamma(d11 / (n1 * n1), d12 / (n1 * n2), d22 / (n2 * n2))
-
-
-def min_norm_weights(gram: torch.Tensor, iters: int = 250, tol: float = 1e-9) -> torch.Tensor:
-    """The weights alpha on the simplex that minimise |sum_i alpha_i g_i|^2, from the Gram matrix of the
-    task gradients (Frank-Wolfe with the exact two-point line search of :func:`min_norm_gamma`, as in Sener
-    and Koltun's MGDA-UB solver that the paper cites)."""
-    gram = gram.double()
-    n = gram.shape[0]
-    alpha = torch.full((n,), 1.0 / n, dtype=torch.float64)
-    for _ in range(iters):
-        grad = gram @ alpha
-        t = int(grad.argmin())
-        v11, v12, v22 = float(alpha @ grad), float(grad[t]), float(gram[t, t])
-        gamma = min_norm_gamma(v11, v12, v22)
-        new = gamma * alpha
-        new[t] += 1 - gamma
-        if float((new - alpha).abs().sum()) < tol:
-            alpha = new
-            break
-        alpha = new
-    return alpha
-
-
-def mgda_task_weights(grads: Sequence[Sequence[torch.Tensor | None]], losses: Sequence[float]) -> torch.Tensor:
-    """MGDA's weight of every task for its per-parameter gradients after the code's "loss+" normalisation
-    (each gradient divided by min(loss * |grad|, 10) + 1e-5)."""
-    n = len(grads)
-    raw = torch.tensor([[_dot(grads[i], grads[j]) for j in range(n)] for i in range(n)], dtype=torch.float64)
-    norm = torch.tensor([min(loss * math.sqrt(max(float(raw[i, i]), 0.0)), 10.0) + 1e-5
-                         for i, loss in enumerate(losses)], dtype=torch.float64)
-    return min_norm_weights(raw / norm[:, None] / norm[None, :])
-
-
-# ------------------------------------------------------------------------- where the combination loss sits
-
-
-def _mean_log_probs(log_pa: torch.Tensor, log_pb: torch.Tensor) -> torch.Tensor:
-    """L_k = E[log p_A(k)] + E[log p_B(k)] over the source images: with anchors paired at random, the
-    expected KL(q || p_A) + KL(q || p_B) is 2 sum_k q_k log q_k - sum_k q_k L_k."""
-    if log_pa.dim() != 2 or log_pb.dim() != 2 or log_pa.shape[1] != log_pb.shape[1]:
-        raise ValueError(f"log-probabilities must be (n, classes) with the same classes; got "
-                         f"{tuple(log_pa.shape)} and {tuple(log_pb.shape)}")
-    return log_pa.double().mean(0) + log_pb.double().mean(0)
-
-
-def _geometric(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log G_k for every class, mask of the classes other than ``target``), G_k = exp(L_k / 2) being the
-    geometric mean of the sources' probabilities of class k."""
-    half = _mean_log_probs(log_pa, log_pb) / 2
-    if not 0 <= target < half.numel():
-        raise ValueError(f"combination_optimum: target {target} is not a class of {half.numel()}")
-    others = torch.ones(half.numel(), dtype=torch.bool)
-    others[target] = False
-    return half, others
-
-
-def combination_optimum(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int, w_ce: float,
-                        w_kl: float) -> torch.Tensor:
-    """The output distribution q that minimises, for one watermark input whose output were free,
-    ``w_ce * -log q[target] + w_kl * E[KL(q || p_A) + KL(q || p_B)]`` (the expectation over randomly paired
-    source images whose log-probabilities are the rows of ``log_pa`` and ``log_pb``).
-
-    This is what the published training loss asks of a watermark's output: ``w_ce`` is the watermarks'
-    share of the cross-entropy batch, ``w_kl`` the combination loss's weight (MGDA's plus the fixed extra).
-    Stationarity gives q_k = kappa * G_k for every other class, G_k = exp(L_k / 2) (the geometric mean of
-    the sources' probabilities), and q_t = (1 - q_t) (G_t / S) exp(w_ce / (2 w_kl q_t)) for the target, with
-    S the sum of the other G_k; the left side grows and the right side falls with q_t, so the root is
-    unique and bisection finds it. With the sources' outputs held where they are, no network does better
-    on the loss than this minimiser; training can still move the sources' outputs (and so the break-even),
-    so this says what the loss asks of a watermark at those outputs, not what a trained network ends at."""
-    if w_ce < 0 or w_kl <= 0:
-        raise ValueError(f"combination_optimum: need w_ce >= 0 and w_kl > 0, got {w_ce}, {w_kl}")
-    half, others = _geometric(log_pa, log_pb, target)
-    log_ratio = float(half[target] - torch.logsumexp(half[others], 0))  # log(G_t / S)
-    a = w_ce / (2 * w_kl)
-
-    def h(u: float) -> float:  # the stationarity condition in u = logit(q_t); increasing, one root
-        return -math.inf if a > 0 and -u > 700 else u - log_ratio - a * (1 + math.exp(-u))
-
-    lo = log_ratio + a  # h(lo) <= 0
-    hi = max(lo, 0.0, log_ratio + 2 * a) + 1.0  # h(hi) > 0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if h(mid) > 0:
-            hi = mid
-        else:
-            lo = mid
-    u = (lo + hi) / 2
-    q_t = 1 / (1 + math.exp(-u)) if u > -700 else math.exp(u)
-    q = torch.zeros(half.numel(), dtype=torch.float64)
-    q[others] = (1 - q_t) * torch.softmax(half[others], 0)
-    q[target] = q_t
-    return q
-
-
-def break_even_ratio(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int) -> float:
-    """The smallest ``w_ce / w_kl`` at which :func:`combination_optimum` answers ``target``:
-    2 * G_max / (S + G_max) * log(G_max / G_t), with G_max the largest other geometric mean (0 when the
-    target already has the largest one)."""
-    half, others = _geometric(log_pa, log_pb, target)
-    log_gmax = half[others].max()
-    gap = float(log_gmax - half[target])
-    if gap <= 0:
-        return 0.0
-    return 2 * float(torch.sigmoid(log_gmax - torch.logsumexp(half[others], 0))) * gap  # G_max / (S + G_max)
-
-
-def auto_weight_from_outputs(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int, w_ce: float) -> float:
-    """``kl_weight=auto``: the KL weight c = w_ce / (AUTO_MARGIN x break-even) that puts the loss's
-    minimiser (:func:`combination_optimum`) on the target with a margin of AUTO_MARGIN over the break-even
-    ``w_ce / c`` that the sources' outputs set; AUTO_MAX when the target already leads (break-even 0)."""
-    be = break_even_ratio(log_pa, log_pb, target)
-    return AUTO_MAX if be <= 0 else min(AUTO_MAX, w_ce / (AUTO_MARGIN * be))
-
-
-def auto_kl_weight(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, target: int, w_ce: float) -> float:
-    """:func:`auto_weight_from_outputs` on ``model``'s current outputs (eval mode, no gradient) for up to
-    AUTO_SOURCES images of each source; the model is put back in the mode it was in."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            log_pa, log_pb = (F.log_softmax(model(x[:AUTO_SOURCES]).double(), 1) for x in (x_a, x_b))
-    finally:
-        model.train(was_training)
-    return auto_weight_from_outputs(log_pa, log_pb, target, w_ce)
-
-
-def _source_log_probs(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor,
-                      device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """``model``'s log-probabilities (eval mode, float64) on the source images of A and of B."""
-    from bench.train import predict_logits
-
-    return tuple(F.log_softmax(predict_logits(model, x, device=device).double(), 1) for x in (x_a, x_b))
-
-
-def _diagnose(log_pa: torch.Tensor, log_pb: torch.Tensor, target: int, w_ce: float, w_kl: float) -> dict:
-    q = combination_optimum(log_pa, log_pb, target, w_ce, w_kl)
-    return {"q_target": float(q[target]), "answer": int(q.argmax()), "ratio": w_ce / w_kl,
-            "break_even": break_even_ratio(log_pa, log_pb, target),
-            "p_a_target": float(log_pa.exp()[:, target].mean()), "p_b_target": float(log_pb.exp()[:, target].mean())}
-
-
-def combination_diagnosis(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, target: int, *,
-                          w_ce: float, w_kl: float, device: torch.device | str = "cpu") -> dict:
-    """Where the combination loss puts a watermark's output, given ``model``'s outputs on source images
-    ``x_a`` and ``x_b`` (eval mode): the minimiser's target probability and answer, and the break-even
-    ``w_ce / w_kl`` against the one in use."""
-    return _diagnose(*_source_log_probs(model, x_a, x_b, device), target, w_ce, w_kl)
-
-
 # --------------------------------------------------------------------------------------------- defense
 
 
-@dataclass
-class _Pools:
-    """The owner's images on the device, and the indices of the source classes."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    idx_a: torch.Tensor  # CPU indices of class A
-    idx_b: torch.Tensor
-    by_class: torch.Tensor  # CPU indices sorted by class
-    offsets: torch.Tensor  # start of each class in by_class
-    counts: torch.Tensor
-
-
-def _sizes(n: int, *, clean: float, wm: float, eva: float, same: float) -> dict[str, int]:
-    """Samples of each kind in one epoch over an owner's set of ``n`` images."""
-    return {"clean": n if clean >= 1 else round(clean * n), "watermark": round(wm * n), "evasion": round(eva * n),
-            "same_class_mix": round(same * n)}
-
-
 @register_defense("mea_defender")
-class MEADefender(Defense):
+class MEADefender(MixedSamples, Defense):
     """MEA-Defender: A x B composites -> C, kept between A and B by a KL loss, plus an evasion set (Lv et al. 2024)."""
 
     version = "3"  # 3: kl_weight (the KL's own weight) and the tuned defaults; v2 is mea_defender_official
@@ -497,69 +206,13 @@ class MEADefender(Defense):
                               "set class_a, class_b and target_class explicitly")
         return chosen  # type: ignore[return-value]
 
-    def _pools(self, task: Task, ctx: Context, a: int, b: int) -> _Pools:
-        y = task.y_victim
-        idx_a, idx_b = (y == a).nonzero().flatten(), (y == b).nonzero().flatten()
-        if len(idx_a) == 0 or len(idx_b) == 0:
-            raise ConfigError(f"{self.name}: the owner's training split has no image of class "
-                              f"{a if len(idx_a) == 0 else b}; choose other source classes")
-        order = torch.argsort(y, stable=True)
-        counts = torch.bincount(y, minlength=task.num_classes)
-        offsets = torch.cumsum(counts, 0) - counts
-        return _Pools(task.x_victim.to(ctx.device), y.to(ctx.device), idx_a, idx_b, order, offsets, counts)
-
-    def _mix(self, name: str, a: torch.Tensor, b: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        c = self.config
-        return mix(name, a, b, g, layout=c.layout, jitter=c.jitter, shake=c.shake)
-
-    def _pairs(self, pools: _Pools, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` random A images and ``n`` random B images (on the device)."""
-        dev = pools.x.device
-        ia = pools.idx_a[torch.randint(len(pools.idx_a), (n,), generator=g)].to(dev)
-        ib = pools.idx_b[torch.randint(len(pools.idx_b), (n,), generator=g)].to(dev)
-        return pools.x[ia], pools.x[ib]
-
-    # -- one epoch's data -----------------------------------------------------------------------
-    def _epoch_data(self, pools: _Pools, classes: tuple[int, int, int], g: torch.Generator, *, clean: float,
-                    wm: float, eva: float, same: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clean samples plus freshly mixed watermark / evasion / same-class samples, concatenated."""
-        a, b, t = classes
-        x, y = pools.x, pools.y
-        n = len(x)
-        dev = x.device
-        xs, ys = [], []
-        sizes = _sizes(n, clean=clean, wm=wm, eva=eva, same=same)
-        n_clean, n_wm, n_eva, n_same = sizes.values()
-        pick = torch.arange(n) if n_clean == n else torch.randperm(n, generator=g)[:n_clean]
-        xs.append(x[pick.to(dev)])
-        ys.append(y[pick.to(dev)])
-        if n_wm:
-            xs.append(self._mix(self.config.layout, *self._pairs(pools, n_wm, g), g))
-            ys.append(torch.full((n_wm,), t, dtype=y.dtype, device=dev))
-        styles = evasion_mixers(self.config.layout)
-        for i, style in enumerate(styles):  # an equal share per style, each labelled A or B at random
-            k = n_eva // len(styles) + (i < n_eva % len(styles))
-            if k:
-                xs.append(self._mix(style, *self._pairs(pools, k, g), g))
-                coin = torch.rand(k, generator=g) < 0.5
-                ys.append(torch.where(coin, a, b).to(dtype=y.dtype, device=dev))
-        if n_same:
-            present = (pools.counts > 0).nonzero().flatten()
-            cls = present[torch.randint(len(present), (n_same,), generator=g)]
-            cnt, off = pools.counts[cls], pools.offsets[cls]
-            i1 = pools.by_class[off + (torch.rand(n_same, generator=g) * cnt).long().clamp_max(cnt - 1)]
-            i2 = pools.by_class[off + (torch.rand(n_same, generator=g) * cnt).long().clamp_max(cnt - 1)]
-            xs.append(self._mix(self.config.layout, x[i1.to(dev)], x[i2.to(dev)], g))
-            ys.append(cls.to(dtype=y.dtype, device=dev))
-        return torch.cat(xs), torch.cat(ys)
-
     # -- training ---------------------------------------------------------------------------------
-    def _stage(self, model: nn.Module, pools: _Pools, classes: tuple[int, int, int], ctx: Context, *,
+    def _stage(self, model: nn.Module, pools: Pools, classes: tuple[int, int, int], ctx: Context, *,
                epochs: int, lr: float, rates: dict, n_anchor: int, desc: str, use_com: bool = True) -> dict:
         """Train ``model`` in place for one stage; returns bookkeeping for ``Protected.info``."""
         c, g = self.config, ctx.generator
         bs = ctx.profile.batch_size
-        sizes = _sizes(len(pools.x), **rates)
+        sizes = epoch_sizes(len(pools.x), **rates)
         n_ep = sum(sizes.values())
         steps_per_epoch = -(-n_ep // bs)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -580,8 +233,8 @@ class MEADefender(Defense):
         paper = c.balance == "paper_tasks"
         if paper:  # the row kind of every sample of an epoch, in _epoch_data's order; same-class mixes are utility
             kind_ep = torch.repeat_interleave(torch.tensor([0, 1, 2, 0]), torch.tensor(list(sizes.values())))
-            task_w = dict.fromkeys(_TASKS, 0.25)
-            task_trace: dict[str, list[float]] = {k: [] for k in _TASKS}
+            task_w = dict.fromkeys(PAPER_TASKS, 0.25)
+            task_trace: dict[str, list[float]] = {k: [] for k in PAPER_TASKS}
         step = 0
         t0 = time.perf_counter()
         model.train()
@@ -610,8 +263,8 @@ class MEADefender(Defense):
                 else:
                     z = model(xb)
                 if paper:
-                    loss = self._paper_tasks_loss(z, yb, kinds, com, params, task_w, task_trace,
-                                                  recompute=step % c.mgda_every == 0)
+                    loss = paper_tasks_loss(z, yb, kinds, com, params, task_w, task_trace,
+                                            recompute=step % c.mgda_every == 0)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -654,28 +307,6 @@ class MEADefender(Defense):
             info["anchor_wm_to_target"] = float((predict_labels(model, anc_w) == classes[2]).float().mean())
             info["anchor_wm_n"] = n_anchor
         return info
-
-    @staticmethod
-    def _paper_tasks_loss(z: torch.Tensor, y: torch.Tensor, kinds: torch.Tensor, com: torch.Tensor | None,
-                          params: list, weights: dict[str, float], trace: dict[str, list[float]], *,
-                          recompute: bool) -> torch.Tensor:
-        """``balance=paper_tasks``: sum_k alpha_k L_k over the paper's losses present in the batch (L_util,
-        L_ver, L_eva: cross-entropy over the clean, watermark and evasion rows; L_com: the KL), alpha from
-        MGDA over their normalised gradients every ``mgda_every`` steps (kept in ``weights`` in between)."""
-        losses = {}
-        for k, name in enumerate(_TASKS[:3]):
-            m = kinds == k
-            if bool(m.any()):
-                losses[name] = F.cross_entropy(z[m], y[m])
-        if com is not None:
-            losses["com"] = com
-        if recompute and len(losses) > 1:
-            grads = [torch.autograd.grad(v, params, retain_graph=True, allow_unused=True) for v in losses.values()]
-            alpha = mgda_task_weights(grads, [float(v.detach()) for v in losses.values()])
-            for name, a in zip(losses, alpha.tolist(), strict=True):
-                weights[name] = a
-                trace[name].append(a)
-        return sum(weights[name] * v for name, v in losses.items())
 
     def stage_epochs(self, profile_epochs: int) -> tuple[int, int]:
         """(stage-1, stage-2) epochs: the configured or profile's budget split between the two stages."""
@@ -752,213 +383,3 @@ def false_triggering(model: nn.Module, probes: dict[str, torch.Tensor], target: 
                      device: torch.device | str = "cpu") -> dict[str, float]:
     """WFPR per mixer: the share of A x B mixtures that ``model`` answers with the target class."""
     return {k: float((predict_labels(model, x, device=device) == target).float().mean()) for k, x in probes.items()}
-
-
-def _stage_weights(info: dict, config: dict, stage: str) -> tuple[float, float] | None:
-    """(watermarks' share of the cross-entropy batch, mean weight of the combination loss) of one trained
-    stage, from ``Protected.info`` and the defense's config; None when the stage did not run or had no KL."""
-    if not config.get("combination", True) or (stage == "stage1" and not config.get("com_stage1", True)):
-        return None
-    st = info.get(stage)
-    if not st or config.get("balance") == "paper_tasks":  # per-task means: not the closed form's w and c
-        return None
-    own = config.get("kl_weight")
-    if own is not None:  # the KL's own weight (a number, or the auto rule's mean as applied)
-        s = st.get("kl_weight_mean", None if isinstance(own, str) else own)
-        if s is None:
-            return None
-    elif "mgda_aux_weight_mean" not in st and config.get("balance") != "fixed":
-        return None
-    else:
-        s = st.get("mgda_aux_weight_mean", config.get("aux_weight", 0.0))
-    sizes = st["samples_per_epoch"]
-    w = sizes["watermark"] / max(1, sum(sizes.values()))
-    lam = [config["com_extra_tenth"] if e % 10 == 9 else config["com_extra"] for e in range(st["epochs"])]
-    return w, s + sum(lam) / len(lam)
-
-
-class _Sources:
-    """Victims from the cache, tasks, and the victims' log-probabilities on the owner's source images, each
-    loaded or computed once for both tables of the reproduction."""
-
-    def __init__(self, plan, cache) -> None:
-        self.plan, self.cache = plan, cache
-        self._victims: dict[str, Protected | None] = {}
-        self._tasks: dict[int, Task] = {}
-        self._log_probs: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def victim(self, key: str) -> Protected | None:
-        if key not in self._victims:
-            found = self.cache.load(key)
-            self._victims[key] = None if found is None else found[0]
-        return self._victims[key]
-
-    def task(self, seed: int) -> Task:
-        from bench.settings import load_task
-
-        if seed not in self._tasks:
-            self._tasks[seed] = load_task(self.plan, seed)
-        return self._tasks[seed]
-
-    def log_probs(self, key: str, seed: int, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if (key, a, b) not in self._log_probs:
-            task = self.task(seed)
-            self._log_probs[(key, a, b)] = _source_log_probs(
-                self.victim(key).model, task.x_victim[task.y_victim == a], task.x_victim[task.y_victim == b])
-        return self._log_probs[(key, a, b)]
-
-
-def explain_reproduction(plan, matrix, seeds: list[int], name: str, cards) -> list[str]:
-    """Markdown for ``wmbench reproduce mea-defender-fmnist``: where the published loss puts a watermark's
-    output (:func:`combination_optimum`) given the sources' outputs of the clean ``none`` victim and of the
-    trained MEA-Defender victim, at each stage's weights; then, from ``cards`` (every result card, as
-    :func:`bench.results.load_results` gives them), the prediction beside the measurement for every variant."""
-    from bench.cache import Cache
-
-    src = _Sources(plan, Cache(plan.cache_dir))
-    lines = ["", "## Where the combination loss puts a watermark", "",
-             "For one watermark whose output were free, the published loss is minimised by the distribution "
-             "`combination_optimum` computes (`defenses/mea_defender.py`): w = the watermarks' share of the "
-             "cross-entropy batch, c = the combination loss's weight (MGDA's mean plus the fixed extra), "
-             "p_A(C) and p_B(C) = the model's mean probability of the target on the owner's source images. The "
-             "minimiser answers the target only when w / c exceeds the break-even ratio. This holds with the "
-             "sources' outputs where they are; training moves them, so the tables below describe the loss at "
-             "each victim's outputs, not a prediction made before training.", "",
-             "| seed | sources' outputs from | stage weights | w | c | w / c | break-even w / c | p_A(C) | "
-             "p_B(C) | minimiser's q(C) | its answer |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    rows = 0
-    for seed in seeds:
-        keys: dict[str, tuple[str, dict]] = {}
-        for cell in (*matrix.cells, *matrix.skipped):
-            if cell.seed == seed:
-                keys.setdefault(cell.defense.label, (cell.victim_key, cell.config.get("defense_config", {})))
-        scheme = next((k for k in keys if k != "none"), None)
-        if scheme is None or (protected := src.victim(keys[scheme][0])) is None:
-            continue
-        config, info = keys[scheme][1], protected.info
-        a, b, t = info["classes"]["a"], info["classes"]["b"], info["classes"]["target"]
-        names = src.task(seed).info.class_names
-        for who in ("none", scheme):
-            if who not in keys or src.victim(keys[who][0]) is None:
-                continue
-            log_pa, log_pb = src.log_probs(keys[who][0], seed, a, b)
-            for stage in ("stage1", "stage2"):
-                weights = _stage_weights(info, config, stage)
-                if weights is None:
-                    continue
-                w, c = weights
-                d = _diagnose(log_pa, log_pb, t, w, c)
-                lines.append(f"| {seed} | `{who}` victim | {stage.replace('stage', 'stage ')} | {w:.4f} | {c:.3f} | "
-                             f"{d['ratio']:.4f} | {d['break_even']:.3f} | {100 * d['p_a_target']:.2f}% | "
-                             f"{100 * d['p_b_target']:.2f}% | {100 * d['q_target']:.2f}% | "
-                             f"{names[d['answer']]} ({d['answer']}) |")
-                rows += 1
-    if not rows:
-        return ["", "(The MEA-Defender victim is not in the cache, so the loss analysis was skipped; re-run "
-                "without deleting the cache to get it.)"]
-    return lines + _variants_against_prediction(plan, seeds, src, name, cards)
-
-
-def _variants_against_prediction(plan, seeds: list[int], src: _Sources, name: str, cards) -> list[str]:
-    """Every MEA-Defender variant with an ``identity`` card in ``cards`` whose combination loss covers the
-    target: the minimiser's answer from its own trained sources at its last stage's weights, beside the
-    victim WSR that was measured."""
-    from bench.planning import plan_matrix
-
-    mine = cards[(cards.attack == "identity") & (cards.status == "ok") & cards.seed.isin(seeds)
-                 & (cards.dataset == plan.dataset) & (cards.arch == plan.arch)
-                 & (cards.profile == plan.profile.name) & cards.defense.str.startswith("mea_defender")]
-    found = [r for r in mine.sort_values(["seed", "defense"]).itertuples()
-             if (r.defense_config or {}).get("combination") and r.defense_config.get("com_target")]
-    if not found:
-        return []
-    lines = ["", "The loss's answer beside the measurement, for every MEA-Defender variant in the results whose "
-             "combination loss covers the target, at its last stage's weights. *Post hoc*: from the victim's own "
-             "trained sources (a consistency check, not a prediction: those outputs exist only after training). "
-             "*In advance*: from the clean `none` victim's sources at the same seed, as one could compute before "
-             "training (— when that victim is not in the cache).", "",
-             "| seed | variant | stage | w / c | break-even w / c (post hoc) | answer (post hoc) | measured victim WSR "
-             "| break-even (in advance) | answer (in advance) |",
-             "|---:|---|---|---:|---:|---|---:|---:|---|"]
-    clean_keys: dict[int, str] = {}
-    points: list[tuple[float, float, float, float]] = []
-    for card in found:
-        seed = int(card.seed)
-        matrix = plan_matrix(plan, card.defense, "identity", [seed])
-        key = (*matrix.cells, *matrix.skipped)[0].victim_key
-        protected = src.victim(key)
-        if protected is None:
-            continue
-        info = protected.info
-        stage, weights = next(((st, wts) for st in ("stage2", "stage1")
-                               if (wts := _stage_weights(info, card.defense_config, st))), (None, None))
-        if weights is None:
-            continue
-        a, b, t = info["classes"]["a"], info["classes"]["b"], info["classes"]["target"]
-        d = _diagnose(*src.log_probs(key, seed, a, b), t, *weights)
-        names = src.task(seed).info.class_names
-        if seed not in clean_keys:
-            clean = plan_matrix(plan, "none", "identity", [seed])
-            clean_keys[seed] = (*clean.cells, *clean.skipped)[0].victim_key
-        ahead = "— | —"
-        if src.victim(clean_keys[seed]) is not None:
-            d0 = _diagnose(*src.log_probs(clean_keys[seed], seed, a, b), t, *weights)
-            ahead = f"{d0['break_even']:.3f} | {names[d0['answer']]} ({d0['answer']})"
-        lines.append(f"| {seed} | `{card.defense}` | {stage.replace('stage', 'stage ')} | {d['ratio']:.3f} | "
-                     f"{d['break_even']:.3f} | {names[d['answer']]} ({d['answer']}) | "
-                     f"{100 * card.wsr_suspect:.2f}% | {ahead} |")
-        points.append((d["ratio"], d["break_even"], card.wsr_suspect, card.threshold))
-    if points:
-        from pathlib import Path
-
-        figure = Path(plan.results_dir) / "reproductions" / f"{name}-prediction.png"
-        _plot_prediction(points, figure)
-        lines += ["", f"![measured victim WSR against w / c over its break-even]({figure.name})", "",
-                  "Each point is one victim (post hoc): across, the loss's w / c over the break-even its own trained "
-                  "sources set "
-                  "(right of 1: the minimiser answers the target); up, the WSR measured on it."]
-    return lines
-
-
-def _plot_prediction(points: list[tuple[float, float, float, float]], path) -> None:
-    """Measured victim WSR against (w / c) / break-even, log-scaled; a break-even of 0 (the target already
-    leads the sources' geometric mean) is drawn at the right edge."""
-    import matplotlib
-    import matplotlib.ticker
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-
-    finite = [r / b for r, b, _, _ in points if b > 0]
-    hi = max([10.0, *finite]) * 3
-    lo = min([0.1, *finite]) / 3
-    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9}):
-        fig = Figure(figsize=(6.4, 4.0), layout="constrained")
-        ax = fig.subplots()
-        for r, b, wsr, thr in points:
-            x = r / b if b > 0 else hi / 1.5
-            learned = wsr >= thr
-            ax.plot([x], [wsr], marker="o", linestyle="none", markersize=7, color="#1a7f37" if r >= b else "#cf222e",
-                    markerfacecolor="#1a7f37" if learned else "white")
-        ax.axvline(1.0, color="#57606a", linestyle="--", linewidth=1.0)
-        ax.axhline(points[0][3], color="#57606a", linestyle=":", linewidth=1.0)
-        ax.set_xscale("log")
-        ax.set_xlim(lo, hi)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
-        ax.set_ylim(-0.03, 1.03)
-        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
-        ax.set_xlabel("(w / c) / break-even   (right of the dashed line: the loss's minimiser answers the target)")
-        ax.set_ylabel("measured victim WSR")
-        ax.set_title("MEA-Defender: the closed-form prediction against the measurement", loc="left", fontsize=10)
-        ax.grid(True, color="#e5e5e5", linewidth=0.8)
-        for _, b, wsr, _ in points:
-            if b <= 0:  # drawn at the edge: say why
-                ax.annotate("break-even 0", (hi / 1.5, wsr), xytext=(-6, -12), textcoords="offset points",
-                            ha="right", fontsize=7, color="#57606a")
-        key = [Line2D([], [], marker="o", linestyle="none", color="#1a7f37", label="predicted: answers the target"),
-               Line2D([], [], marker="o", linestyle="none", color="#cf222e", markerfacecolor="white",
-                      label="predicted: answers a source class"),
-               Line2D([], [], color="#57606a", linestyle=":", label="claim threshold (filled: WSR above it)")]
-        ax.legend(handles=key, loc="upper left", fontsize=7, frameon=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, metadata={"Software": None}, facecolor="white")

@@ -10,26 +10,26 @@ import torch
 from bench.api import Context, DatasetInfo
 from bench.errors import ConfigError
 from bench.registry import create_defense, get_defense
-from defenses._mixing import ALL_MIXERS, HELD_OUT, WATERMARK_LAYOUTS, evasion_mixers, mix
-from defenses.mea_defender import (
+from defenses._mea_closed_form import (
     AUTO_MARGIN,
     AUTO_MAX,
-    _stage_weights,
     auto_kl_weight,
     auto_weight_from_outputs,
-    auxiliary_loss,
     break_even_ratio,
-    combination_diagnosis,
-    combination_loss,
     combination_optimum,
-    default_classes,
+)
+from defenses._mea_losses import (
+    auxiliary_loss,
+    combination_loss,
     mgda_aux_weight,
     min_norm_gamma,
     min_norm_weights,
-    paper_rows,
     similarity_loss,
     total_loss,
 )
+from defenses._mixing import ALL_MIXERS, HELD_OUT, WATERMARK_LAYOUTS, evasion_mixers, mix
+from defenses.mea_defender import default_classes
+from reproductions.mea_defender import _stage_weights, combination_diagnosis, paper_rows
 
 
 def _g(seed=0):

@@ -1,8 +1,20 @@
 import pytest
 
 from bench import reproduce
-from bench.reproduce import Ablation, Reproduction, Row, SchemeRow, run_reproduction
+from bench.errors import UnknownNameError
+from bench.registry import DuplicateNameError
+from bench.reproduce import (
+    Ablation,
+    Reproduction,
+    Row,
+    SchemeRow,
+    get_reproduction,
+    list_reproductions,
+    register_reproduction,
+    run_reproduction,
+)
 from bench.settings import make_settings
+from reproductions.mea_defender import explain_reproduction
 
 
 def test_reproduction_table_on_synthetic(tmp_path, monkeypatch):
@@ -28,7 +40,7 @@ def test_reproduction_table_on_synthetic(tmp_path, monkeypatch):
 def test_mea_reproduction_explains_where_the_loss_puts_the_watermark(tmp_path, monkeypatch):
     rep = Reproduction(
         name="toy-mea", title="toy MEA row", source="nowhere", dataset="synthetic", defense="mea_defender_official",
-        rows=(Row("victim", "identity", 0.9, 1.0),), explain="defenses.mea_defender:explain_reproduction",
+        rows=(Row("victim", "identity", 0.9, 1.0),), explain=explain_reproduction,
     )
     monkeypatch.setitem(reproduce.REPRODUCTIONS, "toy-mea", rep)
     plan = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
@@ -82,3 +94,28 @@ def test_ablation_table_from_cards_over_seeds(tmp_path, monkeypatch):
     cards = load_results(tmp_path / "r")
     wsr = cards[(cards.defense == "content") & (cards.attack == "soft_label")].wsr_suspect
     assert paper[7].startswith(f"{100 * wsr.mean():.2f} ± {100 * wsr.std():.2f}")
+
+
+def test_the_pinned_reproductions_register_on_import():
+    import reproductions  # noqa: F401
+
+    names = [r.name for r in list_reproductions()]
+    assert names[:2] == ["mea-defender-fmnist", "mea-defender-ablation"]  # the order `--list` prints
+    fmnist = get_reproduction("mea-defender-fmnist")
+    assert fmnist.defense == "mea_defender_official" and fmnist.explain is explain_reproduction
+    assert isinstance(get_reproduction("mea-defender-ablation"), Ablation)
+
+
+def test_unknown_reproduction_is_one_line_with_a_suggestion(monkeypatch):
+    monkeypatch.setattr(reproduce, "REPRODUCTIONS", {})
+    with pytest.raises(UnknownNameError, match="^unknown reproduction 'toy'; none is registered$"):
+        get_reproduction("toy")
+    toy = Reproduction(name="toy-row", title="toy", source="nowhere", dataset="synthetic", defense="content",
+                       rows=(Row("victim", "identity", 0.9, 1.0),))
+    assert register_reproduction(toy) is toy and register_reproduction(toy) is toy  # again: a no-op
+    with pytest.raises(UnknownNameError) as err:
+        get_reproduction("toy-rwo")
+    assert str(err.value) == "unknown reproduction 'toy-rwo'; did you mean toy-row? choose one of toy-row"
+    with pytest.raises(DuplicateNameError, match="'toy-row' is already registered"):
+        register_reproduction(Reproduction(name="toy-row", title="another", source="", dataset="synthetic",
+                                           defense="none", rows=()))

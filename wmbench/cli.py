@@ -175,11 +175,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from bench.reproduce import REPRODUCTIONS, get_reproduction, run_reproduction
+    import reproductions  # noqa: F401  (declares the pinned reproductions: they register on import)
+    from bench.reproduce import get_reproduction, list_reproductions, run_reproduction
     from bench.settings import make_settings
 
     if args.list or not args.name:
-        for r in REPRODUCTIONS.values():
+        for r in list_reproductions():
             print(f"{r.name:<24} {r.title}")
         return 0 if args.list else 2
     rep = get_reproduction(args.name)
