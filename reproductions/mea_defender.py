@@ -14,23 +14,7 @@ from bench.api import Protected, Task
 from bench.reproduce import Ablation, Reproduction, Row, SchemeRow, register_reproduction
 from defenses._mea_closed_form import break_even_ratio, combination_optimum
 
-__all__ = ["FMNIST", "ABLATION", "paper_rows", "combination_diagnosis", "explain_reproduction"]
-
-
-def paper_rows() -> list[dict]:
-    """The paper's Table I row for supervised Fashion-MNIST (repo PDF version), as fractions, keyed by the
-    wmbench attack that plays each of the paper's extraction attacks."""
-    src = "Lv et al., IEEE S&P 2024, Table I (SL Fashion-MNIST)"
-    return [
-        {"dataset": "fashion-mnist", "defense": "mea_defender", "attack": "identity", "paper_attack": "victim",
-         "acc": 0.8977, "wsr": 1.0, "source": src},
-        {"dataset": "fashion-mnist", "defense": "mea_defender", "attack": "soft_label",
-         "paper_attack": "Hinton KD", "acc": 0.8946, "wsr": 0.7075, "source": src},
-        {"dataset": "fashion-mnist", "defense": "mea_defender", "attack": "jacobian",
-         "paper_attack": "Papernot", "acc": 0.8939, "wsr": 0.8230, "source": src},
-        {"dataset": "fashion-mnist", "defense": "mea_defender", "attack": "knockoff",
-         "paper_attack": "Knockoff", "acc": 0.8957, "wsr": 0.8550, "source": src},
-    ]
+__all__ = ["FMNIST", "ABLATION", "combination_diagnosis", "explain_reproduction"]
 
 
 def _source_log_probs(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor,

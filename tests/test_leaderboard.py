@@ -1,7 +1,8 @@
 """The leaderboard is a pure function of the cards: golden renders, determinism, status looks, numbers.
 
 Regenerate the goldens after an intended change with
-``WMBENCH_UPDATE_GOLDEN=1 pytest tests/test_leaderboard.py`` and review the diff.
+``WMBENCH_UPDATE_GOLDEN=1 pytest tests/test_leaderboard.py -k golden`` (it writes them and fails on purpose), review
+the diff, then re-run without the variable.
 """
 
 from __future__ import annotations
@@ -145,12 +146,14 @@ def test_golden_render(golden_results: Path, tmp_path: Path):
     assert paths["cost"] == tmp_path / "out" / "figures" / "cost_vs_wsr.png"
     assert_png(paths["heatmap"])
     assert_png(paths["cost"])
-    for key, name in (("markdown", "LEADERBOARD.md"), ("html", "index.html")):
-        got = paths[key].read_bytes()
+    files = {name: paths[key].read_bytes() for key, name in (("markdown", "LEADERBOARD.md"), ("html", "index.html"))}
+    if os.environ.get("WMBENCH_UPDATE_GOLDEN") == "1":  # regenerating is never a pass: review, then re-run
+        GOLDEN.mkdir(parents=True, exist_ok=True)
+        for name, got in files.items():
+            (GOLDEN / name).write_bytes(got)
+        pytest.fail("goldens regenerated; review `git diff tests/golden` and re-run without WMBENCH_UPDATE_GOLDEN")
+    for name, got in files.items():
         golden = GOLDEN / name
-        if os.environ.get("WMBENCH_UPDATE_GOLDEN") == "1":
-            golden.parent.mkdir(parents=True, exist_ok=True)
-            golden.write_bytes(got)
         assert golden.is_file(), f"{golden} missing; run with WMBENCH_UPDATE_GOLDEN=1 to create it"
         assert got == golden.read_bytes(), f"{name} differs from {golden}; if intended, regenerate the golden"
 

@@ -29,7 +29,7 @@ from defenses._mea_losses import (
 )
 from defenses._mixing import ALL_MIXERS, HELD_OUT, WATERMARK_LAYOUTS, evasion_mixers, mix
 from defenses.mea_defender import default_classes
-from reproductions.mea_defender import _stage_weights, combination_diagnosis, paper_rows
+from reproductions.mea_defender import _stage_weights, combination_diagnosis
 
 
 def _g(seed=0):
@@ -332,13 +332,6 @@ def test_epoch_data_composition(task, ctx):
     assert (y[n_clean:n_clean + n_wm] == 2).all()
     eva = y[n_clean + n_wm:n_clean + n_wm + n_eva]
     assert set(eva.tolist()) == {0, 1}  # evasion mixtures keep one of their source labels, never the target
-
-
-def test_paper_rows():
-    rows = {r["paper_attack"]: r for r in paper_rows()}
-    assert rows["victim"]["acc"] == 0.8977 and rows["victim"]["wsr"] == 1.0
-    assert (rows["Hinton KD"]["attack"], rows["Hinton KD"]["wsr"]) == ("soft_label", 0.7075)
-    assert rows["Papernot"]["wsr"] == 0.8230 and rows["Knockoff"]["wsr"] == 0.8550
 
 
 # ------------------------------------------------------------------------------------------------ end to end

@@ -45,7 +45,7 @@ def test_slice_writes_valid_cards(finished):
     assert content.wsr_victim >= 0.9 and content.retained
     assert content.wsr_null <= 0.2 and content.p_value < 0.01
     none = df[(df.defense == "none") & (df.attack == "identity")].iloc[0]
-    assert none.has_watermark is False or not none.has_watermark
+    assert not none.has_watermark and content.has_watermark
     assert none.wsr_suspect is None or none.wsr_suspect != none.wsr_suspect  # null/NaN
     stolen = df[(df.defense == "none") & (df.attack == "soft_label")].iloc[0]
     assert stolen.queries == plan.profile.attacker_pool and stolen.epochs == plan.profile.attack_epochs
