@@ -196,7 +196,9 @@ def _verdict(r: GateResult) -> str:
 
 def _row(r: GateResult, first: str) -> str:
     wsr = f"{_pct(r.wsr)} (API, by construction)" if r.api else _pct(r.wsr)
-    per_seed = "; ".join(f"{s}: {_pct(a)} / {_pct(w)}" for s, (a, _, w) in sorted(r.per_seed.items()))
+    # an API scheme's model carries nothing (its own WSR is shown as such); the served answers carry the mark
+    per_seed = "; ".join(f"{s}: {_pct(a)} / {f'API (model {_pct(w)})' if r.api else _pct(w)}"
+                         for s, (a, _, w) in sorted(r.per_seed.items()))
     return (f"| {first} | {_pct(r.acc)} | {_pct(r.cost, signed=True)} | {wsr} | {_pct(r.wfpr_seen)} / "
             f"{_pct(r.wfpr_heldout)} | {_verdict(r)} | {per_seed} |")
 

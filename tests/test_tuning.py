@@ -8,7 +8,18 @@ import pytest
 from cardfactory import make_card
 
 from bench.registry import DEFENSES
-from bench.tuning import MAX_ACC_COST, MIN_WSR, TUNING_SEEDS, Grid, gate, grid_labels, select, strength, tuning_report
+from bench.tuning import (
+    MAX_ACC_COST,
+    MIN_WSR,
+    TUNING_SEEDS,
+    Grid,
+    _row,
+    gate,
+    grid_labels,
+    select,
+    strength,
+    tuning_report,
+)
 
 
 def _identity(defense: str, seed: int, acc: float, wsr: float | None, **extras) -> dict:
@@ -73,6 +84,9 @@ def test_api_side_embedding_is_the_schemes_own_rule():
     assert not gate(df, "d").passes_wsr
     r = gate(df, "d", embedding="api")
     assert r.wsr == 1.0 and r.api and r.passes
+    row = _row(r, "`d`")  # per seed, the page says the model carries nothing and the API the mark
+    assert "100: 88.00% / API (model 0.00%); 101: 88.00% / API (model 0.00%)" in row
+    assert "100.00% (API, by construction)" in row
 
 
 def test_strength_is_the_step_weighted_mean_over_the_stages():
