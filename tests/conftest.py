@@ -4,6 +4,13 @@ import torch
 torch.set_num_threads(2)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/e2e carries the ``e2e`` marker: ``pytest -m "not e2e"`` is the quick loop."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(scope="session")
 def profile():
     from bench.profiles import get_profile

@@ -41,7 +41,6 @@ from bench.settings import make_settings
 SMALL = ("none,content[rate=0.1]", "identity,soft_label")
 CI_SMOKE = ("none,content,mea_defender", "identity,soft_label,prune,soft_label>fine_tune,random_mix_probe")
 SEEDS = (0,)
-pytestmark = pytest.mark.slow  # two runs of the small matrix: about a minute on 2 cores
 
 # what a card measures, as opposed to how long it took or how much memory it used
 METRICS = ("status", "run_id", "clean_acc_victim", "clean_acc_suspect", "fidelity", "wsr_victim", "wsr_suspect",

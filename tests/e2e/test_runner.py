@@ -13,7 +13,7 @@ from bench.results import load_results, read_card
 from bench.runner import execute
 from bench.settings import make_settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SLICE_DEFENSES = "none,content[rate=0.1]"
 
 

@@ -19,7 +19,7 @@ import pytest
 from bench.atomic import KeyLock, atomic_write, pid_alive, sweep_temporaries
 from bench.cache import artifact_key
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _python(code: str, *args: str, **kw) -> subprocess.Popen:

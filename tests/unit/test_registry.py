@@ -179,7 +179,7 @@ def test_a_shadowing_attacks_package_is_reported_not_used(tmp_path):
     assert proc.returncode == 2, proc.stdout
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "shadows wmbench's built-in attacks" in lines[0], proc.stderr
-    assert str(foreign) in lines[0] and str(Path(__file__).resolve().parent.parent / "attacks") in lines[0]
+    assert str(foreign) in lines[0] and str(Path(__file__).resolve().parents[2] / "attacks") in lines[0]
 
 
 def test_suggest_names_the_closest_registered_names():

@@ -1,8 +1,8 @@
 """The leaderboard is a pure function of the cards: golden renders, determinism, status looks, numbers.
 
 Regenerate the goldens after an intended change with
-``WMBENCH_UPDATE_GOLDEN=1 pytest tests/test_leaderboard.py -k golden`` (it writes them and fails on purpose), review
-the diff, then re-run without the variable.
+``WMBENCH_UPDATE_GOLDEN=1 pytest tests/unit/test_leaderboard.py -k golden`` (it writes them and fails on
+purpose), review the diff, then re-run without the variable.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def test_golden_render(golden_results: Path, tmp_path: Path):
         GOLDEN.mkdir(parents=True, exist_ok=True)
         for name, got in files.items():
             (GOLDEN / name).write_bytes(got)
-        pytest.fail("goldens regenerated; review `git diff tests/golden` and re-run without WMBENCH_UPDATE_GOLDEN")
+        pytest.fail("goldens regenerated; review `git diff tests/unit/golden` and re-run without WMBENCH_UPDATE_GOLDEN")
     for name, got in files.items():
         golden = GOLDEN / name
         assert golden.is_file(), f"{golden} missing; run with WMBENCH_UPDATE_GOLDEN=1 to create it"

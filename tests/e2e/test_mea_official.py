@@ -15,7 +15,7 @@ from bench.registry import DEFENSES
 from bench.rehome import rehome_card, spec_for_config
 from bench.results import iter_cards, read_card, write_card
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 # mea_defender's defaults at version 2 (the configuration every card of that version records), written out
 V2_DEFAULTS = {

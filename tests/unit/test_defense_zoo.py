@@ -24,7 +24,7 @@ def clean(task, profile):
 
 
 # configurations that make each watermark learnable in the tiny `test` profile (4 epochs, 800 images;
-# content is covered by tests/test_contracts.py)
+# content is covered by tests/unit/test_contracts.py)
 LEARNABLE = {
     "noise": {"rate": 0.2},
     "blend": {"rate": 0.2, "alpha": 0.5},

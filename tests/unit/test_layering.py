@@ -14,7 +14,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UPPER = ("defenses", "attacks", "leaderboard", "reproductions", "wmbench")
 _PATH = re.compile(rf"^({'|'.join(UPPER)})[.:/]\S*$")  # a module, attribute or file inside an upper package
 _IMPORTERS = {"import_module", "__import__", "find_spec", "walk_packages", "iter_modules", "files"}
