@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gzip
 import hashlib
 import importlib.util
 import io
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +21,12 @@ import torch
 
 from bench.api import DatasetInfo, Task
 from bench.errors import ConfigError, DataError, UnknownNameError, shorten, suggest
+from bench.idx import IDX_FILES, idx_files_in, read_idx_set
 
 __all__ = [
     "DATASETS",
     "SYSTEM_DIRS",
     "RawData",
-    "read_idx",
     "load_raw",
     "clear_cache",
     "load_mnist5k",
@@ -52,87 +50,6 @@ class RawData:
     x_test: torch.Tensor
     y_test: torch.Tensor
     source: str = ""
-
-
-# ------------------------------------------------------------------------------------------------ IDX
-
-_IDX_DTYPES: dict[int, np.dtype] = {
-    0x08: np.dtype(np.uint8),
-    0x09: np.dtype(np.int8),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (gzip-compressed or not) into a native-endian numpy array.
-
-    Raises :class:`DataError` naming the file when it is not gzip/IDX, or is truncated.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{path} is a corrupt or truncated gzip file ({exc}); replace it") from exc
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES or data[3] == 0:
-        magic = data[:4].hex() or "none"
-        raise DataError(f"{path} is not an IDX file (bad magic number {magic}); replace it")
-    dtype, ndim = _IDX_DTYPES[data[2]], data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path} is truncated (header cut short); replace it")
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    count = int(np.prod(shape, dtype=np.int64))
-    expected = header + count * dtype.itemsize
-    if len(data) != expected:
-        what = "truncated" if len(data) < expected else "longer than its header says"
-        raise DataError(f"{path} is {what} ({len(data)} bytes, expected {expected}); replace it")
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(shape)
-    return arr.astype(dtype.newbyteorder("="), copy=True)  # writable, native byte order
-
-
-_IDX_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-
-
-def _idx_files_in(folder: Path) -> list[Path] | None:
-    """The four IDX files in ``folder`` (``.gz`` preferred, uncompressed accepted), or None if any lacks."""
-    found = []
-    for base in _IDX_FILES:
-        for cand in (folder / f"{base}.gz", folder / base):
-            if cand.is_file():
-                found.append(cand)
-                break
-        else:
-            return None
-    return found
-
-
-def _read_idx_set(files: list[Path]) -> tuple[torch.Tensor, ...]:
-    """(x_train, y_train, x_test, y_test) from the four IDX files: images N x 1 x H x W, labels int64."""
-    out: list[torch.Tensor] = []
-    for i in (0, 2):
-        img_path, lab_path = files[i], files[i + 1]
-        images, labels = read_idx(img_path), read_idx(lab_path)
-        if images.ndim != 3 or images.dtype != np.uint8:
-            raise DataError(f"{img_path} holds {images.dtype} of shape {images.shape}, not N x H x W bytes")
-        if labels.ndim != 1:
-            raise DataError(f"{lab_path} holds an array of shape {labels.shape}, not N labels")
-        if len(labels) != len(images):
-            raise DataError(f"{lab_path} has {len(labels)} labels for the {len(images)} images of {img_path}")
-        out += [torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))]
-    return tuple(out)
 
 
 # ------------------------------------------------------------------------------------- data set table
@@ -211,9 +128,9 @@ def _load_idx_dataset(name: str, root: Path) -> RawData:
     # --data-root): MNIST's files have the same names, so MNIST must sit in its own MNIST/raw folder.
     places = [raw_dir] + ([root, system] if system is not None else [])
     for folder in places:
-        files = _idx_files_in(folder)
+        files = idx_files_in(folder)
         if files is not None:
-            return RawData(_info(name, spec), *_read_idx_set(files), source=f"idx:{folder}")
+            return RawData(_info(name, spec), *read_idx_set(files), source=f"idx:{folder}")
     # Not on disk: let torchvision download it (only works with network), then read what it saved.
     fresh = [d for d in (root, root / spec.folder, raw_dir) if not d.exists()]  # made by a failed download: removed
     try:
@@ -221,7 +138,7 @@ def _load_idx_dataset(name: str, root: Path) -> RawData:
 
         with _quiet():
             getattr(datasets, spec.folder)(str(root), train=True, download=True)
-        files = _idx_files_in(raw_dir)
+        files = idx_files_in(raw_dir)
         if files is None:
             raise FileNotFoundError(raw_dir)
     except Exception as exc:
@@ -232,10 +149,10 @@ def _load_idx_dataset(name: str, root: Path) -> RawData:
         if spec.apt:
             how = f"install it with `apt-get install {spec.apt}` or put the four IDX .gz files in {raw_dir}"
         else:
-            how = (f"put the four IDX .gz files ({', '.join(f + '.gz' for f in _IDX_FILES)}) in {raw_dir}, "
+            how = (f"put the four IDX .gz files ({', '.join(f + '.gz' for f in IDX_FILES)}) in {raw_dir}, "
                    f"e.g. downloaded on a machine with network")
         raise DataError(f"{spec.title} not found in {where} and could not be downloaded; {how}") from exc
-    return RawData(_info(name, spec), *_read_idx_set(files), source=f"torchvision-download:{raw_dir}")
+    return RawData(_info(name, spec), *read_idx_set(files), source=f"torchvision-download:{raw_dir}")
 
 
 def _load_cifar(name: str, root: Path) -> RawData:

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torchvision
 
-from bench import data
+from bench import data, idx
 from bench.errors import ConfigError, DataError, UnknownNameError
 
 IDX_NAMES = (
@@ -92,7 +92,7 @@ def no_download(monkeypatch):
 )
 def test_read_idx_round_trip(tmp_path, gz, arr):
     path = write_idx(tmp_path / "a-idx", arr, gz=gz)
-    out = data.read_idx(path)
+    out = idx.read_idx(path)
     assert out.shape == arr.shape
     assert out.dtype.kind == arr.dtype.kind and out.dtype.itemsize == arr.dtype.itemsize
     np.testing.assert_array_equal(out, arr)
@@ -105,7 +105,7 @@ def test_read_idx_bad_magic(tmp_path):
     raw[0] = 7
     path.write_bytes(gzip.compress(bytes(raw)))
     with pytest.raises(DataError, match="magic") as err:
-        data.read_idx(path)
+        idx.read_idx(path)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
 
 
@@ -113,19 +113,19 @@ def test_read_idx_truncated_and_corrupt_gzip(tmp_path):
     raw = write_idx(tmp_path / "t-idx", np.zeros((4, 3, 3), np.uint8), gz=False)
     raw.write_bytes(raw.read_bytes()[:-5])
     with pytest.raises(DataError, match="truncated") as err:
-        data.read_idx(raw)
+        idx.read_idx(raw)
     assert str(raw) in str(err.value)
 
     gz = write_idx(tmp_path / "g-idx", np.arange(1000, dtype=np.uint8) % 7, gz=True)
     gz.write_bytes(gz.read_bytes()[:20])
     with pytest.raises(DataError, match="gzip") as err:
-        data.read_idx(gz)
+        idx.read_idx(gz)
     assert str(gz) in str(err.value)
 
     empty = tmp_path / "empty-idx"
     empty.write_bytes(b"")
     with pytest.raises(DataError):
-        data.read_idx(empty)
+        idx.read_idx(empty)
 
 
 def test_idx_labels_must_match_images(tmp_path):
