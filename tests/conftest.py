@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -31,3 +34,11 @@ def ctx(profile):
     from bench.api import Context
 
     return Context(device=torch.device("cpu"), seed=0, profile=profile)
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has exited: what a killed run leaves in its lock and temporary-file names."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid

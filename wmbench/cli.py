@@ -54,19 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--attack", default="*", help="comma-separated names/wildcards/specs (default: *)")
     run.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     run.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
-    run.add_argument("--jobs", type=int, default=1, help="parallel jobs (default: 1)")
-    run.add_argument("--results", default="results", help="where cards go (default: results)")
-    run.add_argument("--cache-dir", default=os.environ.get("WMBENCH_CACHE", ".wmbench-cache"),
-                     help="artifact cache (default: $WMBENCH_CACHE or .wmbench-cache)")
-    run.add_argument("--data-root", default=os.environ.get("WMBENCH_DATA"),
-                     help="data sets root (default: $WMBENCH_DATA or ./data)")
-    run.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    _work_args(run)
     run.add_argument("--force", action="store_true", help="re-run cells whose card exists")
     run.add_argument("-v", "--verbose", action="store_true", help="epoch progress bars")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                      help="import a loose file that registers defenses/attacks (repeatable)")
-    _backend_args(run)
 
     lb = sub.add_parser("leaderboard", help="render LEADERBOARD.md, index.html and figures from the cards")
     lb.add_argument("--results", default="results", help="cards to render (default: results)")
@@ -80,15 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--arch", default=None, help="architecture (default: the data set's)")
     rep.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     rep.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
-    rep.add_argument("--jobs", type=int, default=1, help="parallel jobs (default: 1)")
-    rep.add_argument("--results", default="results", help="where cards go (default: results)")
-    rep.add_argument("--cache-dir", default=os.environ.get("WMBENCH_CACHE", ".wmbench-cache"),
-                     help="artifact cache (default: $WMBENCH_CACHE or .wmbench-cache)")
-    rep.add_argument("--data-root", default=os.environ.get("WMBENCH_DATA"), help="data sets root")
-    rep.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    rep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _work_args(rep)
     rep.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help=argparse.SUPPRESS)
-    _backend_args(rep)
 
     tune = sub.add_parser("tune", help="run the tuning protocol (docs/protocol.md): every scheme and declared grid "
                           "point against the victim-side gate on the tuning seeds")
@@ -96,22 +81,24 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--seeds", default=None, help="comma-separated tuning seeds (default: 100,101)")
     tune.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
     tune.add_argument("--report-only", action="store_true", help="render the page from the cards; train nothing")
-    tune.add_argument("--jobs", type=int, default=1, help="parallel jobs (default: 1)")
-    tune.add_argument("--results", default="results", help="where cards go (default: results)")
-    tune.add_argument("--cache-dir", default=os.environ.get("WMBENCH_CACHE", ".wmbench-cache"),
-                      help="artifact cache (default: $WMBENCH_CACHE or .wmbench-cache)")
-    tune.add_argument("--data-root", default=os.environ.get("WMBENCH_DATA"), help="data sets root")
-    tune.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    tune.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _work_args(tune)
     tune.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help=argparse.SUPPRESS)
-    _backend_args(tune)
 
     show = sub.add_parser("show", help="print one result card")
     show.add_argument("card", help="path to a seed-<k>.json card")
     return p
 
 
-def _backend_args(parser: argparse.ArgumentParser) -> None:
+def _work_args(parser: argparse.ArgumentParser) -> None:
+    """The arguments of every command that trains: jobs, folders, device, progress, where jobs run."""
+    parser.add_argument("--jobs", type=int, default=1, help="parallel jobs (default: 1)")
+    parser.add_argument("--results", default="results", help="where cards go (default: results)")
+    parser.add_argument("--cache-dir", default=os.environ.get("WMBENCH_CACHE", ".wmbench-cache"),
+                        help="artifact cache (default: $WMBENCH_CACHE or .wmbench-cache)")
+    parser.add_argument("--data-root", default=os.environ.get("WMBENCH_DATA"),
+                        help="data sets root (default: $WMBENCH_DATA or ./data)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--backend", default="loky",
                         help="where jobs run: loky (local processes) | threading | dask | ray (default: loky)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -127,6 +114,21 @@ def _seeds(text: str) -> list[int]:
     if not seeds or any(s < 0 or s > MAX_SEED for s in seeds):
         raise WmbenchError(f"--seeds {shorten(text)!r} must list integers from 0 to {MAX_SEED}, e.g. 0,1,2")
     return seeds
+
+
+def _settings(args, dataset: str, **more):
+    """The run settings of a training command's arguments (``_work_args``)."""
+    from bench.settings import make_settings
+
+    return make_settings(dataset=dataset, profile=args.profile, results_dir=args.results, cache_dir=args.cache_dir,
+                         device=args.device, data_root=args.data_root, jobs=args.jobs, plugins=tuple(args.plugin),
+                         **more)
+
+
+def _run_options(args) -> dict:
+    """What :func:`bench.runner.run` takes from a training command's arguments."""
+    return {"backend": args.backend, "scheduler": args.scheduler, "progress": not args.quiet,
+            "say": lambda note: print(f"wmbench: {note}", file=sys.stderr)}
 
 
 def cmd_list(args) -> int:
@@ -151,14 +153,9 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from bench.runner import run
-    from bench.settings import make_settings
 
-    settings = make_settings(dataset=args.dataset, arch=args.arch, profile=args.profile, results_dir=args.results,
-                             cache_dir=args.cache_dir, device=args.device, data_root=args.data_root, jobs=args.jobs,
-                             plugins=tuple(args.plugin), verbose=args.verbose)
-    summary = run(settings, args.defense, args.attack, _seeds(args.seeds), force=args.force, backend=args.backend,
-                  scheduler=args.scheduler, progress=not args.quiet,
-                  say=lambda note: print(f"wmbench: {note}", file=sys.stderr))
+    settings = _settings(args, args.dataset, arch=args.arch, verbose=args.verbose)
+    summary = run(settings, args.defense, args.attack, _seeds(args.seeds), force=args.force, **_run_options(args))
     c = summary.counts
     print(f"wmbench: {summary.cells} cells: {c['ok']} ok, {c['error']} error, {c['n/a']} n/a, "
           f"{c['skipped']} already done; models trained: {summary.built['victims']} victims, "
@@ -177,19 +174,14 @@ def cmd_run(args) -> int:
 def cmd_reproduce(args) -> int:
     import reproductions  # noqa: F401  (declares the pinned reproductions: they register on import)
     from bench.reproduce import get_reproduction, list_reproductions, run_reproduction
-    from bench.settings import make_settings
 
     if args.list or not args.name:
         for r in list_reproductions():
             print(f"{r.name:<24} {r.title}")
         return 0 if args.list else 2
     rep = get_reproduction(args.name)
-    settings = make_settings(dataset=rep.dataset, arch=args.arch, profile=args.profile, results_dir=args.results,
-                             cache_dir=args.cache_dir, device=args.device, data_root=args.data_root, jobs=args.jobs,
-                             plugins=tuple(args.plugin))
-    text, path = run_reproduction(rep.name, settings, _seeds(args.seeds), backend=args.backend,
-                                  scheduler=args.scheduler, progress=not args.quiet,
-                                  say=lambda note: print(f"wmbench: {note}", file=sys.stderr))
+    text, path = run_reproduction(rep.name, _settings(args, rep.dataset, arch=args.arch), _seeds(args.seeds),
+                                  **_run_options(args))
     print(text)
     print(f"written to {path}")
     return 0
@@ -200,7 +192,6 @@ def cmd_tune(args) -> int:
 
     from bench.registry import DEFENSES, load_plugins
     from bench.results import load_results
-    from bench.settings import make_settings
     from bench.tuning import TUNING_SEEDS, run_tuning, tuning_report
 
     seeds = _seeds(args.seeds) if args.seeds else list(TUNING_SEEDS)
@@ -212,11 +203,7 @@ def cmd_tune(args) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
     else:
-        settings = make_settings(dataset=args.dataset, profile=args.profile, results_dir=args.results,
-                                 cache_dir=args.cache_dir, device=args.device, data_root=args.data_root,
-                                 jobs=args.jobs, plugins=tuple(args.plugin))
-        text, out = run_tuning(settings, seeds, backend=args.backend, scheduler=args.scheduler,
-                               progress=not args.quiet, say=lambda note: print(f"wmbench: {note}", file=sys.stderr))
+        text, out = run_tuning(_settings(args, args.dataset), seeds, **_run_options(args))
     print(text)
     print(f"written to {out}")
     return 0

@@ -28,11 +28,6 @@ def _python(code: str, *args: str, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def _dead_pid() -> int:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    return p.pid
-
 
 BUILD_ONCE = """
 import sys, time
@@ -64,11 +59,11 @@ def test_two_processes_build_one_key_once(tmp_path):
         assert not free.waited
 
 
-def test_a_lock_whose_holder_is_gone_does_not_block_and_a_live_one_does(tmp_path):
+def test_a_lock_whose_holder_is_gone_does_not_block_and_a_live_one_does(tmp_path, dead_pid):
     from bench.atomic import _HOST
 
     lock = tmp_path / "k.lock"
-    lock.write_text(f"{_HOST} {_dead_pid()}\n")  # left by a killed run: the kernel dropped its lock
+    lock.write_text(f"{_HOST} {dead_pid}\n")  # left by a killed run: the kernel dropped its lock
     with KeyLock(lock) as held:
         assert lock.read_text().split()[1] == str(os.getpid())
     assert not held.waited
@@ -96,10 +91,10 @@ def test_files_get_the_umask_mode_not_0600(tmp_path):
         assert p.stat().st_mode & 0o044 == 0o044
 
 
-def test_temporaries_of_dead_writers_are_swept(tmp_path):
+def test_temporaries_of_dead_writers_are_swept(tmp_path, dead_pid):
     from bench.atomic import _HOST
 
-    dead = tmp_path / "a" / f".tmp-{_HOST}-{_dead_pid()}-x"
+    dead = tmp_path / "a" / f".tmp-{_HOST}-{dead_pid}-x"
     live = tmp_path / "a" / f".tmp-{_HOST}-{os.getpid()}-y"
     old = tmp_path / f".tmp-elsewhere-{os.getpid()}-z"
     for f in (dead, live, old):

@@ -209,7 +209,7 @@ def test_detection_models_of_torchvision_are_not_architectures():
                      mean=[0.5], std=[0.5])
 
 
-def test_a_run_says_once_how_many_entries_it_rebuilt_and_why(tmp_path, capsys):
+def test_a_run_says_once_how_many_entries_it_rebuilt_and_why(tmp_path, capsys, dead_pid):
     from bench.atomic import _HOST
     from wmbench.cli import main
 
@@ -221,7 +221,7 @@ def test_a_run_says_once_how_many_entries_it_rebuilt_and_why(tmp_path, capsys):
     a, b = entries[0], entries[1]
     shutil.copy(a, b)  # one entry copied over another key's, digest and all
     shutil.copy(a.with_name(a.name + ".sha256"), b.with_name(b.name + ".sha256"))
-    stale = tmp_path / "r" / f".tmp-{_HOST}-{_dead_pid()}-card"  # a card write killed long ago
+    stale = tmp_path / "r" / f".tmp-{_HOST}-{dead_pid}-card"  # a card write killed long ago
     stale.write_text("{")
     os.utime(stale, (0, 0))
     assert main([*argv, "--force"]) == 0
@@ -230,7 +230,3 @@ def test_a_run_says_once_how_many_entries_it_rebuilt_and_why(tmp_path, capsys):
     assert not stale.exists()
 
 
-def _dead_pid() -> int:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    return p.pid
