@@ -76,9 +76,13 @@ def verdict_mismatch(card: dict) -> str | None:
     return None
 
 
-def check_leaderboard(results_dir: str | Path, out_dir: str | Path) -> list[str]:
-    """Problems found, one line each (empty when the published leaderboard matches the cards)."""
+def check_leaderboard(results_dir: str | Path, out_dir: str | Path, readme: str | Path | None = None) -> list[str]:
+    """Problems found, one line each (empty when the published leaderboard, and the ranked board in ``readme``
+    when given, match the cards)."""
+    from bench.results import load_results
+    from leaderboard.ranking import sync_readme
     from leaderboard.render import render
+    from leaderboard.summary import summarize
 
     results, out = Path(results_dir), Path(out_dir)
     problems = []
@@ -107,4 +111,8 @@ def check_leaderboard(results_dir: str | Path, out_dir: str | Path) -> list[str]
             a, b = (fresh / name).read_bytes(), (out / name).read_bytes()
             if a != b:
                 problems.append(f"{out / name}: differs from what the cards render ({_first_difference(a, b)})")
+    if readme is not None:
+        problem = sync_readme(readme, summarize(load_results(results)), write=False)
+        if problem:
+            problems.append(problem)
     return problems

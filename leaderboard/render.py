@@ -25,6 +25,7 @@ from bench.results import load_results
 from leaderboard.html import render_html
 from leaderboard.markdown import render_markdown
 from leaderboard.plots import COST_NAME, HEATMAP_NAME, render_cost, render_heatmap, render_sweeps, sweep_figure_name
+from leaderboard.ranking import sync_readme
 from leaderboard.studies import QUERIES_FIELD, cost_points, find_sweeps, sweep_fields
 from leaderboard.summary import summarize
 
@@ -33,13 +34,16 @@ __all__ = ["render"]
 DEFAULT_TITLE = "wmbench leaderboard"
 
 
-def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = None) -> dict[str, Path]:
+def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = None,
+           readme: str | Path | None = None) -> dict[str, Path]:
     """Write ``LEADERBOARD.md``, ``index.html`` and ``figures/wsr_heatmap.png`` under ``out_dir``;
     ``figures/cost_vs_wsr.png`` when some ok card of a watermarked scheme has a suspect model
     (:func:`cost_points`), and ``figures/wsr_vs_<field>.png`` for each field the cards sweep
     (:func:`find_sweeps`): ``wsr_vs_queries.png`` for a query sweep, ``wsr_vs_rate.png`` for a pruning sweep.
     A figure these cards do not call for is removed if an earlier render left it.
 
+    With ``readme``, the ranked board between that README's markers is brought up to date
+    (:func:`leaderboard.ranking.sync_readme`; a README without the markers is left alone).
     Returns their paths under the keys ``markdown``, ``html``, ``heatmap``, ``cost`` (when drawn),
     ``queries`` (with a query sweep) and ``wsr_vs_<field>`` (with a sweep of any other field).
     Raises :class:`bench.errors.CardError` for a missing directory or an invalid card, and
@@ -77,6 +81,8 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
                            "writable --out") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+    if readme is not None:
+        sync_readme(readme, groups)
     return made
 
 

@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="render LEADERBOARD.md, index.html and figures from the cards")
     lb.add_argument("--results", default="results", help="cards to render (default: results)")
     lb.add_argument("--out", default="leaderboard", help="output folder (default: leaderboard)")
+    lb.add_argument("--readme", default=None, metavar="FILE",
+                    help="README whose ranked-board section (between its markers) is kept in step with the cards "
+                         "(default: README.md beside the --out folder, when it exists)")
     lb.add_argument("--check", action="store_true",
                     help="render into a temporary folder and fail (exit 1) unless --out matches byte for byte")
 
@@ -210,12 +213,18 @@ def cmd_tune(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
+    from pathlib import Path
+
     from leaderboard.render import render
 
+    if args.readme is not None and not Path(args.readme).is_file():
+        raise WmbenchError(f"--readme {shorten(args.readme, 200)!r} is not a file; pass the README to keep in step "
+                           "or leave the option out")
+    readme = args.readme or Path(args.out).resolve().parent / "README.md"
     if args.check:
         from leaderboard.check import check_leaderboard
 
-        problems = check_leaderboard(args.results, args.out)
+        problems = check_leaderboard(args.results, args.out, readme=readme)
         for line in problems:
             print(f"wmbench: {line}", file=sys.stderr)
         if problems:
@@ -224,7 +233,7 @@ def cmd_leaderboard(args) -> int:
             return 1
         print(f"wmbench: {args.out}/ matches the cards in {args.results}/")
         return 0
-    paths = render(args.results, args.out)
+    paths = render(args.results, args.out, readme=readme)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0

@@ -78,6 +78,8 @@ CASES = {
     "detection mid-chain": lambda t: [*RUN, "--attack", "neural_cleanse>prune"],
     "zero jobs": lambda t: [*RUN, "--jobs", "0"],
     "leaderboard out is a file": lambda t: ["leaderboard", "--results", _results_with_a_card(t), "--out", _a_file(t)],
+    "readme missing": lambda t: ["leaderboard", "--results", _results_with_a_card(t), "--out", str(t / "lb"),
+                                 "--readme", str(t / "NOPE.md")],
     "leaderboard results is a file": lambda t: ["leaderboard", "--results", _a_file(t), "--out", str(t / "o")],
     "leaderboard results missing": lambda t: ["leaderboard", "--results", str(t / "none"), "--out", str(t / "o")],
     "show a folder": lambda t: ["show", str(t)],

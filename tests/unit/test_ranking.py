@@ -1,0 +1,97 @@
+"""The ranked board: one rule (robustness over the same columns, ties by accuracy cost, shared ranks), the
+schemes not ranked yet, and the README section ``wmbench leaderboard`` keeps in step and ``--check`` guards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cardfactory import make_card
+
+from bench.errors import WmbenchError
+from bench.results import card_path, load_results, write_card
+from leaderboard.check import check_leaderboard
+from leaderboard.ranking import END, START, ranked_table, readme_section, standings, sync_readme
+from leaderboard.render import render
+from leaderboard.summary import summarize
+
+COLUMNS = {"ext": "extraction", "rem": "removal", "det": "detection", "ext[queries=10]": "extraction"}
+
+
+def _card(defense: str, attack: str, *, retained: bool = True, acc: float = 0.9, seed: int = 0, **kw) -> dict:
+    return make_card(defense=defense, attack=attack, attack_kind=COLUMNS.get(attack, "control"), seed=seed,
+                     clean_acc_victim=acc, retained=retained, removed_cheaply=not retained and None,
+                     wsr_suspect=0.9 if retained else 0.05, **kw)
+
+
+def _write(root: Path, cards) -> Path:
+    for c in cards:
+        write_card(card_path(root, c["dataset"], c["arch"], c["defense"], c["attack"], c["seed"]), c)
+    return root
+
+
+def _scheme(name: str, survives: tuple[bool, bool], acc: float, columns=("ext", "rem")) -> list[dict]:
+    cards = [_card(name, "identity", acc=acc)]
+    cards += [_card(name, a, retained=ok, acc=acc) for a, ok in zip(columns, survives, strict=False)]
+    return cards
+
+
+@pytest.fixture
+def group(tmp_path):
+    cards = [make_card(defense="none", attack="identity", clean_acc_victim=0.9, seed=0)]
+    cards += _scheme("strong", (True, True), acc=0.88)  # 2/2, cost 2 points
+    cards += _scheme("cheap", (True, False), acc=0.895)  # 1/2, cost 0.5
+    cards += _scheme("costly", (False, True), acc=0.85)  # 1/2, cost 5
+    cards += _scheme("twin", (True, False), acc=0.895)  # 1/2, cost 0.5: ties with cheap
+    cards += _scheme("partial", (True,), acc=0.9, columns=("ext",))  # rem not run: not ranked
+    cards += _scheme("strong[rate=0.5]", (True, True), acc=0.9)  # a configured variant: full board only
+    cards += [_card("strong", "ext[queries=10]", retained=False, acc=0.88)]  # a sweep point: not a ranking column
+    (g,) = summarize(load_results(_write(tmp_path / "results", cards)))
+    return g
+
+
+def test_robustness_first_then_cost_and_ties_share_a_rank(group):
+    ranked, unranked = standings(group)
+    assert [(rank, s.row.name, s.survived, s.judged) for rank, s in ranked] == [
+        (1, "strong", 2, 2), (2, "cheap", 1, 2), (2, "twin", 1, 2), (4, "costly", 1, 2)]
+    assert [s.row.name for s in unranked] == ["partial"] and unranked[0].judged == 1
+
+
+def test_the_table_says_what_is_not_ranked_and_how_many_seeds_a_verdict_rests_on(group):
+    lines = ranked_table(group)
+    assert lines[2].startswith("| 1 | `strong` | -2.0 pts | 95.0% | 2/2 (100.0%) | 1 |")
+    assert not any("strong[rate=0.5]" in line for line in lines)
+    assert lines[-1] == "Not ranked yet (columns with a verdict, of the ranking's 2): `partial` 1."
+
+
+def test_readme_section_is_written_between_the_markers_and_checked(tmp_path, group):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nbefore\n\n{START}\nstale\n{END}\n\nafter\n", encoding="utf-8")
+    assert sync_readme(readme, [group], write=False).startswith(f"{readme}: the ranked board differs")
+    sync_readme(readme, [group])
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith("# title\n\nbefore\n\n" + readme_section([group])) and text.endswith(f"{END}\n\nafter\n")
+    assert sync_readme(readme, [group], write=False) is None
+
+
+def test_a_readme_without_markers_is_left_alone_and_broken_markers_are_one_line(tmp_path, group):
+    plain = tmp_path / "plain.md"
+    plain.write_text("no board here\n", encoding="utf-8")
+    sync_readme(plain, [group])
+    assert plain.read_text(encoding="utf-8") == "no board here\n"
+    broken = tmp_path / "broken.md"
+    broken.write_text(f"{END}\n{START}\n", encoding="utf-8")
+    with pytest.raises(WmbenchError, match="markers are broken"):
+        sync_readme(broken, [group])
+
+
+def test_check_fails_on_a_stale_readme_board(tmp_path):
+    results = _write(tmp_path / "results", [make_card(defense="none", attack="identity")]
+                     + _scheme("strong", (True, True), acc=0.88))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{START}\n{END}\n", encoding="utf-8")
+    render(results, tmp_path / "leaderboard", readme=readme)
+    assert check_leaderboard(results, tmp_path / "leaderboard", readme=readme) == []
+    readme.write_text(readme.read_text(encoding="utf-8").replace("2/2 (100.0%)", "1/2 (50.0%)"), encoding="utf-8")
+    (problem,) = check_leaderboard(results, tmp_path / "leaderboard", readme=readme)
+    assert "ranked board differs" in problem and "2/2 (100.0%)" in problem
