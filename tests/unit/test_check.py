@@ -142,3 +142,12 @@ def test_a_card_from_an_older_component_version_is_stale(tmp_path: Path):
     render(results, out)  # the leaderboard matches its cards, but one card describes code that is gone
     (problem,) = check_leaderboard(results, out)
     assert "stale, made by defense content v0" in problem and "re-run its cell" in problem
+
+
+def test_a_difference_deep_in_a_long_line_is_shown():
+    from leaderboard.check import _first_difference
+
+    head = "| `scheme` | " + "88.1% | " * 20
+    text = _first_difference(f"{head}12.5% ✓ |\nsame\n".encode(), f"{head}92.5% ✓ |\nsame\n".encode())
+    assert text.startswith("line 1: published '…") and "92.5% ✓" in text and "12.5% ✓" in text
+    assert _first_difference(b"a\n", b"a\nb\n") == "2 lines published, 1 rendered"
