@@ -19,11 +19,12 @@ from bench.errors import CardError
 from bench.results import card_path, iter_cards
 from bench.score import verdict
 from bench.spec import parse_spec, split_top_level
+from leaderboard.drawn import dumps, read_sidecar, sidecar
 
 __all__ = ["check_leaderboard", "stale_versions", "verdict_mismatch"]
 
 # what render() may write; anything else under the output folder is not ours to judge
-_OUTPUTS = ("LEADERBOARD.md", "index.html", "figures/*.png")
+_OUTPUTS = ("LEADERBOARD.md", "index.html", "figures/*.png", "figures/*.json")
 
 
 def _outputs(root: Path) -> set[str]:
@@ -53,6 +54,25 @@ def _first_difference(a: bytes, b: bytes) -> str:
             rendered, published = _around(x, y)
             return f"line {i}: published {published!r}, rendered {rendered!r}"
     return f"{len(lb)} lines published, {len(la)} rendered"
+
+
+def _compare(rendered: Path, published: Path) -> str | None:
+    """How a published output differs from the fresh render, or None. A figure is judged by its record of what it
+    draws (:mod:`leaderboard.drawn`); its PNG bytes only when the same matplotlib version drew both."""
+    if published.suffix == ".json" and published.parent.name == "figures":
+        fresh, old = read_sidecar(rendered), read_sidecar(published)
+        if old is None or "drawn" not in old:
+            return "its record of what the figure draws is unreadable"
+        if fresh["drawn"] == old["drawn"]:
+            return None
+        shown = _first_difference(dumps("", fresh["drawn"]).encode(), dumps("", old["drawn"]).encode())
+        return f"the figure draws other data; {shown}"
+    if published.suffix == ".png":
+        old = read_sidecar(sidecar(published))
+        if old is not None and old.get("matplotlib") != (read_sidecar(sidecar(rendered)) or {}).get("matplotlib"):
+            return None  # another matplotlib draws other pixels; the record beside it is compared instead
+    a, b = rendered.read_bytes(), published.read_bytes()
+    return None if a == b else _first_difference(a, b)
 
 
 def stale_versions(card: dict) -> str | None:
@@ -122,9 +142,9 @@ def check_leaderboard(results_dir: str | Path, out_dir: str | Path, readme: str 
         for name in sorted(published - made):
             problems.append(f"{out / name}: stale; the cards no longer render it")
         for name in sorted(made & published):
-            a, b = (fresh / name).read_bytes(), (out / name).read_bytes()
-            if a != b:
-                problems.append(f"{out / name}: differs from what the cards render ({_first_difference(a, b)})")
+            problem = _compare(fresh / name, out / name)
+            if problem:
+                problems.append(f"{out / name}: differs from what the cards render ({problem})")
     if readme is not None:
         problem = sync_readme(readme, summarize(load_results(results)), write=False)
         if problem:

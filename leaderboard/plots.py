@@ -2,7 +2,9 @@
 suspect's accuracy versus each swept field (:func:`render_sweeps`) and attack cost versus WSR
 (:func:`render_cost`), with their file names under the output folder and the captions the pages print with
 them. Named ``plots`` so that it does not read as the ``figures/`` folder of PNGs it writes. Each PNG is saved
-without a Software entry, so the same cards give the same bytes under a given matplotlib version.
+without a Software entry, so the same cards give the same bytes under a given matplotlib version, and with a
+record of what it draws beside it (:mod:`leaderboard.drawn`), which is what ``--check`` compares across
+matplotlib versions.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.errors import WmbenchError
+from leaderboard.drawn import save_figure
 from leaderboard.studies import QUERIES_FIELD, Sweep, cost_points, sweep_axis, sweep_fields
 from leaderboard.summary import KIND_ORDER, NOT_RUN, Group, defense_sort_key
 from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, partial_suffix, point_text, rounded, sweep_title
@@ -159,8 +162,7 @@ def render_heatmap(groups: list[Group], path: Path) -> Path:
                     label.set(rotation=35, ha="right", rotation_mode="anchor")
             else:
                 ax.tick_params(axis="x", labelrotation=0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=HEATMAP_DPI, metadata={"Software": None}, facecolor="white")
+        save_figure(fig, path, HEATMAP_DPI)
     return path
 
 
@@ -250,8 +252,7 @@ def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
                 handles = [Line2D([], [], marker="o", color=c, label=d) for d, c in colours.items()]
                 ax_acc.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
                               frameon=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=QUERIES_DPI, metadata={"Software": None}, facecolor="white")
+        save_figure(fig, path, QUERIES_DPI)
     return path
 
 
@@ -327,8 +328,7 @@ def render_cost(groups: list[Group], path: Path) -> Path:
                 Line2D([], [], linestyle="none", label=f"hollow: {MARK_BAD} removed"),
             ]
             ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=COST_DPI, metadata={"Software": None}, facecolor="white")
+        save_figure(fig, path, COST_DPI)
     return path
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench.errors import WmbenchError
 from bench.results import load_results
+from leaderboard.drawn import sidecar
 from leaderboard.html import render_html
 from leaderboard.markdown import render_markdown
 from leaderboard.plots import COST_NAME, HEATMAP_NAME, render_cost, render_heatmap, render_sweeps, sweep_figure_name
@@ -70,11 +71,15 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
         made = _render_into(groups, title, stage)
         (out / "figures").mkdir(exist_ok=True)
         managed = {out / COST_NAME, *(out / "figures").glob(Path(sweep_figure_name("*")).name)}
+        managed |= {sidecar(p) for p in managed}
         pages = ("markdown", "html")  # figures first, pages last: a page never points at a figure not yet there
         for key in sorted(made, key=lambda k: k in pages):
+            if key not in pages:  # a figure's record of what it draws goes with it
+                os.replace(sidecar(made[key]), sidecar(out / made[key].relative_to(stage)))
             os.replace(made[key], out / made[key].relative_to(stage))
             made[key] = out / made[key].relative_to(stage)
-        for stale in managed - set(made.values()):  # a figure these cards no longer call for
+        kept = set(made.values()) | {sidecar(p) for p in made.values()}
+        for stale in managed - kept:  # a figure these cards no longer call for
             stale.unlink(missing_ok=True)
     except OSError as exc:
         raise WmbenchError(f"cannot write the leaderboard into {str(out)!r}: {exc.strerror or exc}; pass a "

@@ -151,3 +151,41 @@ def test_a_difference_deep_in_a_long_line_is_shown():
     text = _first_difference(f"{head}12.5% ✓ |\nsame\n".encode(), f"{head}92.5% ✓ |\nsame\n".encode())
     assert text.startswith("line 1: published '…") and "92.5% ✓" in text and "12.5% ✓" in text
     assert _first_difference(b"a\n", b"a\nb\n") == "2 lines published, 1 rendered"
+
+
+def _redraw(out: Path, name: str, *, version: str | None = None, edit=None) -> None:
+    """Make the published ``figures/<name>`` look drawn by another matplotlib (other version, other pixels)."""
+    record_path = out / "figures" / f"{name}.json"
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    if version is not None:
+        record["matplotlib"] = version
+    if edit is not None:
+        edit(record["drawn"])
+    record_path.write_text(json.dumps(record), encoding="utf-8")
+    png = out / "figures" / f"{name}.png"
+    png.write_bytes(png.read_bytes() + b"other pixels")
+
+
+def test_figures_are_checked_by_what_they_draw_across_matplotlib_versions(tmp_path: Path):
+    results, out = _publish(tmp_path)
+    _redraw(out, "wsr_heatmap", version="0.0-another")
+    assert check_leaderboard(results, out) == []  # other pixels, same drawing: not a failure
+
+
+def test_a_figure_that_draws_other_data_fails_whatever_the_version(tmp_path: Path):
+    results, out = _publish(tmp_path)
+
+    def relabel(drawn):
+        drawn["axes"][0]["yticklabels"][0] = "someone_else"
+
+    _redraw(out, "wsr_heatmap", version="0.0-another", edit=relabel)
+    (problem,) = check_leaderboard(results, out)
+    assert "wsr_heatmap.json" in problem and "draws other data" in problem and "someone_else" in problem
+
+
+def test_with_the_same_matplotlib_the_png_bytes_are_compared(tmp_path: Path):
+    results, out = _publish(tmp_path)
+    png = out / "figures" / "wsr_heatmap.png"
+    png.write_bytes(png.read_bytes() + b"x")
+    (problem,) = check_leaderboard(results, out)
+    assert "wsr_heatmap.png" in problem and "bytes published" in problem
