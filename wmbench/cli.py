@@ -48,12 +48,15 @@ def _parser() -> argparse.ArgumentParser:
                                wmbench run --attack 'soft_label[temperature=1,7]' --seeds 0,1,2
                                wmbench run --plugin my_attack.py --attack my_attack
                              """))
-    run.add_argument("--dataset", default="fashion-mnist", help="data set (default: fashion-mnist)")
+    run.add_argument("--board", default=None, metavar="NAME",
+                     help="run the missing cells of a declared board (bench/boards.py: data, profile, seeds, schemes, "
+                          "columns); --defense/--attack/--seeds then narrow it, e.g. one scheme per run")
+    run.add_argument("--dataset", default=None, help="data set (default: fashion-mnist, or the board's)")
     run.add_argument("--arch", default=None, help="architecture (default: the data set's; see `wmbench list`)")
     run.add_argument("--defense", default="*", help="comma-separated names/wildcards/specs (default: *)")
     run.add_argument("--attack", default="*", help="comma-separated names/wildcards/specs (default: *)")
-    run.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
-    run.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
+    run.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0, or the board's)")
+    run.add_argument("--profile", default=None, help="smoke | quick | paper (default: quick, or the board's)")
     _work_args(run)
     run.add_argument("--force", action="store_true", help="re-run cells whose card exists")
     run.add_argument("-v", "--verbose", action="store_true", help="epoch progress bars")
@@ -135,6 +138,7 @@ def _run_options(args) -> dict:
 
 
 def cmd_list(args) -> int:
+    from bench.boards import BOARDS
     from bench.data import DATASETS
     from bench.models import list_archs
     from bench.profiles import PROFILES
@@ -151,14 +155,36 @@ def cmd_list(args) -> int:
     print("datasets:      " + ", ".join(DATASETS))
     print("architectures: " + ", ".join(list_archs()) + ", timm:<name>, tv:<name>")
     print("profiles:      " + ", ".join(PROFILES))
+    print("boards:        " + ", ".join(f"{b.name} ({b.description})" for b in BOARDS.values()))
     return 0
+
+
+def _board_run(args) -> tuple[str, str, list[int]]:
+    """Fill the run's data, architecture and profile from ``--board`` (refusing contradicting flags) and return its
+    (defenses, attacks, seeds)."""
+    if args.board is None:
+        args.dataset, args.profile = args.dataset or "fashion-mnist", args.profile or "quick"
+        return args.defense, args.attack, _seeds(args.seeds or "0")
+    from bench.boards import get_board
+    from bench.registry import ATTACKS, DEFENSES, load_plugins
+
+    board = get_board(args.board)
+    for flag, given, fixed in (("--dataset", args.dataset, board.dataset), ("--arch", args.arch, board.arch),
+                               ("--profile", args.profile, board.profile)):
+        if given is not None and given != fixed:
+            raise WmbenchError(f"board {board.name!r} is declared on {flag} {fixed}; drop {flag} {shorten(given)}")
+    args.dataset, args.arch, args.profile = board.dataset, board.arch, board.profile
+    load_plugins(args.plugin)
+    defenses, attacks = board.select(DEFENSES, ATTACKS, args.defense, args.attack)
+    return defenses, attacks, _seeds(args.seeds) if args.seeds else list(board.seeds)
 
 
 def cmd_run(args) -> int:
     from bench.runner import run
 
+    defenses, attacks, seeds = _board_run(args)
     settings = _settings(args, args.dataset, arch=args.arch, verbose=args.verbose)
-    summary = run(settings, args.defense, args.attack, _seeds(args.seeds), force=args.force, **_run_options(args))
+    summary = run(settings, defenses, attacks, seeds, force=args.force, **_run_options(args))
     c = summary.counts
     print(f"wmbench: {summary.cells} cells: {c['ok']} ok, {c['error']} error, {c['n/a']} n/a, "
           f"{c['skipped']} already done; models trained: {summary.built['victims']} victims, "

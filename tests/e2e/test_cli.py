@@ -134,3 +134,20 @@ def test_a_closed_pipe_ends_the_listing_quietly():
     err = proc.stderr.read().decode()
     assert proc.wait() == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_a_board_fills_the_run_and_is_narrowed_by_the_flags():
+    from wmbench.cli import _board_run, _parser
+
+    args = _parser().parse_args(["run", "--board", "main", "--defense", "ewe", "--attack", "identity,prune",
+                                 "--seeds", "1"])
+    args.plugin = []
+    assert _board_run(args) == ("ewe", "identity,prune", [1])
+    assert (args.dataset, args.arch, args.profile) == ("fashion-mnist", "small_cnn", "quick")
+    whole = _parser().parse_args(["run", "--board", "main"])
+    whole.plugin = []
+    defenses, attacks, seeds = _board_run(whole)
+    assert seeds == [0, 1, 2] and defenses.startswith("none,") and "soft_label[arch=vgg_like]" in attacks
+    plain = _parser().parse_args(["run"])
+    plain.plugin = []
+    assert _board_run(plain) == ("*", "*", [0]) and (plain.dataset, plain.profile) == ("fashion-mnist", "quick")

@@ -1,0 +1,54 @@
+"""Declared boards: the main board's schemes and columns, narrowing it for chunked runs, one-line errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bench.boards import BOARDS, Board, get_board
+from bench.errors import ConfigError, UnknownNameError
+from bench.registry import ATTACKS, DEFENSES
+
+
+def test_the_main_board_holds_every_registered_scheme_but_the_study_variants():
+    main = get_board("main")
+    schemes = main.schemes(DEFENSES)
+    assert schemes[0] == "none" and len(schemes) == len(set(schemes))
+    assert set(schemes) == set(DEFENSES.list()) - set(main.left_out)
+    assert {"mea_defender", "mea_defender_official", "composite_backdoor", "dawn"} <= set(schemes)
+    assert not {"mea_defender_no_eva", "mea_defender_ver_only"} & set(schemes)
+
+
+def test_its_columns_are_every_attack_plus_the_chains_calibrated_nc_and_a_cross_architecture_copy():
+    columns = get_board("main").columns(ATTACKS)
+    assert columns[:len(ATTACKS.list())] == ATTACKS.list()
+    assert {"soft_label>fine_tune", "soft_label>prune", "soft_label>neural_cleanse", "neural_cleanse[reference=true]",
+            "soft_label[arch=vgg_like]"} <= set(columns)
+
+
+def test_a_board_is_narrowed_for_chunks():
+    defenses, attacks = get_board("main").select(DEFENSES, ATTACKS, "ewe", "soft_label*,neural_cleanse[reference=true]")
+    assert defenses == "ewe"
+    assert attacks.split(",") == ["soft_label", "soft_label>fine_tune", "soft_label>prune", "soft_label>neural_cleanse",
+                                  "neural_cleanse[reference=true]", "soft_label[arch=vgg_like]"]
+
+
+@pytest.mark.parametrize(("board", "defense", "attack", "message"), [
+    (get_board("main"), "mea_defender_no_eva", "*", "is not on board 'main' (it belongs to a study)"),
+    (get_board("main"), "*", "nothing_like_it", "no column of board 'main' matches 'nothing_like_it'"),
+    (dataclasses.replace(get_board("main"), left_out=("mea_defender_no_ev",)), "*", "*",
+     "leaves out 'mea_defender_no_ev', which is not a registered defense; did you mean mea_defender_no_eva,"),
+    (dataclasses.replace(get_board("main"), extra_columns=("prune",)), "*", "*", "lists the column 'prune' twice"),
+    (dataclasses.replace(get_board("main"), extra_columns=("prune[rat=1]",)), "*", "*", "did you mean rate"),
+])
+def test_bad_boards_and_selections_are_one_line(board: Board, defense, attack, message):
+    with pytest.raises((ConfigError, UnknownNameError)) as err:
+        board.select(DEFENSES, ATTACKS, defense, attack)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_board():
+    assert "main" in BOARDS
+    with pytest.raises(UnknownNameError, match="unknown board 'mian'; did you mean main"):
+        get_board("mian")
