@@ -24,7 +24,7 @@ from leaderboard.drawn import dumps, read_sidecar, sidecar
 __all__ = ["check_leaderboard", "stale_versions", "verdict_mismatch"]
 
 # what render() may write; anything else under the output folder is not ours to judge
-_OUTPUTS = ("LEADERBOARD.md", "index.html", "figures/*.png", "figures/*.json")
+_OUTPUTS = ("LEADERBOARD.md", "index.html", "cells.csv", "figures/*.png", "figures/*.json")
 
 
 def _outputs(root: Path) -> set[str]:

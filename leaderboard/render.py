@@ -23,6 +23,7 @@ from pathlib import Path
 from bench.errors import WmbenchError
 from bench.results import load_results
 from leaderboard.drawn import sidecar
+from leaderboard.export import CSV_NAME, cells_csv
 from leaderboard.html import render_html
 from leaderboard.markdown import render_markdown
 from leaderboard.plots import COST_NAME, HEATMAP_NAME, render_cost, render_heatmap, render_sweeps, sweep_figure_name
@@ -45,7 +46,8 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
 
     With ``readme``, the ranked board between that README's markers is brought up to date
     (:func:`leaderboard.ranking.sync_readme`; a README without the markers is left alone).
-    Returns their paths under the keys ``markdown``, ``html``, ``heatmap``, ``cost`` (when drawn),
+    Also ``cells.csv`` (:mod:`leaderboard.export`), one row per card.
+    Returns their paths under the keys ``markdown``, ``html``, ``csv``, ``heatmap``, ``cost`` (when drawn),
     ``queries`` (with a query sweep) and ``wsr_vs_<field>`` (with a sweep of any other field).
     Raises :class:`bench.errors.CardError` for a missing directory or an invalid card, and
     :class:`bench.errors.WmbenchError` when there is no card at all.
@@ -54,6 +56,7 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
     if df.empty:
         raise WmbenchError(f"no result cards under {results_dir}; run `wmbench run` first")
     groups = summarize(df)
+    cards = df.drop(columns="path").to_dict("records")
     title = title or DEFAULT_TITLE
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -69,10 +72,12 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
                            "writable --out") from None
     try:  # everything is drawn into a staging folder first: a failure leaves the published pages as they were
         made = _render_into(groups, title, stage)
+        made["csv"] = stage / CSV_NAME
+        made["csv"].write_text(cells_csv(cards), encoding="utf-8", newline="\n")
         (out / "figures").mkdir(exist_ok=True)
         managed = {out / COST_NAME, *(out / "figures").glob(Path(sweep_figure_name("*")).name)}
         managed |= {sidecar(p) for p in managed}
-        pages = ("markdown", "html")  # figures first, pages last: a page never points at a figure not yet there
+        pages = ("markdown", "html", "csv")  # figures first, pages last: a page never points at a figure not yet there
         for key in sorted(made, key=lambda k: k in pages):
             if key not in pages:  # a figure's record of what it draws goes with it
                 os.replace(sidecar(made[key]), sidecar(out / made[key].relative_to(stage)))

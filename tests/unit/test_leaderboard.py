@@ -141,12 +141,13 @@ def test_make_card_is_valid_and_follows_the_defense():
 
 def test_golden_render(golden_results: Path, tmp_path: Path):
     paths = render(golden_results, tmp_path / "out")
-    assert set(paths) == {"markdown", "html", "heatmap", "cost"}
+    assert set(paths) == {"markdown", "html", "csv", "heatmap", "cost"}
     assert paths["heatmap"] == tmp_path / "out" / "figures" / "wsr_heatmap.png"
     assert paths["cost"] == tmp_path / "out" / "figures" / "cost_vs_wsr.png"
     assert_png(paths["heatmap"])
     assert_png(paths["cost"])
-    files = {name: paths[key].read_bytes() for key, name in (("markdown", "LEADERBOARD.md"), ("html", "index.html"))}
+    pages = (("markdown", "LEADERBOARD.md"), ("html", "index.html"), ("csv", "cells.csv"))
+    files = {name: paths[key].read_bytes() for key, name in pages}
     if os.environ.get("WMBENCH_UPDATE_GOLDEN") == "1":  # regenerating is never a pass: review, then re-run
         GOLDEN.mkdir(parents=True, exist_ok=True)
         for name, got in files.items():
@@ -161,8 +162,8 @@ def test_golden_render(golden_results: Path, tmp_path: Path):
 @pytest.mark.parametrize(
     ("cards", "keys"),
     [
-        ("golden", {"markdown", "html", "heatmap", "cost"}),
-        ("sweeps", {"markdown", "html", "heatmap", "cost", "queries", "wsr_vs_rate", "wsr_vs_temperature"}),
+        ("golden", {"markdown", "html", "csv", "heatmap", "cost"}),
+        ("sweeps", {"markdown", "html", "csv", "heatmap", "cost", "queries", "wsr_vs_rate", "wsr_vs_temperature"}),
     ],
 )
 def test_render_is_deterministic(cards: str, keys: set[str], tmp_path: Path):

@@ -1,0 +1,89 @@
+"""A tidy export of the cards: ``cells.csv``, one row per card, for users' own analysis with pandas.
+
+Each row carries the card's WSR with a 95% Wilson score interval on its verification hits. Why Wilson: a
+card's WSR is the share of ``n_verify`` verification inputs one suspect model answers with the watermark's
+labels, a binomial proportion given that model; Wilson's interval keeps its coverage near 0% and 100%, where
+most watermark WSRs sit and where the normal approximation collapses to a zero-width interval. It describes the
+measurement of one model, not the spread over training seeds (the pages show that as mean ± sd).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+from bench.results import card_path
+
+__all__ = ["CSV_NAME", "Z95", "wilson", "cells_csv"]
+
+CSV_NAME = "cells.csv"
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
+COLUMNS = ("dataset", "arch", "profile", "defense", "attack", "attack_kind", "seed", "status", "has_watermark",
+           "wsr_suspect", "wsr_low", "wsr_high", "n_verify", "wsr_null", "p_value", "threshold", "verdict",
+           "clean_acc_victim", "clean_acc_suspect", "fidelity", "queries", "epochs", "wall_s", "peak_mem_mb",
+           "error", "card")
+
+
+def wilson(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of ``hits`` successes in ``n`` trials (95% by default)."""
+    if n <= 0:
+        raise ValueError("a Wilson interval needs n >= 1")
+    p = hits / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _verdict(card: dict) -> str:
+    if card["status"] != "ok":
+        return card["status"]
+    if card["attack_kind"] == "detection":
+        if not card["detected"]:
+            return "undetected"
+        found = (card.get("extras") or {}).get("detection_correct", True)
+        return "detected" if found is not False else "wrong class flagged"
+    if card["retained"] is None:
+        return ""
+    if card["retained"]:
+        return "retained"
+    return "removed cheaply" if card["removed_cheaply"] else "removed"
+
+
+_INTEGERS = {"seed", "n_verify", "queries", "epochs"}
+
+
+def _cell(column: str, value) -> str:
+    if value is None:
+        return ""
+    if column in _INTEGERS:
+        return str(int(value))
+    if isinstance(value, float):
+        return format(value, ".6g")  # six significant digits: a p-value of 1e-300 stays 1e-300
+    return str(value)
+
+
+def _plain(value):
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def cells_csv(cards: list[dict]) -> str:
+    """The CSV text, rows sorted by dataset, arch, defense, attack, seed (deterministic). ``card`` is each card's
+    path inside the results folder, the same for every copy of it."""
+    cards = [{k: _plain(v) for k, v in c.items()} for c in cards]
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(COLUMNS)
+    key = lambda c: (c["dataset"], c["arch"], c["defense"], c["attack"], c["seed"], c["profile"])  # noqa: E731
+    for card in sorted(cards, key=key):
+        row = dict(card)
+        wsr, n = card.get("wsr_suspect"), card.get("n_verify")
+        low = high = None
+        if wsr is not None and n:
+            low, high = wilson(round(wsr * n), n)
+        row.update(wsr_low=low, wsr_high=high, verdict=_verdict(card),
+                   card=card_path(".", card["dataset"], card["arch"], card["defense"], card["attack"],
+                                  card["seed"]).as_posix())
+        out.writerow([_cell(c, row.get(c)) for c in COLUMNS])
+    return buf.getvalue()
