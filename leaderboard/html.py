@@ -11,7 +11,7 @@ from importlib import resources
 from string import Template
 from typing import Any
 
-from leaderboard.plots import COST_NAME, COST_NOTE, HEATMAP_NAME, sweep_figure_name, sweep_section
+from leaderboard.plots import COST_NAME, COST_NOTE, HEATMAP_NAME, HEATMAP_NOTE, sweep_figure_name, sweep_section
 from leaderboard.studies import QUERIES_FIELD, Sweep, sweep_axis, sweep_fields
 from leaderboard.summary import CONTROL_DEFENSE, NOT_RUN, CellSummary, Group
 from leaderboard.text import (
@@ -214,5 +214,6 @@ def render_html(groups: list[Group], title: str, sweeps: list[Sweep] | None = No
         rules_note=_md_inline_to_html(RULES_NOTE),
         sections="\n".join(sections),
         heatmap=escape_html(HEATMAP_NAME),
+        heatmap_note=escape_html(HEATMAP_NOTE),
         details=_sweeps_html(sweeps or []) + _cost_html(cost) + "\n".join(details),
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from leaderboard.plots import COST_NAME, COST_NOTE, HEATMAP_NAME, sweep_figure_name, sweep_section
+from leaderboard.plots import COST_NAME, COST_NOTE, HEATMAP_NAME, HEATMAP_NOTE, sweep_figure_name, sweep_section
 from leaderboard.studies import Sweep, sweep_fields
 from leaderboard.summary import CONTROL_DEFENSE, Group
 from leaderboard.text import (
@@ -83,7 +83,7 @@ def render_markdown(groups: list[Group], title: str, sweeps: list[Sweep] | None 
         lines += ["### Attacks", ""]
         rows = [[code(r.name)] + [escape_md(v) for v in attack_values(r)] for r in g.attack_rows]
         lines += _md_table(ATTACK_HEAD, rows, "ll" + "r" * (len(ATTACK_HEAD) - 2))
-    lines += ["## WSR after attack", "", f"![WSR heatmap]({HEATMAP_NAME})", ""]
+    lines += ["## WSR after attack", "", f"![WSR heatmap]({HEATMAP_NAME})", "", HEATMAP_NOTE, ""]
     lines += [
         "Mean WSR of the suspect model after each attack (watermarked schemes; detection attacks, which "
         "produce no suspect model, are left out). Masked cells: ERR error, n/a not applicable, · not run.",

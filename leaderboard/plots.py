@@ -18,6 +18,10 @@ from leaderboard.summary import KIND_ORDER, NOT_RUN, Group, defense_sort_key
 from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, partial_suffix, point_text, rounded, sweep_title
 
 HEATMAP_DPI = 110
+HEATMAP_NOTE = ("Text: the suspect's WSR (mean over ok seeds) and the verdict. Colour: what the verdict rests on, "
+                "the WSR above the suspect's own label rate (how often it gives the watermark's labels to clean "
+                "inputs of other classes); a rejected cell is never coloured above the threshold, so a copy that "
+                "answers the target to everything is red, not green.")
 HEATMAP_NAME = "figures/wsr_heatmap.png"
 SWEEP_NAME = "figures/wsr_vs_{field}.png"
 QUERIES_DPI = 110
@@ -69,6 +73,20 @@ def sweep_section(field: str) -> tuple[str, str, str]:
 
 
 # ----------------------------------------------------------------------------------------------- heatmap
+def evidence(cell) -> float:
+    """The heatmap's colour for an ok cell: the mean over its ok seeds of the WSR above the suspect's own label rate
+    (the share of clean inputs of other classes it gives the watermark's labels), which is what the verdict's
+    threshold applies to; a rejected cell (✗) is held just under the lowest threshold of its cards, so a copy that
+    answers the target to everything (WSR 100%, label rate 100%) is red, and no ✗ is ever green."""
+    excess = [max(0.0, c["wsr_suspect"] - ((c.get("extras") or {}).get("suspect_label_rate") or 0.0))
+              for c in cell.ok if c["wsr_suspect"] is not None]
+    value = sum(excess) / len(excess) if excess else float("nan")
+    if cell.survived is False:
+        thresholds = [c["threshold"] for c in cell.ok if c["threshold"] is not None] or [CLAIM_THRESHOLD]
+        value = min(value, min(thresholds) - 0.01)
+    return value
+
+
 def render_heatmap(groups: list[Group], path: Path) -> Path:
     """Mean WSR after each attack, one panel per dataset/arch; non-numeric cells masked and labelled."""
     import matplotlib
@@ -91,7 +109,8 @@ def render_heatmap(groups: list[Group], path: Path) -> Path:
         fig = Figure(figsize=(width, sum(heights)), layout="constrained")
         axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
         for ax, (g, rows, cols) in zip(axes, panels, strict=True):
-            ax.set_title(f"{g.label}: WSR after attack (mean over ok seeds)", loc="left")
+            ax.set_title(f"{g.label}: WSR after attack, mean over ok seeds, ✓/✗ = verdict; "
+                         "colour = WSR above the suspect's own label rate", loc="left")
             if not rows or not cols:
                 ax.set_axis_off()
                 ax.text(0.5, 0.5, "no watermarked scheme or no attack with a suspect model", ha="center")
@@ -106,7 +125,7 @@ def render_heatmap(groups: list[Group], path: Path) -> Path:
                     if wsr is None:
                         masked[(i, j)] = cell.status
                         continue
-                    data[i, j] = wsr.mean
+                    data[i, j] = evidence(cell)
                     mark = "" if cell.survived is None else (MARK_OK if cell.survived else MARK_BAD)
                     annot[i, j] = f"{rounded(100.0 * wsr.mean):.1f}% {mark}".rstrip() + partial_suffix(cell)
             sns.heatmap(
@@ -121,7 +140,8 @@ def render_heatmap(groups: list[Group], path: Path) -> Path:
                 linecolor="white",
                 xticklabels=[f"{a}\n({g.kinds[a]})" for a in cols],
                 yticklabels=rows,
-                cbar_kws={"label": "WSR", "format": matplotlib.ticker.PercentFormatter(1.0, decimals=0)},
+                cbar_kws={"label": "WSR above the suspect's label rate",
+                          "format": matplotlib.ticker.PercentFormatter(1.0, decimals=0)},
                 ax=ax,
             )
             for (i, j), status in sorted(masked.items()):

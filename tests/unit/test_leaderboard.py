@@ -700,3 +700,22 @@ def test_a_flag_on_the_wrong_class_is_not_a_detection(tmp_path: Path):
     assert "names the watermark: no" in cell_detail(cell) and "names the watermark: yes" in cell_detail(cell)
     row = next(r for r in g.attack_rows if r.name == "neural_cleanse")
     assert row.detected == (0, 1)
+
+
+def test_heatmap_colour_is_what_the_verdict_rests_on_and_never_green_when_rejected():
+    from leaderboard.plots import evidence
+    from leaderboard.summary import CellSummary
+
+    def cell(*cards):
+        return CellSummary("wm", "ext", "extraction", (0, 1), list(cards))
+
+    # a copy that answers the target to everything: WSR 100%, own label rate 100%: no evidence, red
+    constant = make_card(attack="ext", wsr_suspect=1.0, retained=False, extras={"suspect_label_rate": 1.0})
+    assert evidence(cell(constant)) == 0.0
+    # a retained copy: the WSR above its label rate, averaged over the seeds
+    kept = [make_card(attack="ext", seed=s, wsr_suspect=w, extras={"suspect_label_rate": 0.1})
+            for s, w in ((0, 0.9), (1, 0.7))]
+    assert evidence(cell(*kept)) == pytest.approx(0.7)
+    # far above the threshold but rejected (not significant): held just under the threshold
+    weak = make_card(attack="ext", wsr_suspect=0.9, p_value=0.2, retained=False, extras={"suspect_label_rate": 0.0})
+    assert evidence(cell(weak)) == pytest.approx(0.29)
