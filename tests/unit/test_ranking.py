@@ -95,3 +95,13 @@ def test_check_fails_on_a_stale_readme_board(tmp_path):
     readme.write_text(readme.read_text(encoding="utf-8").replace("2/2 (100.0%)", "1/2 (50.0%)"), encoding="utf-8")
     (problem,) = check_leaderboard(results, tmp_path / "leaderboard", readme=readme)
     assert "ranked board differs" in problem and "2/2 (100.0%)" in problem
+
+
+def test_schemes_a_declared_board_leaves_to_a_study_are_not_ranked(tmp_path):
+    where = {"dataset": "fashion-mnist", "arch": "small_cnn"}  # the main board's data and architecture
+    cards = [make_card(defense="none", attack="identity", **where)]
+    for name in ("content", "mea_defender_no_eva"):
+        cards += [_card(name, "identity", **where), _card(name, "ext", **where), _card(name, "rem", **where)]
+    (g,) = summarize(load_results(_write(tmp_path / "results", cards)))
+    ranked, unranked = standings(g)
+    assert [s.row.name for _, s in ranked] == ["content"] and unranked == []
