@@ -56,7 +56,7 @@ class Board:
         and ``attack`` (comma-separated names or wildcards) pick, so that a board can be run in chunks."""
         import fnmatch
 
-        from bench.registry import _split_patterns
+        from bench.registry import split_patterns
 
         schemes, columns = self.schemes(defenses), self.columns(attacks)
         if defense.strip() not in ("", "*"):
@@ -67,7 +67,7 @@ class Board:
                                   f"schemes: {', '.join(schemes)}")
             schemes = [n for n in schemes if n in picked]
         if attack.strip() not in ("", "*"):
-            wanted = _split_patterns(attack)
+            wanted = split_patterns(attack)
 
             def hit(column: str, pattern: str) -> bool:  # a spec's [...] is a config, not a character class
                 return column == pattern or ("[" not in pattern and fnmatch.fnmatchcase(column, pattern))

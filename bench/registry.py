@@ -130,14 +130,14 @@ class Registry(Generic[T]):
     def list(self, pattern: str | list[str] | tuple[str, ...] = "*") -> list[str]:
         """Sorted names matching one or several fnmatch patterns (a comma-separated string works)."""
         self._load()
-        patterns = _split_patterns(pattern)
+        patterns = split_patterns(pattern)
         return sorted(n for n in self._items if any(fnmatch.fnmatchcase(n, p) for p in patterns))
 
     def expand(self, pattern: str | list[str]) -> list[str]:
         """Like :meth:`list` but every pattern must match something (an exact name must exist)."""
         self._load()
         out: list[str] = []
-        for p in _split_patterns(pattern):
+        for p in split_patterns(pattern):
             hits = self.list(p) if any(ch in p for ch in "*?[") else [self.get(p).name]  # type: ignore
             if not hits:
                 raise UnknownNameError(f"no {self.kind} matches {shorten(p)!r}; run `wmbench list` to see all")
@@ -182,7 +182,7 @@ def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _split_patterns(pattern: str | list[str] | tuple[str, ...]) -> list[str]:
+def split_patterns(pattern: str | list[str] | tuple[str, ...]) -> list[str]:
     items = pattern.split(",") if isinstance(pattern, str) else list(pattern)
     return [p.strip() for p in items if p.strip()] or ["*"]
 

@@ -20,6 +20,7 @@ from bench.results import card_path, iter_cards
 from bench.score import verdict
 from bench.spec import parse_spec, split_top_level
 from leaderboard.drawn import dumps, read_sidecar, sidecar
+from leaderboard.text import first_difference
 
 __all__ = ["check_leaderboard", "stale_versions", "verdict_mismatch"]
 
@@ -31,31 +32,6 @@ def _outputs(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for pattern in _OUTPUTS for p in root.glob(pattern)}
 
 
-def _around(x: str, y: str, width: int = 60) -> tuple[str, str]:
-    """The part of two different lines around where they first differ (so a long line shows its difference)."""
-    i = next((k for k, (p, q) in enumerate(zip(x, y, strict=False)) if p != q), min(len(x), len(y)))
-    start = max(0, i - width // 3)
-
-    def cut(s: str) -> str:
-        part = s[start:start + width]
-        return ("…" if start else "") + part + ("…" if start + width < len(s) else "")
-
-    return cut(x), cut(y)
-
-
-def _first_difference(a: bytes, b: bytes) -> str:
-    """Where the rendered ``a`` and the published ``b`` first differ, showing the differing part of the line."""
-    try:
-        la, lb = a.decode().splitlines(), b.decode().splitlines()
-    except UnicodeDecodeError:
-        return f"{len(b)} bytes published, {len(a)} rendered"
-    for i, (x, y) in enumerate(zip(la, lb, strict=False), start=1):
-        if x != y:
-            rendered, published = _around(x, y)
-            return f"line {i}: published {published!r}, rendered {rendered!r}"
-    return f"{len(lb)} lines published, {len(la)} rendered"
-
-
 def _compare(rendered: Path, published: Path) -> str | None:
     """How a published output differs from the fresh render, or None. A figure is judged by its record of what it
     draws (:mod:`leaderboard.drawn`); its PNG bytes only when the same matplotlib version drew both."""
@@ -65,14 +41,14 @@ def _compare(rendered: Path, published: Path) -> str | None:
             return "its record of what the figure draws is unreadable"
         if fresh["drawn"] == old["drawn"]:
             return None
-        shown = _first_difference(dumps("", fresh["drawn"]).encode(), dumps("", old["drawn"]).encode())
+        shown = first_difference(dumps("", fresh["drawn"]).encode(), dumps("", old["drawn"]).encode())
         return f"the figure draws other data; {shown}"
     if published.suffix == ".png":
         old = read_sidecar(sidecar(published))
         if old is not None and old.get("matplotlib") != (read_sidecar(sidecar(rendered)) or {}).get("matplotlib"):
             return None  # another matplotlib draws other pixels; the record beside it is compared instead
     a, b = rendered.read_bytes(), published.read_bytes()
-    return None if a == b else _first_difference(a, b)
+    return None if a == b else first_difference(a, b)
 
 
 def stale_versions(card: dict) -> str | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.errors import WmbenchError
 from leaderboard.summary import ROBUSTNESS_KINDS, DefenseRow, Group
-from leaderboard.text import detection_text, pct_stat, pts_stat, rounded, share
+from leaderboard.text import detection_text, first_difference, pct_stat, pts_stat, rounded, share
 
 __all__ = ["RANK_RULE", "START", "END", "Standing", "ranking_columns", "standings", "ranked_table",
            "readme_section", "sync_readme"]
@@ -143,7 +143,6 @@ def sync_readme(path: str | Path, groups: list[Group], *, write: bool = True) ->
     if write:
         path.write_text(before + fresh + after, encoding="utf-8", newline="\n")
         return None
-    old, new = published.splitlines(), fresh.splitlines()
-    line = next((k for k, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), min(len(old), len(new)))
-    shown = new[line] if line < len(new) else "(end)"
-    return f"{path}: the ranked board differs from what the cards render (its line {line + 1} should read {shown!r})"
+    where = first_difference(fresh.encode(), published.encode())
+    return (f"{path}: the ranked board differs from what the cards render ({where}); re-render it with "
+            "`wmbench leaderboard`")

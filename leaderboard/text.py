@@ -371,3 +371,28 @@ def sweep_rows(sweep: Sweep) -> tuple[list[str], list[tuple[str, list[str]]]]:
     rows = [(d, [sweep_point_text(sweep.cell(d, a), g.has_watermark[d]) for _, a in sweep.points])
             for d in g.defenses]
     return head, rows
+
+
+def _around(x: str, y: str, width: int = 60) -> tuple[str, str]:
+    """The part of two different lines around where they first differ (so a long line shows its difference)."""
+    i = next((k for k, (p, q) in enumerate(zip(x, y, strict=False)) if p != q), min(len(x), len(y)))
+    start = max(0, i - width // 3)
+
+    def cut(s: str) -> str:
+        part = s[start:start + width]
+        return ("…" if start else "") + part + ("…" if start + width < len(s) else "")
+
+    return cut(x), cut(y)
+
+
+def first_difference(a: bytes, b: bytes) -> str:
+    """Where the rendered ``a`` and the published ``b`` first differ, showing the differing part of the line."""
+    try:
+        la, lb = a.decode().splitlines(), b.decode().splitlines()
+    except UnicodeDecodeError:
+        return f"{len(b)} bytes published, {len(a)} rendered"
+    for i, (x, y) in enumerate(zip(la, lb, strict=False), start=1):
+        if x != y:
+            rendered, published = _around(x, y)
+            return f"line {i}: published {published!r}, rendered {rendered!r}"
+    return f"{len(lb)} lines published, {len(la)} rendered"

@@ -145,12 +145,12 @@ def test_a_card_from_an_older_component_version_is_stale(tmp_path: Path):
 
 
 def test_a_difference_deep_in_a_long_line_is_shown():
-    from leaderboard.check import _first_difference
+    from leaderboard.text import first_difference
 
     head = "| `scheme` | " + "88.1% | " * 20
-    text = _first_difference(f"{head}12.5% ✓ |\nsame\n".encode(), f"{head}92.5% ✓ |\nsame\n".encode())
+    text = first_difference(f"{head}12.5% ✓ |\nsame\n".encode(), f"{head}92.5% ✓ |\nsame\n".encode())
     assert text.startswith("line 1: published '…") and "92.5% ✓" in text and "12.5% ✓" in text
-    assert _first_difference(b"a\n", b"a\nb\n") == "2 lines published, 1 rendered"
+    assert first_difference(b"a\n", b"a\nb\n") == "2 lines published, 1 rendered"
 
 
 def _redraw(out: Path, name: str, *, version: str | None = None, edit=None) -> None:
