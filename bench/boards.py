@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bench.errors import ConfigError, UnknownNameError, shorten, suggest
 
-__all__ = ["Board", "BOARDS", "get_board"]
+__all__ = ["Board", "BOARDS", "STUDIES", "Study", "get_board", "get_study", "spec_match"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,23 @@ class Board:
                                   "bench/boards.py")
             seen.add(label)
         return cols
+
+    def labels(self, attacks) -> list[tuple[str, str]]:
+        """(card label, threat class) of every column, in :meth:`columns` order: the label a card of that column
+        carries in its ``attack`` field, and the class its chain is judged in (``bench.planning.chain_kind``)."""
+        from bench.planning import chain_kind
+        from bench.spec import expand_chains
+
+        out = []
+        for col in self.columns(attacks):
+            chain = expand_chains(col, attacks)[0]
+            out.append((chain.label, chain_kind(chain)))
+        return out
+
+    def holds(self, card: dict, schemes, labels) -> bool:
+        """Whether ``card`` is one of this board's cells (data set, architecture, profile, seed, scheme, column)."""
+        return ((card["dataset"], card["arch"], card["profile"]) == (self.dataset, self.arch, self.profile)
+                and card["seed"] in self.seeds and card["defense"] in schemes and card["attack"] in labels)
 
     def select(self, defenses, attacks, defense: str = "*", attack: str = "*") -> tuple[str, str]:
         """The board's schemes and columns as ``--defense``/``--attack`` strings, narrowed to those ``defense``
@@ -94,6 +111,123 @@ BOARDS: dict[str, Board] = {
         ),
     )
 }
+
+
+def spec_match(label: str, pattern: str) -> bool:
+    """Whether a card's spec label matches a study's pattern: ``*`` matches any run of characters, everything
+    else (brackets included: a spec's ``[...]`` is a config, not a character class) matches itself."""
+    import re
+
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), label) is not None
+
+
+@dataclass(frozen=True)
+class Study:
+    """A declared study: the cards whose scheme matches one of ``defenses`` and whose column matches one of
+    ``attacks`` (:func:`spec_match` patterns), at ``seeds`` (any seed when empty) and on the data set,
+    architecture and profile given (any when None). A card may belong to the board and to several studies; a
+    card that belongs to none is listed on the leaderboard's "other runs" page."""
+
+    name: str
+    title: str
+    question: str  # what the study answers, one or two sentences
+    defenses: tuple[str, ...]
+    attacks: tuple[str, ...]
+    seeds: tuple[int, ...] = ()
+    dataset: str | None = None
+    arch: str | None = None
+    profile: str | None = None
+    see_also: tuple[str, ...] = ()  # pages of the repository that discuss it (relative to the repository root)
+
+    def holds(self, card: dict) -> bool:
+        return ((not self.seeds or card["seed"] in self.seeds)
+                and all(want is None or card[key] == want
+                        for key, want in (("dataset", self.dataset), ("arch", self.arch), ("profile", self.profile)))
+                and any(spec_match(card["defense"], p) for p in self.defenses)
+                and any(spec_match(card["attack"], p) for p in self.attacks))
+
+
+_MEA_VARIANTS = ("mea_defender", "mea_defender_official", "mea_defender_fixed", "mea_defender_no_eva",
+                 "mea_defender_ver_only", "mea_defender_paper_mgda")
+
+STUDIES: dict[str, Study] = {
+    s.name: s
+    for s in (
+        Study(
+            "mea-defender", "MEA-Defender: reproduction and central ablation",
+            "Does the seed paper's watermark carry into extracted copies, at its published weights and at the "
+            "weights tuned here, and which of its losses does the work (no evasion set, a fixed weight instead "
+            "of MGDA, the target-label loss alone, the paper's text)?",
+            defenses=("none", *_MEA_VARIANTS, "mea_defender_ver_only[*"),
+            attacks=("*",), seeds=(0, 1, 2),
+            see_also=("docs/reproductions/mea-defender.md", "results/reproductions/mea-defender-fmnist.md",
+                      "results/reproductions/mea-defender-ablation.md"),
+        ),
+        Study(
+            "mea-loss-weights", "MEA-Defender: loss-weight sweeps",
+            "How the combination-loss weight (the tuned scheme's kl_weight, the public code's extra KL weight) and "
+            "the balancing rule trade the victim's accuracy against its WSR and the soft-label copy's.",
+            defenses=("mea_defender", "mea_defender[kl_weight=*", "mea_defender_official",
+                      "mea_defender_official[com_extra=*", "mea_defender_official[aux_weight=*",
+                      "mea_defender_official[com_target=*", "mea_defender_official[stage2_*",
+                      "mea_defender_official[epochs=*", "mea_defender_paper_mgda"),
+            attacks=("identity", "soft_label", "hard_label"),
+            see_also=("docs/protocol.md", "results/reproductions/tuning.md"),
+        ),
+        Study(
+            "mea-anchors", "MEA-Defender: anchor sets and training budget",
+            "Whether the public code's weights embed once the anchor watermarks are forwarded whole, in smaller "
+            "sets, or trained for longer.",
+            defenses=("mea_defender_official", "mea_defender_official[anchor*", "mea_defender_official[anchors*"),
+            attacks=("identity", "soft_label"),
+            see_also=("docs/reproductions/mea-defender.md",),
+        ),
+        Study(
+            "query-budget", "Query budget of extraction",
+            "How a stolen copy's WSR grows with the attacker's query budget (MEA-Defender's Fig. 2).",
+            defenses=("*",), attacks=("soft_label", "soft_label[queries=*", "hard_label", "hard_label[queries=*"),
+            seeds=(0, 1, 2),
+        ),
+        Study(
+            "pruning-rate", "Pruning rate",
+            "How much of the network a pruning attacker must remove before the watermark goes, and what the copy's "
+            "accuracy pays for it.",
+            defenses=("*",), attacks=("prune", "prune[rate=*"), seeds=(0, 1, 2),
+        ),
+        Study(
+            "extraction-settings", "Extraction epochs, temperature and transfer data",
+            "Whether a soft-label copy trained longer, on softened outputs, or on another data set (MNIST queries "
+            "to a Fashion-MNIST API) carries the watermark more or less.",
+            defenses=("*",), attacks=("soft_label", "soft_label[epochs=*", "soft_label[temperature=*", "knockoff",
+                                      "knockoff[pool=*"),
+            seeds=(0, 1, 2),
+        ),
+        Study(
+            "detection", "Detection: Neural Cleanse calibration and patch size",
+            "Whether the paper's raw Neural Cleanse, the calibrated one (MAD against clean reference models) and "
+            "the random-mix probe find patch watermarks, and at which patch size.",
+            defenses=("content", "content[*", "dawn", "none"),
+            attacks=("identity", "neural_cleanse", "neural_cleanse[*", "soft_label>neural_cleanse", "nc_unlearn",
+                     "random_mix_probe"),
+            seeds=(0, 1, 2),
+        ),
+        Study(
+            "tuning", "Tuning gate (tuning seeds)",
+            "Whether each scheme's registered defaults meet the victim-side gate (accuracy cost against none of "
+            "at most 2 points, victim WSR of at least 90%) on seeds the board never shows.",
+            defenses=("*",), attacks=("identity",), seeds=(100, 101),
+            see_also=("docs/protocol.md", "results/reproductions/tuning.md"),
+        ),
+    )
+}
+
+
+def get_study(name: str) -> Study:
+    try:
+        return STUDIES[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown study {shorten(name)!r}; {suggest(name, STUDIES)}choose one of "
+                               f"{', '.join(STUDIES)}") from None
 
 
 def get_board(name: str) -> Board:

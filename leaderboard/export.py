@@ -4,7 +4,7 @@ Each row carries the card's WSR with a 95% Wilson score interval on its verifica
 card's WSR is the share of ``n_verify`` verification inputs one suspect model answers with the watermark's
 labels, a binomial proportion given that model; Wilson's interval keeps its coverage near 0% and 100%, where
 most watermark WSRs sit and where the normal approximation collapses to a zero-width interval. It describes the
-measurement of one model, not the spread over training seeds (the pages show that as mean ± sd).
+measurement of one model, not the spread over training seeds (the pages show that: :mod:`leaderboard.intervals`).
 """
 
 from __future__ import annotations
@@ -14,26 +14,15 @@ import io
 import math
 
 from bench.results import card_path
+from leaderboard.intervals import Z95, wilson
 
 __all__ = ["CSV_NAME", "Z95", "wilson", "cells_csv"]
 
 CSV_NAME = "cells.csv"
-Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 COLUMNS = ("dataset", "arch", "profile", "defense", "attack", "attack_kind", "seed", "status", "has_watermark",
            "wsr_suspect", "wsr_low", "wsr_high", "n_verify", "wsr_null", "p_value", "threshold", "verdict",
            "clean_acc_victim", "clean_acc_suspect", "fidelity", "queries", "epochs", "wall_s", "peak_mem_mb",
            "error", "card")
-
-
-def wilson(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of ``hits`` successes in ``n`` trials (95% by default)."""
-    if n <= 0:
-        raise ValueError("a Wilson interval needs n >= 1")
-    p = hits / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _verdict(card: dict) -> str:

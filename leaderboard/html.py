@@ -186,7 +186,7 @@ def _cost_html(cost: bool) -> str:
     )
 
 
-def render_html(groups: list[Group], title: str, sweeps: list[Sweep] | None = None, cost: bool = False) -> str:
+def _groups_html(groups: list[Group], title: str, sweeps: list[Sweep] | None = None, cost: bool = False) -> str:
     meta = "\n".join(f"<dt>{escape_html(k)}</dt><dd>{escape_html(v)}</dd>" for k, v in meta_items(groups))
     legend = "\n".join(
         f'<li><span class="swatch {c}">{escape_html(m)}</span> {escape_html(t)}</li>'
@@ -217,3 +217,7 @@ def render_html(groups: list[Group], title: str, sweeps: list[Sweep] | None = No
         heatmap_note=escape_html(HEATMAP_NOTE),
         details=_sweeps_html(sweeps or []) + _cost_html(cost) + "\n".join(details),
     )
+
+
+def render_html(sec, title: str, cost: bool = False) -> str:
+    return _groups_html(sec.boards, title, [], cost)

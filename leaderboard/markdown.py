@@ -1,32 +1,17 @@
-"""The Markdown page, ``LEADERBOARD.md`` (:func:`render_markdown`): the meta list and notes, each group's
-defense and attack tables, the figures with their captions and sweep tables, and the per-cell detail. Free
-text is escaped for table cells; names are code spans that nothing in them can leave.
+"""The Markdown pages: ``LEADERBOARD.md`` (:func:`render_markdown`) reads in a terminal: the ranked summary of
+the board first, then one table per threat class (at most :data:`MAX_COLUMNS` columns each), the attacks' costs,
+the figures and the index of the study pages; ``studies/<study>.md`` and ``studies/other-runs.md``
+(:mod:`leaderboard.studypages`). Per-seed numbers (p-values included) are in ``cells.csv`` and the HTML page's
+detail rows. Free text is escaped for table cells; names are code spans that nothing in them can leave.
 """
 
 from __future__ import annotations
 
 import re
 
-from leaderboard.plots import COST_NAME, COST_NOTE, HEATMAP_NAME, HEATMAP_NOTE, sweep_figure_name, sweep_section
-from leaderboard.studies import Sweep, sweep_fields
-from leaderboard.summary import CONTROL_DEFENSE, Group
-from leaderboard.text import (
-    ATTACK_HEAD,
-    CONTROL_NOTE,
-    DEFENSE_HEAD,
-    DETAIL_HEAD,
-    GATE_NOTE,
-    LEGEND,
-    RULES_NOTE,
-    TAIL_HEAD,
-    attack_values,
-    cell_text,
-    defense_values,
-    detail_rows,
-    meta_items,
-    sweep_rows,
-    sweep_title,
-)
+from leaderboard.summary import CONTROL_DEFENSE, KIND_ORDER, Group
+
+MAX_COLUMNS = 12  # no table wider than this: the page must read in a terminal
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|])")
 
@@ -48,7 +33,10 @@ def code(name: str) -> str:
     return f"{fence} {name} {fence}"
 
 
-def _md_table(head, rows, align) -> list[str]:
+def md_table(head, rows, align) -> list[str]:
+    """A Markdown table; ``align`` is one ``l`` or ``r`` per column. Refuses to be wider than MAX_COLUMNS."""
+    if len(head) > MAX_COLUMNS:
+        raise ValueError(f"a table of {len(head)} columns; split it (at most {MAX_COLUMNS})")
     out = [
         "| " + " | ".join(head) + " |",
         "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|",
@@ -57,54 +45,86 @@ def _md_table(head, rows, align) -> list[str]:
     return out + [""]
 
 
-def render_markdown(groups: list[Group], title: str, sweeps: list[Sweep] | None = None, cost: bool = False) -> str:
-    lines = [
-        f"# {escape_md(title)}",
-        "",
-        "Rendered by `wmbench leaderboard` from the result cards alone; do not edit.",
-        "",
-    ]
-    lines += [f"- **{k}:** {escape_md(v)}" for k, v in meta_items(groups)] + [""]
-    lines += ["**Legend:** " + ", ".join(f"`{m}` {t}" for m, t in LEGEND), ""]
-    lines += [CONTROL_NOTE, "", RULES_NOTE, ""]
-    for g in groups:
-        lines += [f"## {escape_md(g.label)}", "", "### Defenses", ""]
-        head = list(DEFENSE_HEAD) + list(TAIL_HEAD) + [f"{code(a)} ({g.kinds[a]})" for a in g.attacks]
-        rows = []
-        for r in g.defense_rows:
-            h, t = defense_values(r)
-            name = code(r.name) + (" (control)" if r.name == CONTROL_DEFENSE else "")
-            name += f" ⚠ ({escape_md(g.gate[r.name])})" if r.name in g.gate else ""
-            cells = [escape_md(cell_text(g.cells[(r.name, a)], r.has_watermark)) for a in g.attacks]
-            rows.append([name] + [escape_md(v) for v in h + t] + cells)
-        lines += _md_table(head, rows, "l" + "r" * (len(head) - 1))
+def chunks(items: list, size: int) -> list[list]:
+    """``items`` in runs of at most ``size``, as even as possible (9 + 8, not 11 + 6)."""
+    if not items:
+        return []
+    n = -(-len(items) // size)
+    step = -(-len(items) // n)
+    return [items[i:i + step] for i in range(0, len(items), step)]
+
+
+def kind_tables(g: Group, rows: list[str], kinds=("extraction", "removal", "detection"), *, head_cols=(),
+                link=None) -> list[str]:
+    """One table per threat class: a row per scheme in ``rows`` (the control last, as clean accuracy), a column
+    per attack of the class (split so that no table passes MAX_COLUMNS); ``head_cols`` are (heading, function of
+    the scheme's name) columns put after the scheme's name."""
+    from leaderboard.text import board_cell_text
+
+    lines = []
+    for kind in kinds:
+        cols = [a for a in g.attacks if g.kinds[a] == kind]
+        if not cols:
+            continue
+        lines += [f"### {kind.capitalize()}", ""]
+        parts = chunks(cols, MAX_COLUMNS - 1 - len(head_cols))
+        for part in parts:
+            head = ["Scheme", *(h for h, _ in head_cols), *(code(a) for a in part)]
+            body = []
+            for d in rows:
+                name = code(d) + (" (control)" if d == CONTROL_DEFENSE else "") + (" ⚠" if d in g.gate else "")
+                body.append([name, *(escape_md(f(d)) for _, f in head_cols),
+                             *(escape_md(board_cell_text(g.cells[(d, a)], g.has_watermark[d])) for a in part)])
+            lines += md_table(head, body, "l" + "r" * (len(head) - 1))
+    return lines
+
+
+def board_rows(g: Group) -> list[str]:
+    """The rows of a board's tables: the watermarked schemes in rank order, then the control."""
+    from leaderboard.ranking import rank_order
+
+    order = rank_order(g)
+    rest = [d for d in g.defenses if d not in order and d != CONTROL_DEFENSE]
+    return order + rest + ([CONTROL_DEFENSE] if CONTROL_DEFENSE in g.defenses else [])
+
+
+def render_markdown(sections, title: str, cost: bool = False) -> str:
+    """``LEADERBOARD.md`` of a :class:`leaderboard.sections.Sections`."""
+    from leaderboard.plots import COST_NAME, COST_NOTE, HEATMAP_NOTE, heatmap_name
+    from leaderboard.ranking import RANK_RULE, ranked_table
+    from leaderboard.studypages import OTHER_NAME, study_name
+    from leaderboard.text import ATTACK_HEAD, CELL_NOTE, CONTROL_NOTE, GATE_NOTE, attack_values, board_line
+
+    lines = [f"# {escape_md(title)}", "", "Rendered by `wmbench leaderboard` from the result cards alone; do not edit.",
+             ""]
+    if not sections.declared:
+        lines += ["No declared board's cells are among these cards (`bench/boards.py`), so this page ranks what was "
+                  "run at default configurations, per data set, architecture and profile.", ""]
+    for g in sections.boards:
+        lines += [f"## {escape_md(board_line(g))}", "", "### Ranked summary", "", *ranked_table(g), "",
+                  escape_md(RANK_RULE), ""]
         if g.gate:
-            lines += [escape_md(GATE_NOTE), ""]
+            lines += [escape_md(GATE_NOTE), ""] + [f"- {code(d)}: {escape_md(why)}" for d, why in sorted(g.gate.items())]
+            lines += [""]
+        lines += [escape_md(CELL_NOTE), "", escape_md(CONTROL_NOTE), ""]
+        lines += kind_tables(g, board_rows(g))
         lines += ["### Attacks", ""]
-        rows = [[code(r.name)] + [escape_md(v) for v in attack_values(r)] for r in g.attack_rows]
-        lines += _md_table(ATTACK_HEAD, rows, "ll" + "r" * (len(ATTACK_HEAD) - 2))
-    lines += ["## WSR after attack", "", f"![WSR heatmap]({HEATMAP_NAME})", "", HEATMAP_NOTE, ""]
-    lines += [
-        "Mean WSR of the suspect model after each attack (watermarked schemes; detection attacks, which "
-        "produce no suspect model, are left out). Masked cells: ERR error, n/a not applicable, · not run.",
-        "",
-    ]
-    for fld in sweep_fields(sweeps or []):
-        heading, alt, note = sweep_section(fld)
-        lines += [f"## {escape_md(heading)}", "", f"![{escape_md(alt)}]({sweep_figure_name(fld)})", "",
-                  escape_md(note), ""]
-        for sw in (s for s in sweeps if s.field == fld):
-            head, rows = sweep_rows(sw)
-            lines += [f"### {escape_md(sweep_title(sw))}", ""]
-            table = [[code(d)] + [escape_md(v) for v in vals] for d, vals in rows]
-            lines += _md_table(["Scheme"] + head, table, "l" + "r" * len(head))
+        kinds = {k: i for i, k in enumerate(KIND_ORDER)}
+        rows = [[code(r.name)] + [escape_md(v) for v in attack_values(r)]
+                for r in sorted(g.attack_rows, key=lambda r: (kinds.get(r.kind, 9), r.name))]
+        lines += md_table(ATTACK_HEAD, rows, "ll" + "r" * (len(ATTACK_HEAD) - 2))
+        lines += [f"### WSR after attack ({escape_md(g.label)})", "",
+                  f"[![WSR after attack, rows in rank order]({heatmap_name(g)})]({heatmap_name(g)})", "",
+                  escape_md(HEATMAP_NOTE), ""]
     if cost:
-        lines += ["## Attack cost versus WSR", "", f"![Attack cost versus WSR]({COST_NAME})", "",
+        lines += ["## Attack cost versus WSR", "", f"[![Attack cost versus WSR]({COST_NAME})]({COST_NAME})", "",
                   escape_md(COST_NOTE), ""]
-    for g in groups:
-        lines += [f"## Per-cell detail: {escape_md(g.label)}", ""]
-        rows = []
-        for _status, vals, _err in detail_rows(g):
-            rows.append([code(vals[0]), code(vals[1])] + [escape_md(v) for v in vals[2:]])
-        lines += _md_table(DETAIL_HEAD, rows, "lll" + "l" * 2 + "r" * 8 + "l")
+    lines += ["## Studies", "", "Every sweep and ablation, each on its own page (declared in `bench/boards.py`):", ""]
+    for view in sections.studies:
+        lines.append(f"- [{escape_md(view.study.title)}]({study_name(view.study.name)}): "
+                     f"{escape_md(view.study.question)} ({view.n_cards} cards)")
+    lines += [f"- [Other runs]({OTHER_NAME}): cards on no board and in no study ({len(sections.other)}).", ""]
+    lines += ["## Per-seed detail", "",
+              "Every card's WSR with its own interval, p-value, accuracies, cost and path: `cells.csv` (one row per "
+              "card, for pandas) and the detail rows of `index.html`.", ""]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -17,7 +17,7 @@ from leaderboard.studies import QUERIES_FIELD, Sweep, cost_points, sweep_axis, s
 from leaderboard.summary import KIND_ORDER, NOT_RUN, Group, defense_sort_key
 from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, partial_suffix, point_text, rounded, sweep_title
 
-HEATMAP_DPI = 110
+HEATMAP_DPI = 100
 HEATMAP_NOTE = ("Text: the suspect's WSR (mean over ok seeds) and the verdict. Colour: what the verdict rests on, "
                 "the WSR above the suspect's own label rate (how often it gives the watermark's labels to clean "
                 "inputs of other classes); a rejected cell is never coloured above the threshold, so a copy that "
@@ -87,8 +87,23 @@ def evidence(cell) -> float:
     return value
 
 
-def render_heatmap(groups: list[Group], path: Path) -> Path:
-    """Mean WSR after each attack, one panel per dataset/arch; non-numeric cells masked and labelled."""
+def heatmap_name(g: Group) -> str:
+    """``figures/wsr_heatmap.png`` for the main board, ``figures/wsr_heatmap-<board or data-arch-profile>.png``
+    for any other, relative to the output folder."""
+    from bench.results import slug
+
+    if g.board == "main":
+        return HEATMAP_NAME
+    return f"figures/wsr_heatmap-{slug(g.board or '-'.join((g.dataset, g.arch, *g.profiles)))}.png"
+
+
+HEATMAP_PANELS = (("control", "extraction"), ("removal",))  # columns grouped by threat class, one panel each
+
+
+def render_heatmap(g: Group, path: Path) -> Path:
+    """A board's suspect WSR after each attack: one row per watermarked scheme in rank order, one panel per
+    threat class (:data:`HEATMAP_PANELS`; detection leaves no suspect model); each cell says the mean WSR and the
+    verdict with its votes, its colour is :func:`evidence`; cells without a number are masked and labelled."""
     import matplotlib
     import matplotlib.ticker
     import numpy as np
@@ -96,21 +111,21 @@ def render_heatmap(groups: list[Group], path: Path) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    panels = []
-    for g in groups:
-        rows = [d for d in g.defenses if g.has_watermark[d]]
-        cols = [a for a in g.attacks if g.kinds[a] != "detection"]
-        panels.append((g, rows, cols))
-    heights = [0.6 * max(1, len(rows)) + 1.8 for _, rows, _ in panels]
-    ncols = max(max(1, len(cols)) for _, _, cols in panels)
-    width = max(6.0, 1.15 * ncols + 3.2)
+    from leaderboard.ranking import rank_order
+
+    rows = rank_order(g) or [d for d in g.defenses if g.has_watermark[d]]
+    panels = [(kinds, cols) for kinds in HEATMAP_PANELS if (cols := [a for a in g.attacks if g.kinds[a] in kinds])]
+    if not panels:
+        panels = [((), [])]
+    width_cols = max(len(cols) for _, cols in panels)
+    height = [0.5 * max(1, len(rows)) + 1.7 for _ in panels]
     with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10,
                                 "text.parse_math": False}):  # a '$' in a component name is text, not math
-        fig = Figure(figsize=(width, sum(heights)), layout="constrained")
-        axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
-        for ax, (g, rows, cols) in zip(axes, panels, strict=True):
-            ax.set_title(f"{g.label}: WSR after attack, mean over ok seeds, ✓/✗ = verdict; "
-                         "colour = WSR above the suspect's own label rate", loc="left")
+        fig = Figure(figsize=(max(6.0, 1.05 * width_cols + 3.4), sum(height)), layout="constrained")
+        axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": height})[:, 0]
+        for ax, (kinds, cols) in zip(axes, panels, strict=True):
+            ax.set_title(f"{g.label}, {' and '.join(kinds) or 'no'} attacks: suspect WSR (mean over ok seeds), "
+                         "verdict (seeds that gave it); colour = WSR above the suspect's own label rate", loc="left")
             if not rows or not cols:
                 ax.set_axis_off()
                 ax.text(0.5, 0.5, "no watermarked scheme or no attack with a suspect model", ha="center")
@@ -126,60 +141,31 @@ def render_heatmap(groups: list[Group], path: Path) -> Path:
                         masked[(i, j)] = cell.status
                         continue
                     data[i, j] = evidence(cell)
-                    mark = "" if cell.survived is None else (MARK_OK if cell.survived else MARK_BAD)
-                    annot[i, j] = f"{rounded(100.0 * wsr.mean):.1f}% {mark}".rstrip() + partial_suffix(cell)
-            sns.heatmap(
-                data,
-                mask=np.isnan(data),
-                annot=annot,
-                fmt="",
-                cmap="RdYlGn",
-                vmin=0.0,
-                vmax=1.0,
-                linewidths=1.0,
-                linecolor="white",
-                xticklabels=[f"{a}\n({g.kinds[a]})" for a in cols],
-                yticklabels=rows,
-                cbar_kws={"label": "WSR above the suspect's label rate",
-                          "format": matplotlib.ticker.PercentFormatter(1.0, decimals=0)},
-                ax=ax,
-            )
+                    v = cell.votes()
+                    verdict = "" if v is None else f"{MARK_OK if v.survived else MARK_BAD} {v.agree}/{v.n}"
+                    annot[i, j] = f"{rounded(100.0 * wsr.mean):.1f}%\n{verdict}".rstrip()
+            sns.heatmap(data, mask=np.isnan(data), annot=annot, fmt="", cmap="RdYlGn", vmin=0.0, vmax=1.0,
+                        linewidths=1.0, linecolor="white", xticklabels=cols, yticklabels=rows,
+                        cbar_kws={"label": "WSR above the suspect's label rate",
+                                  "format": matplotlib.ticker.PercentFormatter(1.0, decimals=0)}, ax=ax)
             for (i, j), status in sorted(masked.items()):
                 face, hatch, edge, style, label = {
                     "error": ("#f8d7da", "///", "#d9534f", "-", "ERR"),
                     "n/a": ("#d9d9d9", None, "#d9d9d9", "-", "n/a"),
                     NOT_RUN: ("#ffffff", None, "#8c959f", ":", f"{NOT_RUN_MARK} not run"),
                 }.get(status, ("#eeeeee", None, "#eeeeee", "-", DASH))
-                ax.add_patch(
-                    Rectangle(
-                        (j + 0.04, i + 0.04),
-                        0.92,
-                        0.92,
-                        facecolor=face,
-                        hatch=hatch,
-                        edgecolor=edge,
-                        linestyle=style,
-                        linewidth=1.0,
-                    )
-                )
-                colour = "#842029" if status == "error" else "#57606a"
-                weight = "bold" if status == "error" else "normal"
-                ax.text(
-                    j + 0.5,
-                    i + 0.5,
-                    label,
-                    ha="center",
-                    va="center",
-                    color=colour,
-                    fontweight=weight,
-                    bbox={"facecolor": face, "edgecolor": "none", "pad": 1.5} if hatch else None,
-                )
+                ax.add_patch(Rectangle((j + 0.04, i + 0.04), 0.92, 0.92, facecolor=face, hatch=hatch, edgecolor=edge,
+                                       linestyle=style, linewidth=1.0))
+                ax.text(j + 0.5, i + 0.5, label, ha="center", va="center",
+                        color="#842029" if status == "error" else "#57606a",
+                        fontweight="bold" if status == "error" else "normal",
+                        bbox={"facecolor": face, "edgecolor": "none", "pad": 1.5} if hatch else None)
             ax.set_xlabel("")
             ax.set_ylabel("")
             ax.tick_params(axis="y", labelrotation=0)
-            if max(len(a) for a in cols) > 14:  # sweep and chain names would run into each other side by side
+            if max(len(a) for a in cols) > 12:  # chain and configured names would run into each other
                 for label in ax.get_xticklabels():
-                    label.set(rotation=35, ha="right", rotation_mode="anchor")
+                    label.set(rotation=30, ha="right", rotation_mode="anchor")
             else:
                 ax.tick_params(axis="x", labelrotation=0)
         save_figure(fig, path, HEATMAP_DPI)

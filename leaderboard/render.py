@@ -1,14 +1,13 @@
-"""Render the leaderboard from the result cards alone: ``LEADERBOARD.md``, ``index.html``, a heatmap, an
-attack-cost-versus-WSR scatter and, for every field the cards sweep, WSR and the suspect's clean accuracy
-versus that field: versus queries (MEA-Defender's Fig. 2) when they hold a query-budget sweep, versus the
-pruning rate when they hold a pruning sweep, and so on (``figures/wsr_vs_<field>.png``).
+"""Render the leaderboard from the result cards alone: the declared board (``LEADERBOARD.md``, ``index.html``,
+its heatmap and the attack-cost-versus-WSR scatter), one page per declared study with its figures
+(``studies/<study>.md``), the cards on no board and in no study (``studies/other-runs.md``) and ``cells.csv``.
 
 Everything here is a pure function of the cards (no clock, no host, no randomness), so the same cards give
 byte-identical Markdown and HTML, and a byte-identical PNG for a given matplotlib version.
 
-This module only orchestrates and publishes: :mod:`leaderboard.summary` aggregates the cards (and states the
-aggregation rules), :mod:`leaderboard.studies` finds the sweeps and the cost points, :mod:`leaderboard.text`
-formats, :mod:`leaderboard.markdown` and :mod:`leaderboard.html` write the pages and :mod:`leaderboard.plots`
+This module only orchestrates and publishes: :mod:`leaderboard.sections` sorts the cards onto the board and the studies,
+:mod:`leaderboard.summary` aggregates them (and states the aggregation rules), :mod:`leaderboard.studies` finds the sweeps and the cost points, :mod:`leaderboard.text`
+formats, :mod:`leaderboard.markdown`, :mod:`leaderboard.studypages` and :mod:`leaderboard.html` write the pages and :mod:`leaderboard.plots`
 draws the figures.
 """
 
@@ -26,10 +25,11 @@ from leaderboard.drawn import sidecar
 from leaderboard.export import CSV_NAME, cells_csv
 from leaderboard.html import render_html
 from leaderboard.markdown import render_markdown
-from leaderboard.plots import COST_NAME, HEATMAP_NAME, render_cost, render_heatmap, render_sweeps, sweep_figure_name
+from leaderboard.plots import COST_NAME, heatmap_name, render_cost, render_heatmap, render_sweeps
 from leaderboard.ranking import sync_readme
-from leaderboard.studies import QUERIES_FIELD, cost_points, find_sweeps, sweep_fields
-from leaderboard.summary import summarize
+from leaderboard.sections import sections
+from leaderboard.studies import cost_points
+from leaderboard.studypages import OTHER_NAME, render_other, render_study, study_figure_name, study_name, study_sweeps
 
 __all__ = ["render"]
 
@@ -38,24 +38,25 @@ DEFAULT_TITLE = "wmbench leaderboard"
 
 def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = None,
            readme: str | Path | None = None) -> dict[str, Path]:
-    """Write ``LEADERBOARD.md``, ``index.html`` and ``figures/wsr_heatmap.png`` under ``out_dir``;
-    ``figures/cost_vs_wsr.png`` when some ok card of a watermarked scheme has a suspect model
-    (:func:`cost_points`), and ``figures/wsr_vs_<field>.png`` for each field the cards sweep
-    (:func:`find_sweeps`): ``wsr_vs_queries.png`` for a query sweep, ``wsr_vs_rate.png`` for a pruning sweep.
-    A figure these cards do not call for is removed if an earlier render left it.
+    """Write the leaderboard of the cards under ``results_dir`` into ``out_dir``: ``LEADERBOARD.md`` and
+    ``index.html`` (the board: ranked summary, one table per threat class, attack costs, figures, the study
+    index), ``figures/wsr_heatmap.png`` (one per board), ``figures/cost_vs_wsr.png`` when some board cell has a
+    suspect model, ``studies/<study>.md`` for every declared study with a card and its figures
+    (``figures/study-<study>-wsr_vs_<field>.png``), ``studies/other-runs.md`` and ``cells.csv``. A figure or
+    page these cards no longer call for is removed if an earlier render left it.
 
     With ``readme``, the ranked board between that README's markers is brought up to date
     (:func:`leaderboard.ranking.sync_readme`; a README without the markers is left alone).
-    Also ``cells.csv`` (:mod:`leaderboard.export`), one row per card.
-    Returns their paths under the keys ``markdown``, ``html``, ``csv``, ``heatmap``, ``cost`` (when drawn),
-    ``queries`` (with a query sweep) and ``wsr_vs_<field>`` (with a sweep of any other field).
+    Returns the paths written, under the keys ``markdown``, ``html``, ``csv``, ``other``, ``heatmap`` (the first
+    board's), ``heatmap:<file>`` (any other board's), ``cost`` (when drawn), ``study:<name>`` and
+    ``study:<name>:<field>`` (a study's page and figures).
     Raises :class:`bench.errors.CardError` for a missing directory or an invalid card, and
     :class:`bench.errors.WmbenchError` when there is no card at all.
     """
     df = load_results(results_dir)
     if df.empty:
         raise WmbenchError(f"no result cards under {results_dir}; run `wmbench run` first")
-    groups = summarize(df)
+    sec = sections(df)
     cards = df.drop(columns="path").to_dict("records")
     title = title or DEFAULT_TITLE
     out = Path(out_dir)
@@ -71,20 +72,20 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
         raise WmbenchError(f"cannot write the leaderboard into {str(out)!r}: {exc.strerror or exc}; pass a "
                            "writable --out") from None
     try:  # everything is drawn into a staging folder first: a failure leaves the published pages as they were
-        made = _render_into(groups, title, stage)
+        made = _render_into(sec, title, stage)
         made["csv"] = stage / CSV_NAME
         made["csv"].write_text(cells_csv(cards), encoding="utf-8", newline="\n")
-        (out / "figures").mkdir(exist_ok=True)
-        managed = {out / COST_NAME, *(out / "figures").glob(Path(sweep_figure_name("*")).name)}
-        managed |= {sidecar(p) for p in managed}
-        pages = ("markdown", "html", "csv")  # figures first, pages last: a page never points at a figure not yet there
+        for sub in MANAGED_DIRS:
+            (out / sub).mkdir(exist_ok=True)
+        managed = {p for sub, pattern in MANAGED for p in (out / sub).glob(pattern)}
+        pages = ("markdown", "html", "csv")  # figures and study pages first: a page never points at one not there
         for key in sorted(made, key=lambda k: k in pages):
-            if key not in pages:  # a figure's record of what it draws goes with it
+            if made[key].suffix == ".png":  # a figure's record of what it draws goes with it
                 os.replace(sidecar(made[key]), sidecar(out / made[key].relative_to(stage)))
             os.replace(made[key], out / made[key].relative_to(stage))
             made[key] = out / made[key].relative_to(stage)
-        kept = set(made.values()) | {sidecar(p) for p in made.values()}
-        for stale in managed - kept:  # a figure these cards no longer call for
+        kept = set(made.values()) | {sidecar(p) for p in made.values() if p.suffix == ".png"}
+        for stale in managed - kept:  # a figure or page these cards no longer call for
             stale.unlink(missing_ok=True)
     except OSError as exc:
         raise WmbenchError(f"cannot write the leaderboard into {str(out)!r}: {exc.strerror or exc}; pass a "
@@ -92,26 +93,35 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     if readme is not None:
-        sync_readme(readme, groups)
+        sync_readme(readme, sec.boards)
     return made
 
 
-def _render_into(groups, title: str, out: Path) -> dict[str, Path]:
-    """Draw every page and figure of ``groups`` into the empty folder ``out``."""
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    paths = {
-        "markdown": out / "LEADERBOARD.md",
-        "html": out / "index.html",
-        "heatmap": out / HEATMAP_NAME,
-    }
-    sweeps = find_sweeps(groups)
-    cost = any(cost_points(g) for g in groups)
-    paths["markdown"].write_text(render_markdown(groups, title, sweeps, cost), encoding="utf-8", newline="\n")
-    paths["html"].write_text(render_html(groups, title, sweeps, cost), encoding="utf-8", newline="\n")
-    render_heatmap(groups, paths["heatmap"])
+MANAGED_DIRS = ("figures", "studies")
+MANAGED = (("figures", "*.png"), ("figures", "*.json"), ("studies", "*.md"), ("studies", "*.html"))
+
+
+def _render_into(sec, title: str, out: Path) -> dict[str, Path]:
+    """Draw every page and figure of the sections into the empty folder ``out``."""
+    for sub in MANAGED_DIRS:
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for i, g in enumerate(sec.boards):
+        name = heatmap_name(g)
+        paths["heatmap" if i == 0 else f"heatmap:{Path(name).name}"] = render_heatmap(g, out / name)
+    cost = any(cost_points(g) for g in sec.boards)
     if cost:
-        paths["cost"] = render_cost(groups, out / COST_NAME)
-    for fld in sweep_fields(sweeps):
-        key = fld if fld == QUERIES_FIELD else Path(sweep_figure_name(fld)).stem
-        paths[key] = render_sweeps([s for s in sweeps if s.field == fld], out / sweep_figure_name(fld))
+        paths["cost"] = render_cost(sec.boards, out / COST_NAME)
+    for view in sec.studies:
+        name = view.study.name
+        for fld, sweeps in study_sweeps(view).items():
+            paths[f"study:{name}:{fld}"] = render_sweeps(sweeps, out / study_figure_name(name, fld))
+        paths[f"study:{name}"] = out / study_name(name)
+        paths[f"study:{name}"].write_text(render_study(view), encoding="utf-8", newline="\n")
+    paths["other"] = out / OTHER_NAME
+    paths["other"].write_text(render_other(sec.other), encoding="utf-8", newline="\n")
+    paths["markdown"] = out / "LEADERBOARD.md"
+    paths["markdown"].write_text(render_markdown(sec, title, cost), encoding="utf-8", newline="\n")
+    paths["html"] = out / "index.html"
+    paths["html"].write_text(render_html(sec, title, cost), encoding="utf-8", newline="\n")
     return paths

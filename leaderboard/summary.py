@@ -51,9 +51,21 @@ class Stat:
 
 
 def _majority(votes) -> bool | None:
-    """True when more than half of the votes are True; None when there is no vote."""
+    """True when more than half of the votes are True; None when there is no vote. A tie is not a majority:
+    ownership that half the seeds cannot prove is not provable (the conservative reading for an owner)."""
     vals = list(votes)
     return sum(vals) * 2 > len(vals) if vals else None
+
+
+@dataclass(frozen=True)
+class Votes:
+    """The seeds behind a majority verdict: ``agree`` of ``n`` ok seeds gave the cell's verdict ``survived``;
+    ``tie`` when exactly half did each (the verdict is then the conservative one, :func:`_majority`)."""
+
+    agree: int
+    n: int
+    survived: bool
+    tie: bool = False
 
 
 @dataclass
@@ -103,6 +115,25 @@ class CellSummary:
         return _majority(bool(c["detected"]) and (c.get("extras") or {}).get("detection_correct", True) is not False
                          for c in self.ok if c["detected"] is not None)
 
+    def interval(self):
+        """The 95% interval of the mean suspect WSR (:func:`leaderboard.intervals.wsr_interval`)."""
+        from leaderboard.intervals import wsr_interval
+
+        return wsr_interval(self.ok)
+
+    def votes(self) -> Votes | None:
+        """How many ok seeds agree with the cell's verdict (:attr:`survived`), or None without a verdict."""
+        survived = self.survived
+        if survived is None:
+            return None
+        if self.kind == "detection":
+            each = [not (bool(c["detected"]) and (c.get("extras") or {}).get("detection_correct", True) is not False)
+                    for c in self.ok if c["detected"] is not None]
+        else:
+            each = [bool(c["retained"]) for c in self.ok if c["retained"] is not None]
+        agree = sum(1 for v in each if v == survived)
+        return Votes(agree, len(each), survived, tie=2 * agree == len(each))
+
     @property
     def survived(self) -> bool | None:
         """Ownership still provable (removal/extraction/control) or not found by the detector (detection)."""
@@ -121,6 +152,8 @@ class DefenseRow:
     victim_wsr: Stat | None
     null_wsr: Stat | None  # the identity (control attack) cell's null WSR
     threshold: tuple[float, float] | None  # (min, max) over cards
+    embed_s: Stat | None = None  # wall seconds of the victim's training (the embedding), per seed
+    embed_ratio: Stat | None = None  # that, divided by the clean control's on the same seed
     survived: int = 0
     total: int = 0  # extraction + removal attacks with an ok cell and a verdict
     worst: dict[str, CellSummary | None] = field(default_factory=dict)  # per kind in ROBUSTNESS_KINDS
@@ -164,6 +197,7 @@ class Group:
     attack_rows: list[AttackRow]
     n_cards: int
     gate: dict[str, str] = field(default_factory=dict)  # scheme -> why it did not meet the tuning gate
+    board: str | None = None  # the declared board this group shows (bench/boards.py), if it is one
 
     @property
     def label(self) -> str:
@@ -249,23 +283,30 @@ def _summarize(df) -> list[Group]:
     return [_group(ds, arch, by_group[(ds, arch)]) for ds, arch in sorted(by_group)]
 
 
-def _group(dataset: str, arch: str, cards: list[dict]) -> Group:
+def _group(dataset: str, arch: str, cards: list[dict], *, defenses: tuple[str, ...] | None = None,
+           columns: list[tuple[str, str]] | None = None, seeds: tuple[int, ...] | None = None,
+           has_watermark: dict[str, bool] | None = None, profiles: tuple[str, ...] | None = None) -> Group:
+    """One group of cards. Without the keywords its rows, columns and seeds are those the cards have; a declared
+    board passes its own (``columns`` as (label, kind)), and then every cell is expected at every seed."""
     cards = sorted(cards, key=lambda c: (c["defense"], c["attack"], c["seed"]))
-    kinds: dict[str, str] = {}
-    has_wm: dict[str, bool] = {}
+    kinds: dict[str, str] = dict(columns or [])
+    has_wm: dict[str, bool] = dict(has_watermark or {})
     for c in cards:
         kinds.setdefault(c["attack"], c["attack_kind"])
         has_wm[c["defense"]] = has_wm.get(c["defense"], False) or bool(c["has_watermark"])
-    defenses = tuple(sorted(has_wm, key=defense_sort_key))
+    defenses = defenses or tuple(sorted(has_wm, key=defense_sort_key))
     attacks = tuple(sorted(kinds, key=_attack_key(kinds)))
-    seeds = tuple(sorted({c["seed"] for c in cards}))
-    profiles = tuple(sorted({c["profile"] for c in cards}))
+    declared = seeds
+    seeds = declared or tuple(sorted({c["seed"] for c in cards}))
+    profiles = profiles or tuple(sorted({c["profile"] for c in cards}))
     row_seeds = {d: {c["seed"] for c in cards if c["defense"] == d} for d in defenses}
     col_seeds = {a: {c["seed"] for c in cards if c["attack"] == a} for a in attacks}
 
     def expected(d: str, a: str) -> tuple[int, ...]:
-        """The seeds a cell is expected at: those its scheme and its attack both were run with (a sweep
-        run at one seed is not 'missing' two seeds because the central ablation used three)."""
+        """The seeds a cell is expected at: a board's seeds; else those its scheme and its attack both were run
+        with (a sweep run at one seed is not 'missing' two seeds because the central ablation used three)."""
+        if declared:
+            return declared
         return tuple(sorted(row_seeds[d] & col_seeds[a] or row_seeds[d]))
 
     cells = {
@@ -290,6 +331,17 @@ def _per_seed(cards: list[dict], defense: str, name: str) -> dict[int, float]:
     return {s: math.fsum(v) / len(v) for s, v in sorted(vals.items())}
 
 
+def _victim_seconds(cards: list[dict], defense: str) -> dict[int, float]:
+    """Per seed, the victim's training wall seconds (``extras.victim_wall_s``; the first card that has it:
+    every card of a seed shares one victim)."""
+    out: dict[int, float] = {}
+    for c in cards:
+        wall = (c.get("extras") or {}).get("victim_wall_s")
+        if c["defense"] == defense and wall is not None and c["seed"] not in out:
+            out[c["seed"]] = float(wall)
+    return out
+
+
 def _defense_row(g: Group, d: str, cards: list[dict], victim_acc: dict[str, dict[int, float]]) -> DefenseRow:
     acc = victim_acc[d]
     cost = None
@@ -303,6 +355,8 @@ def _defense_row(g: Group, d: str, cards: list[dict], victim_acc: dict[str, dict
         null = g.cells[(d, a)].stat("wsr_null")
         if null is not None:
             break
+    embed = _victim_seconds(cards, d)
+    base_embed = _victim_seconds(cards, CONTROL_DEFENSE)
     row = DefenseRow(
         name=d,
         has_watermark=g.has_watermark[d],
@@ -311,6 +365,8 @@ def _defense_row(g: Group, d: str, cards: list[dict], victim_acc: dict[str, dict
         victim_wsr=Stat.of(_per_seed(cards, d, "wsr_victim").values()),
         null_wsr=null,
         threshold=(min(thresholds), max(thresholds)) if thresholds else None,
+        embed_s=Stat.of(embed.values()),
+        embed_ratio=Stat.of(embed[s] / base_embed[s] for s in sorted(embed) if base_embed.get(s)),
     )
     if not row.has_watermark:
         return row

@@ -161,9 +161,88 @@ def cell_detail(cell: CellSummary) -> str:
 
 
 def worst_text(cell: CellSummary | None) -> str:
+    """``dfme 0.3% ✗ 3/3``: the worst column of a threat class, its mean WSR and its verdict with its votes."""
     if cell is None:
         return DASH
-    return f"{cell.attack}: {pct_stat(cell.stat('wsr_suspect'))} {MARK_OK if cell.survived else MARK_BAD}"
+    wsr = cell.stat("wsr_suspect")
+    return f"{cell.attack} {pct(wsr.mean if wsr else None)} {votes_text(cell)}"
+
+
+def votes_text(cell: CellSummary) -> str:
+    """``✓ 2/3``: the majority verdict and how many ok seeds gave it (``✗ 1/2 tie``); DASH without a verdict."""
+    v = cell.votes()
+    if v is None:
+        return DASH
+    return f"{MARK_OK if v.survived else MARK_BAD} {v.agree}/{v.n}" + (" tie" if v.tie else "")
+
+
+def interval_text(cell: CellSummary) -> str:
+    """``[10, 63]`` (t over seeds) or ``[34, 39]¹`` (Wilson on one model's verification hits), in percent."""
+    iv = cell.interval()
+    if iv is None:
+        return ""
+    mark = "¹" if iv.method == "wilson" else ""
+    return f"[{rounded(100 * iv.low, 0):.0f}, {rounded(100 * iv.high, 0):.0f}]{mark}"
+
+
+def board_cell_text(cell: CellSummary, has_watermark: bool) -> str:
+    """A board table cell: ``36.5% [10, 63] ✓ 2/3`` (mean WSR over the ok seeds, its 95% interval, the majority
+    verdict and its votes), ``✗ detected 3/3`` for detection, the clean accuracy for the control, plus how
+    many of the board's seeds are not run yet."""
+    status = cell.status
+    if status in ("error", "n/a", NOT_RUN):
+        text = {"error": "ERR", "n/a": "n/a", NOT_RUN: NOT_RUN_MARK}[status]
+    elif cell.kind == "detection":
+        detected = cell.majority("detected")
+        if detected is None:
+            text = DASH
+        elif not has_watermark:
+            flagged = sum(1 for c in cell.ok if c["detected"])
+            text = f"flagged {flagged}/{len(cell.ok)}"
+        else:
+            v = cell.votes()
+            what = "detected" if cell.found() else ("wrong class" if detected else "undetected")
+            text = f"{MARK_OK if v.survived else MARK_BAD} {what} {v.agree}/{v.n}" + (" tie" if v.tie else "")
+    elif not has_watermark:
+        acc = cell.stat("clean_acc_suspect")
+        text = DASH if acc is None else f"acc {pct(acc.mean)}"
+    else:
+        wsr = cell.stat("wsr_suspect")
+        text = " ".join(t for t in (pct(wsr.mean if wsr else None), interval_text(cell), votes_text(cell)) if t)
+    missing = len(cell.missing_seeds)
+    if missing and status != NOT_RUN:
+        text += f" ({missing} not run)"
+    return text
+
+
+def paper_of(name: str) -> str:
+    """``Lv et al. 2024``: the first "Author et al. YEAR" in the description of the registered scheme or of the
+    scheme it derives from (a registered ablation cites its parent); DASH for an unregistered one."""
+    from bench.registry import DEFENSES
+
+    base = name.split("[", 1)[0]
+    if base not in DEFENSES:
+        return DASH
+    for klass in DEFENSES.get(base).__mro__:
+        hit = re.search(r"[A-Z][\w-]+ et al\.,? \d{4}", (klass.__doc__ or "").strip().split("\n", 1)[0])
+        if hit:
+            return hit.group(0)
+    return DASH
+
+
+def detected_by_text(row: DefenseRow) -> str:
+    """The detectors whose majority found the watermark, ``none of 4`` when none did."""
+    if not row.det_total:
+        return DASH
+    return ", ".join(row.detected_by) if row.detected_by else f"none of {row.det_total}"
+
+
+def embedding_text(row: DefenseRow) -> str:
+    """The victim's training time against the clean control's: ``×1.9 (480 s)``."""
+    if row.embed_s is None:
+        return DASH
+    ratio = f"×{rounded(row.embed_ratio.mean):.1f} " if row.embed_ratio is not None else ""
+    return f"{ratio}({rounded(row.embed_s.mean, 0):,.0f} s)"
 
 
 def detection_text(row: DefenseRow) -> str:
@@ -185,6 +264,15 @@ def status_counts(groups: list[Group]) -> tuple[int, Counter, int]:
         for c in g.cells.values():
             counts.update(card["status"] for card in c.cards)
     return sum(g.n_cards for g in groups), counts, sum(g.not_run for g in groups)
+
+
+def board_line(g: Group) -> str:
+    """``fashion-mnist / small_cnn: board main, profile quick, seeds 0, 1, 2; 250 cards (...), 12 not run``."""
+    n, counts, not_run = status_counts([g])
+    status = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "error", "n/a"))
+    what = f"board {g.board}" if g.board else "ad-hoc board"
+    return (f"{g.label}: {what}, profile {', '.join(g.profiles)}, seeds {', '.join(map(str, g.seeds))}; "
+            f"{n} cards ({status}), {not_run} cell-seeds not run")
 
 
 def meta_items(groups: list[Group]) -> list[tuple[str, str]]:
@@ -211,6 +299,15 @@ CONTROL_NOTE = (
     "models trained with other seeds and on the copies the same attack makes of them. For `none` the attack "
     "columns show the suspect's clean accuracy (detection columns: whether the clean model is flagged)."
 )
+CELL_NOTE = (
+    "A cell: the suspect's WSR as the mean over the ok seeds, its 95% interval [low, high] (Student-t over the "
+    "seeds; ¹ = one seed only: a Wilson interval on that model's verification hits, which omits the spread "
+    "between training runs), and the verdict as the majority of the seeds with how many gave it: ✓ 2/3 = "
+    "ownership still provable on 2 of 3 seeds (WSR above the suspect's own rate of giving that label to clean "
+    "inputs by at least the threshold, and p < 0.01 against the null models); ✗ = removed; a tie counts as "
+    "removed. Detection: ✓ undetected or a wrong class flagged, ✗ detected. ERR error, n/a not applicable, · not "
+    "run. Per-seed p-values: index.html's detail rows and cells.csv."
+)
 RULES_NOTE = (
     "WSR cells: mean ± sd over ok seeds; (k/n) = only k of the n seeds that its scheme and its attack were "
     "both run with are ok. ✓ = ownership still "
@@ -230,7 +327,7 @@ TAIL_HEAD = ("Robustness", "Worst extraction", "Worst removal", "Detection")
 ATTACK_HEAD = (
     "Attack",
     "Kind",
-    "Runs ok / err / n/a / not run",
+    "Runs ok / err / n/a / ·",
     "Removed cheaply",
     "Detected",
     "Suspect acc",

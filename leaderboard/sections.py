@@ -1,0 +1,107 @@
+"""Which page each card is shown on: the declared board (:data:`bench.boards.BOARDS`), the declared studies
+(:data:`bench.boards.STUDIES`) and "other runs", built by :func:`sections`.
+
+* A **board** group holds exactly the board's cells: its schemes (rows, in rank order once ranked), its
+  columns (every one, run or not) and its seeds (every cell is expected at each of them). When the cards hold
+  no cell of any declared board (a user's own run on other data, the test suite's synthetic cards), one
+  *ad-hoc board* per data set, architecture and profile takes its place: the cards at default configurations
+  (no ``[...]`` in the scheme or the column), so the page still ranks what was run.
+* A **study** group holds the cards its declaration matches, per data set and architecture; a card may be on
+  the board and in several studies.
+* **Other runs**: the cards on no board and in no study, listed so that nothing run is silently dropped.
+
+Cards of the tuning seeds (:data:`bench.tuning.TUNING_SEEDS`) are never on a board; they mark the schemes whose
+registered defaults missed the victim-side gate (:func:`leaderboard.summary.gate_marks`) and form the
+``tuning`` study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from leaderboard.summary import CONTROL_DEFENSE, Group, _group, _records, gate_marks
+
+__all__ = ["Sections", "StudyView", "sections"]
+
+
+@dataclass
+class StudyView:
+    study: object  # bench.boards.Study
+    groups: list[Group]
+
+    @property
+    def n_cards(self) -> int:
+        return sum(g.n_cards for g in self.groups)
+
+
+@dataclass
+class Sections:
+    boards: list[Group]  # the declared boards with a card, else the ad-hoc boards
+    declared: bool  # whether ``boards`` are declared boards (False: ad-hoc)
+    studies: list[StudyView] = field(default_factory=list)  # every declared study with a card
+    other: list[dict] = field(default_factory=list)  # cards on no board and in no study, sorted
+    n_cards: int = 0
+
+
+def _board_group(board, cards: list[dict], marks) -> Group:
+    from bench.registry import ATTACKS, DEFENSES
+
+    schemes = tuple(board.schemes(DEFENSES))
+    columns = board.labels(ATTACKS)
+    g = _group(board.dataset, board.arch, cards, defenses=schemes, columns=columns, seeds=tuple(board.seeds),
+               has_watermark={d: d != CONTROL_DEFENSE for d in schemes}, profiles=(board.profile,))
+    g.board = board.name
+    g.gate = {d: why for d, why in marks.get((g.dataset, g.arch), {}).items() if d in g.defenses}
+    return g
+
+
+def _default_config(card: dict) -> bool:
+    return "[" not in card["defense"] and "[" not in card["attack"]
+
+
+def sections(df) -> Sections:
+    """Split a ``load_results`` DataFrame into the board(s), the studies and the other runs."""
+    from bench.boards import BOARDS, STUDIES
+    from bench.registry import ATTACKS, DEFENSES
+    from bench.tuning import TUNING_SEEDS
+
+    cards = _records(df.drop(columns="path")) if "path" in df.columns else _records(df)
+    tuning = df[df.seed.isin(TUNING_SEEDS)]
+    marks = gate_marks(tuning) if len(tuning) else {}
+    out = Sections([], True, n_cards=len(cards))
+    on_board: set[int] = set()
+    for board in BOARDS.values():
+        schemes, labels = set(board.schemes(DEFENSES)), {lab for lab, _ in board.labels(ATTACKS)}
+        mine = [i for i, c in enumerate(cards) if board.holds(c, schemes, labels)]
+        if mine:
+            on_board.update(mine)
+            out.boards.append(_board_group(board, [cards[i] for i in mine], marks))
+    if not out.boards:  # no declared board's cell: rank what was run at default configurations
+        out.declared = False
+        by_key: dict[tuple, list[int]] = {}
+        for i, c in enumerate(cards):
+            if c["seed"] not in TUNING_SEEDS and _default_config(c):
+                by_key.setdefault((c["dataset"], c["arch"], c["profile"]), []).append(i)
+        for (dataset, arch, _profile), idx in sorted(by_key.items()):
+            on_board.update(idx)
+            g = _group(dataset, arch, [cards[i] for i in idx])
+            g.gate = {d: why for d, why in marks.get((dataset, arch), {}).items() if d in g.defenses}
+            out.boards.append(g)
+    in_study: set[int] = set()
+    for study in STUDIES.values():
+        mine = [i for i, c in enumerate(cards) if study.holds(c)]
+        if not mine:
+            continue
+        in_study.update(mine)
+        by_group: dict[tuple[str, str], list[dict]] = {}
+        for i in mine:
+            by_group.setdefault((cards[i]["dataset"], cards[i]["arch"]), []).append(cards[i])
+        groups = []
+        for (dataset, arch), part in sorted(by_group.items()):
+            g = _group(dataset, arch, part)
+            g.gate = {d: why for d, why in marks.get((dataset, arch), {}).items() if d in g.defenses}
+            groups.append(g)
+        out.studies.append(StudyView(study, groups))
+    out.other = sorted((c for i, c in enumerate(cards) if i not in on_board and i not in in_study),
+                       key=lambda c: (c["dataset"], c["arch"], c["profile"], c["defense"], c["attack"], c["seed"]))
+    return out
