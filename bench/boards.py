@@ -139,6 +139,20 @@ class Study:
     profile: str | None = None
     see_also: tuple[str, ...] = ()  # pages of the repository that discuss it (relative to the repository root)
 
+    def validate(self, defenses, attacks) -> None:
+        """Raise a one-line :class:`ConfigError` when a pattern names no registered component (a typo would
+        otherwise match no card and the study would silently be empty)."""
+        for patterns, registry, what in ((self.defenses, defenses, "scheme"), (self.attacks, attacks, "column")):
+            for pattern in patterns:
+                for step in pattern.split(">"):
+                    base = step.split("[", 1)[0]
+                    if "*" in base:
+                        continue
+                    if base not in registry:
+                        raise ConfigError(f"study {self.name!r}: the {what} pattern {shorten(pattern)!r} names "
+                                          f"{base!r}, which is not registered; {suggest(base, registry.list())}"
+                                          "fix bench/boards.py")
+
     def holds(self, card: dict) -> bool:
         return ((not self.seeds or card["seed"] in self.seeds)
                 and all(want is None or card[key] == want
@@ -185,21 +199,21 @@ STUDIES: dict[str, Study] = {
         Study(
             "query-budget", "Query budget of extraction",
             "How a stolen copy's WSR grows with the attacker's query budget (MEA-Defender's Fig. 2).",
-            defenses=("*",), attacks=("soft_label", "soft_label[queries=*", "hard_label", "hard_label[queries=*"),
+            defenses=("*",), attacks=("soft_label", "soft_label[*queries=*", "hard_label", "hard_label[*queries=*"),
             seeds=(0, 1, 2),
         ),
         Study(
             "pruning-rate", "Pruning rate",
             "How much of the network a pruning attacker must remove before the watermark goes, and what the copy's "
             "accuracy pays for it.",
-            defenses=("*",), attacks=("prune", "prune[rate=*"), seeds=(0, 1, 2),
+            defenses=("*",), attacks=("prune", "prune[*rate=*"), seeds=(0, 1, 2),
         ),
         Study(
             "extraction-settings", "Extraction epochs, temperature and transfer data",
             "Whether a soft-label copy trained longer, on softened outputs, or on another data set (MNIST queries "
             "to a Fashion-MNIST API) carries the watermark more or less.",
-            defenses=("*",), attacks=("soft_label", "soft_label[epochs=*", "soft_label[temperature=*", "knockoff",
-                                      "knockoff[pool=*"),
+            defenses=("*",), attacks=("soft_label", "soft_label[*epochs=*", "soft_label[*temperature=*", "knockoff",
+                                      "knockoff[*pool=*"),
             seeds=(0, 1, 2),
         ),
         Study(

@@ -20,12 +20,14 @@ from bench.results import card_path, iter_cards
 from bench.score import verdict
 from bench.spec import parse_spec, split_top_level
 from leaderboard.drawn import dumps, read_sidecar, sidecar
+from leaderboard.export import CSV_NAME
 from leaderboard.text import first_difference
 
 __all__ = ["check_leaderboard", "stale_versions", "verdict_mismatch"]
 
 # what render() may write; anything else under the output folder is not ours to judge
-_OUTPUTS = ("LEADERBOARD.md", "index.html", "cells.csv", "figures/*.png", "figures/*.json")
+_OUTPUTS = ("LEADERBOARD.md", "index.html", "cells.csv", "figures/*.png", "figures/*.json", "studies/*.md",
+            "studies/*.html")
 
 
 def _outputs(root: Path) -> set[str]:
@@ -48,7 +50,33 @@ def _compare(rendered: Path, published: Path) -> str | None:
         if old is not None and old.get("matplotlib") != (read_sidecar(sidecar(rendered)) or {}).get("matplotlib"):
             return None  # another matplotlib draws other pixels; the record beside it is compared instead
     a, b = rendered.read_bytes(), published.read_bytes()
-    return None if a == b else first_difference(a, b)
+    if a == b:
+        return None
+    if published.name == CSV_NAME:
+        return csv_difference(a, b) or first_difference(a, b)
+    return first_difference(a, b)
+
+
+def csv_difference(rendered: bytes, published: bytes) -> str | None:
+    """The first card whose row of ``cells.csv`` differs, and the field: ``card results/...json: wsr_suspect is
+    0.2085 in the published CSV, 0.0085 from the cards``; None when the rows cannot be read or none differs."""
+    import csv
+    import io
+
+    try:
+        fresh = {r["card"]: r for r in csv.DictReader(io.StringIO(rendered.decode()))}
+        old = {r["card"]: r for r in csv.DictReader(io.StringIO(published.decode()))}
+    except (UnicodeDecodeError, KeyError, csv.Error):
+        return None
+    for card in sorted(fresh.keys() | old.keys()):
+        if card not in old:
+            return f"card {card}: no row in the published CSV"
+        if card not in fresh:
+            return f"card {card}: a published row, but no such card"
+        for name, value in fresh[card].items():
+            if old[card].get(name) != value:
+                return f"card {card}: {name} is {old[card].get(name)!r} in the published CSV, {value!r} from the card"
+    return None
 
 
 def stale_versions(card: dict) -> str | None:
@@ -92,7 +120,7 @@ def check_leaderboard(results_dir: str | Path, out_dir: str | Path, readme: str 
     from bench.results import load_results
     from leaderboard.ranking import sync_readme
     from leaderboard.render import render
-    from leaderboard.summary import summarize
+    from leaderboard.sections import sections
 
     results, out = Path(results_dir), Path(out_dir)
     problems = []
@@ -122,7 +150,7 @@ def check_leaderboard(results_dir: str | Path, out_dir: str | Path, readme: str 
             if problem:
                 problems.append(f"{out / name}: differs from what the cards render ({problem})")
     if readme is not None:
-        problem = sync_readme(readme, summarize(load_results(results)), write=False)
+        problem = sync_readme(readme, sections(load_results(results)).boards, write=False)
         if problem:
             problems.append(problem)
     return problems

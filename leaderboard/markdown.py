@@ -104,8 +104,8 @@ def render_markdown(sections, title: str, cost: bool = False) -> str:
         lines += [f"## {escape_md(board_line(g))}", "", "### Ranked summary", "", *ranked_table(g), "",
                   escape_md(RANK_RULE), ""]
         if g.gate:
-            lines += [escape_md(GATE_NOTE), ""] + [f"- {code(d)}: {escape_md(why)}" for d, why in sorted(g.gate.items())]
-            lines += [""]
+            lines += [escape_md(GATE_NOTE), ""]
+            lines += [f"- {code(d)}: {escape_md(why)}" for d, why in sorted(g.gate.items())] + [""]
         lines += [escape_md(CELL_NOTE), "", escape_md(CONTROL_NOTE), ""]
         lines += kind_tables(g, board_rows(g))
         lines += ["### Attacks", ""]

@@ -15,7 +15,7 @@ from bench.errors import WmbenchError
 from leaderboard.drawn import save_figure
 from leaderboard.studies import QUERIES_FIELD, Sweep, cost_points, sweep_axis, sweep_fields
 from leaderboard.summary import KIND_ORDER, NOT_RUN, Group, defense_sort_key
-from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, partial_suffix, point_text, rounded, sweep_title
+from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, point_text, rounded, sweep_title
 
 HEATMAP_DPI = 100
 HEATMAP_NOTE = ("Text: the suspect's WSR (mean over ok seeds) and the verdict. Colour: what the verdict rests on, "
@@ -88,13 +88,9 @@ def evidence(cell) -> float:
 
 
 def heatmap_name(g: Group) -> str:
-    """``figures/wsr_heatmap.png`` for the main board, ``figures/wsr_heatmap-<board or data-arch-profile>.png``
-    for any other, relative to the output folder."""
-    from bench.results import slug
-
-    if g.board == "main":
-        return HEATMAP_NAME
-    return f"figures/wsr_heatmap-{slug(g.board or '-'.join((g.dataset, g.arch, *g.profiles)))}.png"
+    """Where a board's heatmap goes, relative to the output folder (:func:`leaderboard.sections.sections` names
+    it: ``figures/wsr_heatmap.png`` for the main board or a lone ad-hoc one)."""
+    return g.heatmap
 
 
 HEATMAP_PANELS = (("control", "extraction"), ("removal",))  # columns grouped by threat class, one panel each

@@ -36,7 +36,8 @@ __all__ = ["RANK_RULE", "RANKED_HEAD", "START", "END", "Standing", "ranking_colu
 
 RANK_RULE = ("Ranked by robustness: of the board's extraction and removal columns (chains and the "
              "cross-architecture copy included), how many keep ownership provable by the majority verdict of their "
-             "seeds (k/n, the same n for every ranked scheme; a tie between seeds counts as not provable); ties "
+             "seeds (k/n; n is the same for every ranked scheme but for columns not applicable to it, n/a; a tie "
+             "between seeds counts as not provable); ties "
              "broken by accuracy cost against `none` (smaller first); schemes equal on both share a rank. Detection "
              "is shown beside, not mixed in. A scheme with a column not run yet is listed below the ranking, not "
              "ranked. ⚠: the scheme's registered defaults missed the victim-side tuning gate.")
@@ -51,7 +52,7 @@ class Standing:
     row: DefenseRow
     survived: int  # columns whose majority verdict is retained
     judged: int  # columns with an ok cell and a verdict
-    columns: int  # the ranking's columns
+    columns: int  # the ranking's columns that apply to the scheme (not n/a)
     seeds: tuple[int, int] = (0, 0)  # fewest and most ok seeds behind one of its verdicts
 
     @property
@@ -77,9 +78,10 @@ def standings(group: Group) -> tuple[list[tuple[int, Standing]], list[Standing]]
         if not row.has_watermark or "[" in row.name:
             continue
         cells = [group.cells[(row.name, a)] for a in columns if (row.name, a) in group.cells]
-        judged = [c for c in cells if c.status == "ok" and c.survived is not None]
+        applicable = [c for c in cells if c.status != "n/a"]  # an attack that cannot apply to the scheme
+        judged = [c for c in applicable if c.status == "ok" and c.survived is not None]
         counts = [len(c.ok) for c in judged] or [0]
-        every.append(Standing(row, sum(1 for c in judged if c.survived), len(judged), len(columns),
+        every.append(Standing(row, sum(1 for c in judged if c.survived), len(judged), len(applicable),
                               (min(counts), max(counts))))
     full = sorted((s for s in every if s.complete), key=lambda s: (s.key(), s.row.name))
     ranked: list[tuple[int, Standing]] = []
@@ -124,6 +126,8 @@ def ranked_table(group: Group) -> list[str]:
         mark = " ⚠" if s.row.name in group.gate else ""
         lines.append(f"| {rank} | {code(s.row.name)}{mark} | " + " | ".join(escape_md(v) for v in vals) + " |")
     ranked, unranked = standings(group)
+    if not ranked and not unranked:
+        return ["No watermarked scheme on this board yet: only the clean control."]
     if unranked:
         lines += ["", "Not ranked yet (a column not run): " + ", ".join(
             f"{code(s.row.name)} ({s.judged} of {s.columns} columns judged)" for s in unranked) + "."]

@@ -5,10 +5,11 @@ its heatmap and the attack-cost-versus-WSR scatter), one page per declared study
 Everything here is a pure function of the cards (no clock, no host, no randomness), so the same cards give
 byte-identical Markdown and HTML, and a byte-identical PNG for a given matplotlib version.
 
-This module only orchestrates and publishes: :mod:`leaderboard.sections` sorts the cards onto the board and the studies,
-:mod:`leaderboard.summary` aggregates them (and states the aggregation rules), :mod:`leaderboard.studies` finds the sweeps and the cost points, :mod:`leaderboard.text`
-formats, :mod:`leaderboard.markdown`, :mod:`leaderboard.studypages` and :mod:`leaderboard.html` write the pages and :mod:`leaderboard.plots`
-draws the figures.
+This module only orchestrates and publishes: :mod:`leaderboard.sections` sorts the cards onto the board and
+the studies, :mod:`leaderboard.summary` aggregates them (and states the aggregation rules),
+:mod:`leaderboard.studies` finds the sweeps and the cost points, :mod:`leaderboard.text` formats,
+:mod:`leaderboard.markdown`, :mod:`leaderboard.studypages` and :mod:`leaderboard.html` write the pages and
+:mod:`leaderboard.plots` draws the figures.
 """
 
 from __future__ import annotations

@@ -63,6 +63,7 @@ def sections(df) -> Sections:
     """Split a ``load_results`` DataFrame into the board(s), the studies and the other runs."""
     from bench.boards import BOARDS, STUDIES
     from bench.registry import ATTACKS, DEFENSES
+    from bench.results import slug
     from bench.tuning import TUNING_SEEDS
 
     cards = _records(df.drop(columns="path")) if "path" in df.columns else _records(df)
@@ -87,10 +88,14 @@ def sections(df) -> Sections:
             g = _group(dataset, arch, [cards[i] for i in idx])
             g.gate = {d: why for d, why in marks.get((dataset, arch), {}).items() if d in g.defenses}
             out.boards.append(g)
+    for g in out.boards:
+        if g.board != "main" and (out.declared or len(out.boards) > 1):
+            g.heatmap = f"figures/wsr_heatmap-{slug(g.board or '-'.join((g.dataset, g.arch, *g.profiles)))}.png"
     in_study: set[int] = set()
     for study in STUDIES.values():
+        study.validate(DEFENSES, ATTACKS)
         mine = [i for i, c in enumerate(cards) if study.holds(c)]
-        if not mine:
+        if all(cards[i]["defense"] == CONTROL_DEFENSE for i in mine):  # nothing studied, the control alone
             continue
         in_study.update(mine)
         by_group: dict[tuple[str, str], list[dict]] = {}

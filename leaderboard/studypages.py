@@ -9,10 +9,21 @@ mean WSR over seeds, 95% interval, majority verdict with its votes).
 
 from __future__ import annotations
 
-from leaderboard.markdown import code, escape_md, kind_tables, md_table
+from leaderboard.markdown import MAX_COLUMNS, chunks, code, escape_md, kind_tables, md_table
 from leaderboard.studies import Sweep, find_sweeps, sweep_fields
 from leaderboard.summary import CONTROL_DEFENSE, KIND_ORDER, Group, Stat
-from leaderboard.text import DASH, MARK_BAD, MARK_OK, pct, pct_stat, point_text, pts_stat, share
+from leaderboard.text import (
+    DASH,
+    MARK_BAD,
+    MARK_OK,
+    pct,
+    pct_stat,
+    point_text,
+    pts_stat,
+    share,
+    sweep_rows,
+    sweep_title,
+)
 
 __all__ = ["OTHER_NAME", "study_name", "study_figure_name", "study_sweeps", "render_study", "render_other",
            "study_summary"]
@@ -108,7 +119,13 @@ def render_study(view) -> str:
         name = study_figure_name(st.name, fld)
         lines += [f"## {escape_md(heading)}", "", f"[![{escape_md(alt)}](../{name})](../{name})", "",
                   escape_md(note), ""]
-        del sweeps
+        for sw in sweeps:
+            head, rows = sweep_rows(sw)
+            lines += [f"### {escape_md(sweep_title(sw))}", ""]
+            for part in chunks(list(range(len(head))), MAX_COLUMNS - 1):
+                table = [[code(d)] + [escape_md(vals[i]) for i in part] for d, vals in rows]
+                lines += md_table([f"Scheme ({escape_md(sw.axis)})"] + [head[i] for i in part], table,
+                                  "l" + "r" * len(part))
     for g in view.groups:
         lines += [f"## {escape_md(g.label)}", ""]
         head_cols = (("Victim acc", lambda d, g=g: _row_text(g, d, "victim_acc")),

@@ -198,6 +198,7 @@ class Group:
     n_cards: int
     gate: dict[str, str] = field(default_factory=dict)  # scheme -> why it did not meet the tuning gate
     board: str | None = None  # the declared board this group shows (bench/boards.py), if it is one
+    heatmap: str = "figures/wsr_heatmap.png"  # where a board's heatmap goes (leaderboard.sections names it)
 
     @property
     def label(self) -> str:

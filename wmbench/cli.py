@@ -138,7 +138,7 @@ def _run_options(args) -> dict:
 
 
 def cmd_list(args) -> int:
-    from bench.boards import BOARDS
+    from bench.boards import BOARDS, STUDIES
     from bench.data import DATASETS
     from bench.models import list_archs
     from bench.profiles import PROFILES
@@ -156,6 +156,7 @@ def cmd_list(args) -> int:
     print("architectures: " + ", ".join(list_archs()) + ", timm:<name>, tv:<name>")
     print("profiles:      " + ", ".join(PROFILES))
     print("boards:        " + ", ".join(f"{b.name} ({b.description})" for b in BOARDS.values()))
+    print("studies:       " + ", ".join(STUDIES))
     return 0
 
 

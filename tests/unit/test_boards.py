@@ -1,4 +1,5 @@
-"""Declared boards: the main board's schemes and columns, narrowing it for chunked runs, one-line errors."""
+"""Declared boards and studies: the main board's schemes and columns, narrowing it for chunked runs, the
+studies' patterns, one-line errors."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from bench.boards import BOARDS, Board, get_board
+from bench.boards import BOARDS, STUDIES, Board, get_board, get_study, spec_match
 from bench.errors import ConfigError, UnknownNameError
 from bench.registry import ATTACKS, DEFENSES
 
@@ -52,3 +53,41 @@ def test_unknown_board():
     assert "main" in BOARDS
     with pytest.raises(UnknownNameError, match="unknown board 'mian'; did you mean main"):
         get_board("mian")
+
+
+def test_every_declared_study_names_registered_components():
+    for study in STUDIES.values():
+        study.validate(DEFENSES, ATTACKS)
+
+
+def test_a_study_with_a_typo_is_one_line():
+    bad = dataclasses.replace(get_study("pruning-rate"), attacks=("prune", "prnue[rate=*"))
+    want = (r"^study 'pruning-rate': the column pattern 'prnue\[rate=\*' names 'prnue', which is not registered; "
+            r"did you mean prune\? fix bench/boards.py$")
+    with pytest.raises(ConfigError, match=want) as err:
+        bad.validate(DEFENSES, ATTACKS)
+    assert "\n" not in str(err.value)
+    with pytest.raises(UnknownNameError, match="unknown study 'tunning'; did you mean tuning"):
+        get_study("tunning")
+
+
+@pytest.mark.parametrize(("label", "pattern", "hit"), [
+    ("mea_defender[kl_weight=0.02]", "mea_defender[kl_weight=*", True),
+    ("mea_defender", "mea_defender[kl_weight=*", False),
+    ("prune[rate=0.1]", "prune[rate=*", True),
+    ("prune", "prune[rate=*", False),
+    ("soft_label>prune", "*", True),
+    ("content", "content[*", False),  # brackets are literal, not a character class
+    ("c", "[abc]", False),
+])
+def test_study_patterns_match_spec_labels(label, pattern, hit):
+    assert spec_match(label, pattern) is hit
+
+
+def test_a_card_belongs_to_a_study_by_scheme_column_seed_and_data():
+    study = get_study("pruning-rate")
+    card = {"defense": "content", "attack": "prune[rate=0.3]", "seed": 1, "dataset": "fashion-mnist",
+            "arch": "small_cnn", "profile": "quick"}
+    assert study.holds(card)
+    assert not study.holds({**card, "seed": 100})  # the tuning seeds are never in a board study
+    assert not study.holds({**card, "attack": "fine_tune"})

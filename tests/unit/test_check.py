@@ -48,6 +48,10 @@ def test_a_hand_edited_card_fails_the_check(tmp_path: Path, capsys):
     path.write_text(json.dumps(card))
     problems = check_leaderboard(results, out)
     assert any("LEADERBOARD.md" in p and "differs" in p for p in problems)
+    # the CSV's difference names the card and the field
+    (csv_problem,) = [p for p in problems if "cells.csv" in p]
+    assert ("card synthetic/small_cnn/content/soft_label/seed-0.json: wsr_suspect is '0.42' in the published CSV, "
+            "'0.95' from the card") in csv_problem
     assert main(["leaderboard", "--results", str(results), "--out", str(out), "--check"]) == 1
     err = capsys.readouterr().err
     assert "re-render it with `wmbench leaderboard" in err
@@ -86,6 +90,20 @@ def test_missing_and_stale_figures_are_named(tmp_path: Path):
     problems = check_leaderboard(results, out)
     assert any("wsr_heatmap.png: missing" in p for p in problems)
     assert any("old.png: stale" in p for p in problems)
+
+
+def test_study_pages_are_checked_too(tmp_path: Path):
+    results, out = _publish(tmp_path)
+    pages = sorted(p.name for p in (out / "studies").glob("*.md"))
+    assert "other-runs.md" in pages and "query-budget.md" in pages
+    page = out / "studies" / "query-budget.md"
+    page.write_text(page.read_text(encoding="utf-8").replace("42.0%", "52.0%"), encoding="utf-8")
+    (out / "studies" / "old-study.md").write_text("gone\n", encoding="utf-8")
+    (out / "studies" / "other-runs.md").unlink()
+    problems = check_leaderboard(results, out)
+    assert any("query-budget.md: differs" in p and "52.0%" in p for p in problems)
+    assert any("old-study.md: stale" in p for p in problems)
+    assert any("other-runs.md: missing" in p for p in problems)
 
 
 def test_a_card_at_the_wrong_path_is_named(tmp_path: Path):

@@ -139,36 +139,46 @@ def test_make_card_is_valid_and_follows_the_defense():
         make_card(wsr_suspect=1.5)
 
 
+GOLDEN_KEYS = {"markdown", "html", "csv", "heatmap", "cost", "other", "study:query-budget",
+               "study:extraction-settings", "study:detection"}
+
+
 def test_golden_render(golden_results: Path, tmp_path: Path):
-    paths = render(golden_results, tmp_path / "out")
-    assert set(paths) == {"markdown", "html", "csv", "heatmap", "cost"}
-    assert paths["heatmap"] == tmp_path / "out" / "figures" / "wsr_heatmap.png"
-    assert paths["cost"] == tmp_path / "out" / "figures" / "cost_vs_wsr.png"
+    """Every page (the board, the study pages, other runs) and the CSV, byte for byte."""
+    out = tmp_path / "out"
+    paths = render(golden_results, out)
+    assert set(paths) == GOLDEN_KEYS
+    assert paths["heatmap"] == out / "figures" / "wsr_heatmap.png"
+    assert paths["cost"] == out / "figures" / "cost_vs_wsr.png"
     assert_png(paths["heatmap"])
     assert_png(paths["cost"])
-    pages = (("markdown", "LEADERBOARD.md"), ("html", "index.html"), ("csv", "cells.csv"))
-    files = {name: paths[key].read_bytes() for key, name in pages}
+    files = {str(p.relative_to(out)): p.read_bytes() for p in sorted(paths.values()) if p.suffix != ".png"}
     if os.environ.get("WMBENCH_UPDATE_GOLDEN") == "1":  # regenerating is never a pass: review, then re-run
-        GOLDEN.mkdir(parents=True, exist_ok=True)
+        for old in GOLDEN.rglob("*"):
+            if old.is_file():
+                old.unlink()
         for name, got in files.items():
+            (GOLDEN / name).parent.mkdir(parents=True, exist_ok=True)
             (GOLDEN / name).write_bytes(got)
         pytest.fail("goldens regenerated; review `git diff tests/unit/golden` and re-run without WMBENCH_UPDATE_GOLDEN")
+    assert sorted(files) == sorted(str(p.relative_to(GOLDEN)) for p in GOLDEN.rglob("*") if p.is_file())
     for name, got in files.items():
         golden = GOLDEN / name
-        assert golden.is_file(), f"{golden} missing; run with WMBENCH_UPDATE_GOLDEN=1 to create it"
         assert got == golden.read_bytes(), f"{name} differs from {golden}; if intended, regenerate the golden"
 
 
 @pytest.mark.parametrize(
     ("cards", "keys"),
     [
-        ("golden", {"markdown", "html", "csv", "heatmap", "cost"}),
-        ("sweeps", {"markdown", "html", "csv", "heatmap", "cost", "queries", "wsr_vs_rate", "wsr_vs_temperature"}),
+        ("golden", GOLDEN_KEYS),
+        ("sweeps", {"markdown", "html", "csv", "heatmap", "cost", "other", "study:query-budget",
+                    "study:query-budget:queries", "study:query-budget:temperature", "study:pruning-rate",
+                    "study:pruning-rate:rate", "study:extraction-settings", "study:extraction-settings:queries"}),
     ],
 )
 def test_render_is_deterministic(cards: str, keys: set[str], tmp_path: Path):
-    """Byte-identical outputs, every figure included, for the same cards (the sweep cards draw every sweep
-    figure: queries, pruning rate and temperature)."""
+    """Byte-identical outputs, every page and figure included, for the same cards (the sweep cards draw every
+    sweep figure of their studies: queries, pruning rate and temperature)."""
     made = golden_cards() if cards == "golden" else sweep_cards() + prune_cards()
     root = write_cards(tmp_path / "results", made)
     a = render(root, tmp_path / "a")
@@ -195,22 +205,20 @@ def test_status_looks_differ_and_errors_are_escaped(golden_results: Path, tmp_pa
     assert "<layer" not in page
     assert 'title="seed 0: error: RuntimeError: CUDA out of memory' in page
     assert '<img src="figures/wsr_heatmap.png"' in page
-    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "http://" not in page and "https://" not in page
 
 
 def test_markdown_shows_control_legend_and_marks(golden_results: Path, tmp_path: Path):
     text = render(golden_results, tmp_path / "out")["markdown"].read_text(encoding="utf-8")
     assert "| `none` (control) |" in text
     assert "null/control" in text
-    assert "96.0 ± 1.4% ✓" in text  # identity, two seeds
-    # soft_label ran at seed 0 only (no card of any scheme at seed 1): one seed, nothing missing
-    assert "| 12.0% ✗ | ERR |" in text
+    assert "| 96.0 ± 1.4% |" in text  # the victim WSR of the ranked summary: identity, two seeds
+    # soft_label ran at seed 0 only (no card of any scheme at seed 1): one seed, a Wilson interval, none missing
+    assert "| `content` | 12.0% \\[7, 20\\]¹ ✗ 1/1 |" in text  # Wilson: 12 of 100 verification inputs
     assert "| ERR |" in text and "| n/a |" in text and "| · |" in text
-    assert "![WSR heatmap](figures/wsr_heatmap.png)" in text
-    assert "3.1e-01" in text  # p-values in scientific notation
-    error_row = next(line for line in text.splitlines() if "| error |" in line)
-    assert "tried to…" in error_row and "7.79 GiB" not in error_row  # truncated to 80 characters
-    assert "\\|" in error_row  # a pipe in the message does not break the table
+    assert "[![WSR after attack, rows in rank order](figures/wsr_heatmap.png)](figures/wsr_heatmap.png)" in text
+    assert "Per-seed p-values" in text and "cells.csv" in text
+    assert max(len(line.split(" | ")) for line in text.splitlines() if line.startswith("|")) <= 12
 
 
 VICTIM_ACC = {0: 0.88, 1: 0.89, 2: 0.87}  # of the `wm` victims; `none` victims: 0.90 and 0.92
@@ -283,16 +291,16 @@ def test_robustness_and_cost_by_hand(tmp_path: Path):
     assert rows["rem1"].suspect_acc.mean == pytest.approx((0.9 + 0.5) / 2)
 
     text = render(root, tmp_path / "out")["markdown"].read_text(encoding="utf-8")
-    wm_row = next(line for line in text.splitlines() if line.startswith("| `wm` |"))
-    assert "1/3 (33.3%)" in wm_row
-    assert "-2.5 ± 0.7 pts" in wm_row
-    assert "ext2: 10.0% ✗" in wm_row and "rem1: 40.0 ± 28.3% ✗" in wm_row
-    assert "✗ 1/2 undetected; detected by det1" in wm_row
-    assert "| 56.7 ± 32.1% ✓ |" in wm_row  # ext1: all three seeds ok, so no (k/n)
-    # rem1 and identity ran at seeds 0 and 1 (seed 2 exists only in ext1): complete, no (k/n)
-    assert "| 40.0 ± 28.3% ✗ |" in wm_row
-    assert "| 95.0 ± 0.0% ✓ |" in wm_row
-    assert "| 88.0 ± 1.0% | -2.5 ± 0.7 pts |" in wm_row
+    # the ranked summary: rem3 (an error) is a column not judged yet, so `wm` is listed, not ranked; rem2 (n/a)
+    # does not apply to it and is out of its n
+    summary = next(line for line in text.splitlines() if line.startswith("| — | `wm` |"))
+    assert summary == ("| — | `wm` | — | -2.5 ± 0.7 pts | 95.0 ± 0.0% | 1/3 (1 not run) | ext2 10.0% ✗ 1/1 "
+                       "| rem1 40.0% ✗ 1/2 tie | det1 | — | 1-3 |")
+    rows = [line for line in text.splitlines() if line.startswith("| `wm` |")]
+    # ext1: three seeds, t interval 56.7 ± 4.303 * 32.1 / sqrt(3), clipped at 0; retained on 2 of 3
+    assert rows[0] == "| `wm` | 56.7% [0, 100] ✓ 2/3 | 10.0% [6, 17]¹ ✗ 1/1 |".replace("[", "\\[").replace("]", "\\]")
+    assert rows[1].startswith("| `wm` | 40.0% \\[0, 100\\] ✗ 1/2 tie | n/a | ERR |")
+    assert rows[2] == "| `wm` | ✗ detected 1/1 | ✓ undetected 1/1 |"
 
 
 def test_several_datasets_get_their_own_sections(tmp_path: Path):
@@ -316,7 +324,7 @@ def test_several_datasets_get_their_own_sections(tmp_path: Path):
 def test_only_the_control_still_renders(tmp_path: Path):
     root = write_cards(tmp_path / "results", [make_card(defense="none")])
     paths = render(root, tmp_path / "out")
-    assert "| `none` (control) |" in paths["markdown"].read_text(encoding="utf-8")
+    assert "No watermarked scheme on this board yet" in paths["markdown"].read_text(encoding="utf-8")
     assert_png(paths["heatmap"])
     assert "cost" not in paths  # no watermark: nothing to put on the cost-versus-WSR figure
 
@@ -406,14 +414,18 @@ def test_query_sweeps_are_found(tmp_path: Path):
 def test_wsr_versus_queries_figure_and_tables(tmp_path: Path):
     root = write_cards(tmp_path / "results", sweep_cards())
     paths = render(root, tmp_path / "out")
-    assert paths["queries"] == tmp_path / "out" / "figures" / "wsr_vs_queries.png"
-    assert_png(paths["queries"])
-    assert paths["wsr_vs_temperature"] == tmp_path / "out" / "figures" / "wsr_vs_temperature.png"
-    text = paths["markdown"].read_text(encoding="utf-8")
-    assert "![WSR and stolen accuracy versus queries](figures/wsr_vs_queries.png)" in text
+    assert paths["study:query-budget:queries"] == tmp_path / "out" / "figures" / "study-query-budget-wsr_vs_queries.png"
+    assert_png(paths["study:query-budget:queries"])
+    assert "study:query-budget:temperature" in paths
+    text = paths["study:query-budget"].read_text(encoding="utf-8")
+    fig = "../figures/study-query-budget-wsr_vs_queries.png"
+    assert f"[![WSR and stolen accuracy versus queries]({fig})]({fig})" in text
     assert text.index("## WSR versus queries") < text.index("## WSR versus temperature")
     assert "### synthetic / small\\_cnn: soft\\_label (extraction)" in text
-    assert "| Scheme | 1,000 | 5,000 | 30,000 (all) |" in text
+    assert "| Scheme (queries) | 1,000 | 5,000 | 30,000 (all) |" in text
+    # the summary's numbers come from the cards: content is the one watermarked scheme at both ends
+    assert ("`soft_label` (extraction), queries 1,000 → 30,000 (all): mean WSR over the watermarked schemes "
+            "15.0% → 70.0% (1 and 1 schemes); ownership provable for 0/1 → 1/1.") in text
     row = next(line for line in text.splitlines() if line.startswith("| `content` | WSR 15.0%"))
     # seed 1 exists only at 5,000 queries and only for `content`: every other point ran at its one seed
     assert row == ("| `content` | WSR 15.0% ✗ · acc 70.0% | WSR 45.0 ± 7.1% ✓ · acc 81.0 ± 1.4% "
@@ -422,20 +434,21 @@ def test_wsr_versus_queries_figure_and_tables(tmp_path: Path):
     assert "| `content` | WSR 20.0% ✗ · acc 90.0% | ERR |" in text  # the temperature-7 sweep (seed 0 only)
     assert "| `none` | · | · |" in text
     page = paths["html"].read_text(encoding="utf-8")
-    assert '<img src="figures/wsr_vs_queries.png"' in page and "<h2>WSR versus queries</h2>" in page
+    assert "study-query-budget-wsr_vs_queries.png" in page
     again = render(root, tmp_path / "again")
-    assert again["queries"].read_bytes() == paths["queries"].read_bytes()
+    key = "study:query-budget:queries"
+    assert again[key].read_bytes() == paths[key].read_bytes()
 
 
 def test_no_sweep_no_figure_and_no_stale_one(golden_results: Path, tmp_path: Path):
     out = tmp_path / "out"
     render(write_cards(tmp_path / "sweep", sweep_cards()), out)
-    assert (out / "figures" / "wsr_vs_queries.png").is_file()
-    assert (out / "figures" / "wsr_vs_temperature.png").is_file()
+    assert (out / "figures" / "study-query-budget-wsr_vs_queries.png").is_file()
+    assert (out / "figures" / "study-query-budget-wsr_vs_temperature.png").is_file()
     paths = render(golden_results, out)
-    assert "queries" not in paths and not (out / "figures" / "wsr_vs_queries.png").exists()
-    assert not list((out / "figures").glob("wsr_vs_*.png"))
-    for key in ("markdown", "html"):
+    assert not [k for k in paths if k.count(":") == 2]  # no study figure
+    assert not list((out / "figures").glob("*wsr_vs_*"))  # nor a stale one, nor its record
+    for key in ("markdown", "html", "study:query-budget"):
         assert "wsr_vs_" not in paths[key].read_text(encoding="utf-8")
 
 
@@ -518,9 +531,9 @@ def test_a_cell_is_expected_at_the_seeds_its_row_and_column_share(tmp_path: Path
     assert g.cells[("content", "A")].complete and g.cells[("content", "C")].seeds == (0,)
     assert g.cells[("none", "C")].missing_seeds == (0,)  # never run: expected at its scheme's seeds in C's
     text = render(tmp_path / "results", tmp_path / "out")["markdown"].read_text(encoding="utf-8")
-    assert "1 cell-seed(s) not run" not in text and "3 cell-seed(s) not run" in text
-    content_row = next(line for line in text.splitlines() if line.startswith("| `content` |") and "(1/2)" in line)
-    assert content_row.count("(1/2)") == 1
+    assert "1 cell-seeds not run" not in text and "3 cell-seeds not run" in text
+    content_row = next(line for line in text.splitlines() if line.startswith("| `content` |") and "not run" in line)
+    assert content_row.count("(1 not run)") == 1
 
 
 def test_columns_differing_in_two_fields_or_in_no_number_are_no_sweep(tmp_path: Path):
@@ -553,16 +566,17 @@ def test_columns_differing_in_two_fields_or_in_no_number_are_no_sweep(tmp_path: 
 def test_wsr_versus_pruning_rate_figure_and_tables(tmp_path: Path):
     root = write_cards(tmp_path / "results", prune_cards())
     paths = render(root, tmp_path / "out")
-    assert "queries" not in paths
-    assert paths["wsr_vs_rate"] == tmp_path / "out" / "figures" / "wsr_vs_rate.png"
-    assert_png(paths["wsr_vs_rate"])
-    assert not (tmp_path / "out" / "figures" / "wsr_vs_queries.png").exists()
-    text = paths["markdown"].read_text(encoding="utf-8")
+    key = "study:pruning-rate:rate"
+    assert sorted(k for k in paths if k.startswith("study:")) == ["study:pruning-rate", key]
+    assert paths[key] == tmp_path / "out" / "figures" / "study-pruning-rate-wsr_vs_rate.png"
+    assert_png(paths[key])
+    text = paths["study:pruning-rate"].read_text(encoding="utf-8")
     assert "## WSR versus pruning rate" in text
-    assert "![WSR and suspect accuracy versus pruning rate](figures/wsr_vs_rate.png)" in text
+    fig = "../figures/study-pruning-rate-wsr_vs_rate.png"
+    assert f"[![WSR and suspect accuracy versus pruning rate]({fig})]({fig})" in text
     assert "differ only in their pruning rate (rate)" in text
     assert "### synthetic / small\\_cnn: prune (removal)" in text
-    assert "| Scheme | 0.1 | 0.3 | 0.5 |" in text
+    assert "| Scheme (pruning rate) | 0.1 | 0.3 | 0.5 |" in text
     # seed 1 exists only at rate 0.3 and only for `content`: every other point ran at its one seed
     assert ("| `content` | WSR 90.0% ✓ · acc 89.0% | WSR 55.0 ± 7.1% ✓ · acc 85.0 ± 1.4% "
             "| WSR 20.0% ✗ · acc 70.0% |") in text
@@ -570,29 +584,24 @@ def test_wsr_versus_pruning_rate_figure_and_tables(tmp_path: Path):
     # the chains and the two-field column make no table
     assert [x for x in text.splitlines() if x.startswith("### ") and "prune" in x] == [
         "### synthetic / small\\_cnn: prune (removal)"]
-    page = paths["html"].read_text(encoding="utf-8")
-    assert "<h2>WSR versus pruning rate</h2>" in page and '<img src="figures/wsr_vs_rate.png"' in page
-    assert "<th class=\"name\">Scheme<br><small>pruning rate</small></th><th>0.1</th><th>0.3</th><th>0.5</th>" in page
-    assert "<h2>WSR versus queries</h2>" not in page
     again = render(root, tmp_path / "again")
-    assert again["wsr_vs_rate"].read_bytes() == paths["wsr_vs_rate"].read_bytes()
+    assert again[key].read_bytes() == paths[key].read_bytes()
 
 
 def test_queries_and_rate_sweeps_together_and_no_stale_rate_figure(tmp_path: Path):
     out = tmp_path / "out"
     paths = render(write_cards(tmp_path / "both", sweep_cards() + prune_cards()), out)
-    assert {"queries", "wsr_vs_rate", "wsr_vs_temperature"} <= set(paths)
+    assert {"study:query-budget:queries", "study:pruning-rate:rate", "study:query-budget:temperature"} <= set(paths)
     text = paths["markdown"].read_text(encoding="utf-8")
-    # queries first, then the other fields by name
-    assert text.index("## WSR versus queries") < text.index("## WSR versus pruning rate") \
-        < text.index("## WSR versus temperature")
-    # the pruning sweep is gone from these cards: its figure goes too, the query figure stays
+    # the board page indexes the studies in their declared order
+    assert text.index("(studies/query-budget.md)") < text.index("(studies/pruning-rate.md)")
+    # the pruning sweep is gone from these cards: its page and figure go too, the query figure stays
     paths = render(write_cards(tmp_path / "queries", sweep_cards()), out)
-    assert "wsr_vs_rate" not in paths and not (out / "figures" / "wsr_vs_rate.png").exists()
-    assert (out / "figures" / "wsr_vs_queries.png").is_file()
+    assert "study:pruning-rate" not in paths and not (out / "studies" / "pruning-rate.md").exists()
+    assert not (out / "figures" / "study-pruning-rate-wsr_vs_rate.png").exists()
+    assert (out / "figures" / "study-query-budget-wsr_vs_queries.png").is_file()
     for key in ("markdown", "html"):
-        assert "wsr_vs_rate" not in paths[key].read_text(encoding="utf-8")
-        assert "pruning rate" not in paths[key].read_text(encoding="utf-8")
+        assert "pruning-rate" not in paths[key].read_text(encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------------ attack cost

@@ -13,7 +13,7 @@ from bench.results import card_path, load_results, write_card
 from leaderboard.check import check_leaderboard
 from leaderboard.ranking import END, START, ranked_table, readme_section, standings, sync_readme
 from leaderboard.render import render
-from leaderboard.summary import summarize
+from leaderboard.sections import sections
 
 COLUMNS = {"ext": "extraction", "rem": "removal", "det": "detection", "ext[queries=10]": "extraction"}
 
@@ -46,7 +46,9 @@ def group(tmp_path):
     cards += _scheme("partial", (True,), acc=0.9, columns=("ext",))  # rem not run: not ranked
     cards += _scheme("strong[rate=0.5]", (True, True), acc=0.9)  # a configured variant: full board only
     cards += [_card("strong", "ext[queries=10]", retained=False, acc=0.88)]  # a sweep point: not a ranking column
-    (g,) = summarize(load_results(_write(tmp_path / "results", cards)))
+    sec = sections(load_results(_write(tmp_path / "results", cards)))
+    assert not sec.declared  # synthetic cards: no declared board's cell, so an ad-hoc board of default configs
+    (g,) = sec.boards
     return g
 
 
@@ -59,9 +61,10 @@ def test_robustness_first_then_cost_and_ties_share_a_rank(group):
 
 def test_the_table_says_what_is_not_ranked_and_how_many_seeds_a_verdict_rests_on(group):
     lines = ranked_table(group)
-    assert lines[2].startswith("| 1 | `strong` | -2.0 pts | 95.0% | 2/2 (100.0%) | 1 |")
-    assert not any("strong[rate=0.5]" in line for line in lines)
-    assert lines[-1] == "Not ranked yet (columns with a verdict, of the ranking's 2): `partial` 1."
+    assert lines[2] == "| 1 | `strong` | — | -2.0 pts | 95.0% | 2/2 | ext 90.0% ✓ 1/1 | rem 90.0% ✓ 1/1 | — | — | 1 |"
+    assert not any("strong[rate=0.5]" in line or "queries=10" in line for line in lines)
+    assert lines[-3].startswith("| — | `partial` |") and "| 1/1 (1 not run) |" in lines[-3]
+    assert lines[-1] == "Not ranked yet (a column not run): `partial` (1 of 2 columns judged)."
 
 
 def test_readme_section_is_written_between_the_markers_and_checked(tmp_path, group):
@@ -92,16 +95,25 @@ def test_check_fails_on_a_stale_readme_board(tmp_path):
     readme.write_text(f"{START}\n{END}\n", encoding="utf-8")
     render(results, tmp_path / "leaderboard", readme=readme)
     assert check_leaderboard(results, tmp_path / "leaderboard", readme=readme) == []
-    readme.write_text(readme.read_text(encoding="utf-8").replace("2/2 (100.0%)", "1/2 (50.0%)"), encoding="utf-8")
+    readme.write_text(readme.read_text(encoding="utf-8").replace("| 2/2 |", "| 1/2 |"), encoding="utf-8")
     (problem,) = check_leaderboard(results, tmp_path / "leaderboard", readme=readme)
-    assert "ranked board differs" in problem and "2/2 (100.0%)" in problem
+    assert "ranked board differs" in problem and "| 2/2 |" in problem
 
 
-def test_schemes_a_declared_board_leaves_to_a_study_are_not_ranked(tmp_path):
-    where = {"dataset": "fashion-mnist", "arch": "small_cnn"}  # the main board's data and architecture
+def test_the_declared_board_holds_its_schemes_and_columns_and_leaves_ablations_to_their_study(tmp_path):
+    where = {"dataset": "fashion-mnist", "arch": "small_cnn", "profile": "quick"}  # the main board's
     cards = [make_card(defense="none", attack="identity", **where)]
     for name in ("content", "mea_defender_no_eva"):
-        cards += [_card(name, "identity", **where), _card(name, "ext", **where), _card(name, "rem", **where)]
-    (g,) = summarize(load_results(_write(tmp_path / "results", cards)))
+        cards += [make_card(defense=name, attack=a, attack_kind=k, **where)
+                  for a, k in (("identity", "control"), ("soft_label", "extraction"), ("prune", "removal"))]
+    sec = sections(load_results(_write(tmp_path / "results", cards)))
+    (g,) = sec.boards
+    assert sec.declared and g.board == "main" and g.seeds == (0, 1, 2)
+    assert "mea_defender_no_eva" not in g.defenses and "unrelated" in g.defenses  # every scheme, run or not
+    assert "soft_label[arch=vgg_like]" in g.attacks and g.kinds["soft_label>prune"] == "extraction"
+    assert g.cells[("content", "soft_label")].missing_seeds == (1, 2)  # expected at every board seed
     ranked, unranked = standings(g)
-    assert [s.row.name for _, s in ranked] == ["content"] and unranked == []
+    assert ranked == [] and [s.row.name for s in unranked][0] == "content"
+    study = next(v for v in sec.studies if v.study.name == "mea-defender")
+    assert "mea_defender_no_eva" in study.groups[0].defenses
+    assert sec.other == []
