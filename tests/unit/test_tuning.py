@@ -168,7 +168,7 @@ def test_report_names_every_scheme_and_the_selection():
 
 def test_the_board_leaves_the_tuning_seeds_out_and_marks_a_failed_gate():
     from leaderboard.markdown import render_markdown
-    from leaderboard.summary import summarize
+    from leaderboard.sections import sections
     from leaderboard.text import GATE_NOTE
 
     cards = [_identity("none", s, 0.88, None) for s in (0, *TUNING_SEEDS)]
@@ -177,11 +177,15 @@ def test_the_board_leaves_the_tuning_seeds_out_and_marks_a_failed_gate():
     cards += [_identity("untuned", 0, 0.88, 0.99)]  # no tuning cards: no mark
     df = _frame(cards)
     df["path"] = ""
-    (group,) = summarize(df)
+    sec = sections(df)
+    (group,) = sec.boards
     assert group.seeds == (0,) and group.n_cards == 4  # the six tuning-seed cards are not on the board
     assert group.gate == {"weak": "cost +8.00 points; victim WSR 5.00%"}
-    text = render_markdown([group], "t")
-    assert "`weak` ⚠ (cost +8.00 points; victim WSR 5.00%)" in text and "`good` ⚠" not in text
+    (tuning,) = [v for v in sec.studies if v.study.name == "tuning"]  # they are the tuning study
+    assert tuning.n_cards == 6
+    text = render_markdown(sec, "t")
+    assert "| `weak` ⚠ |" in text and "- `weak`: cost +8.00 points; victim WSR 5.00%" in text
+    assert "`good` ⚠" not in text
     assert GATE_NOTE.split(":")[0].replace("_", "\\_") in text or "⚠ after a scheme" in text
 
 
