@@ -138,6 +138,7 @@ class Study:
     arch: str | None = None
     profile: str | None = None
     see_also: tuple[str, ...] = ()  # pages of the repository that discuss it (relative to the repository root)
+    swept: bool = False  # a sweep: only the schemes with a card at one of its configured points (``[...]``)
 
     def validate(self, defenses, attacks) -> None:
         """Raise a one-line :class:`ConfigError` when a pattern names no registered component (a typo would
@@ -200,13 +201,13 @@ STUDIES: dict[str, Study] = {
             "query-budget", "Query budget of extraction",
             "How a stolen copy's WSR grows with the attacker's query budget (MEA-Defender's Fig. 2).",
             defenses=("*",), attacks=("soft_label", "soft_label[*queries=*", "hard_label", "hard_label[*queries=*"),
-            seeds=(0, 1, 2),
+            seeds=(0, 1, 2), swept=True,
         ),
         Study(
             "pruning-rate", "Pruning rate",
             "How much of the network a pruning attacker must remove before the watermark goes, and what the copy's "
             "accuracy pays for it.",
-            defenses=("*",), attacks=("prune", "prune[*rate=*"), seeds=(0, 1, 2),
+            defenses=("*",), attacks=("prune", "prune[*rate=*"), seeds=(0, 1, 2), swept=True,
         ),
         Study(
             "extraction-settings", "Extraction epochs, temperature and transfer data",
@@ -214,7 +215,7 @@ STUDIES: dict[str, Study] = {
             "to a Fashion-MNIST API) carries the watermark more or less.",
             defenses=("*",), attacks=("soft_label", "soft_label[*epochs=*", "soft_label[*temperature=*", "knockoff",
                                       "knockoff[*pool=*"),
-            seeds=(0, 1, 2),
+            seeds=(0, 1, 2), swept=True,
         ),
         Study(
             "detection", "Detection: Neural Cleanse calibration and patch size",

@@ -120,8 +120,8 @@ def render_heatmap(g: Group, path: Path) -> Path:
         fig = Figure(figsize=(max(6.0, 1.05 * width_cols + 3.4), sum(height)), layout="constrained")
         axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": height})[:, 0]
         for ax, (kinds, cols) in zip(axes, panels, strict=True):
-            ax.set_title(f"{g.label}, {' and '.join(kinds) or 'no'} attacks: suspect WSR (mean over ok seeds), "
-                         "verdict (seeds that gave it); colour = WSR above the suspect's own label rate", loc="left")
+            ax.set_title(f"{g.label}, {' and '.join(kinds) or 'no'} attacks: suspect WSR, mean over seeds; "
+                         "verdict, seeds that gave it", loc="left")
             if not rows or not cols:
                 ax.set_axis_off()
                 ax.text(0.5, 0.5, "no watermarked scheme or no attack with a suspect model", ha="center")
@@ -142,7 +142,7 @@ def render_heatmap(g: Group, path: Path) -> Path:
                     annot[i, j] = f"{rounded(100.0 * wsr.mean):.1f}%\n{verdict}".rstrip()
             sns.heatmap(data, mask=np.isnan(data), annot=annot, fmt="", cmap="RdYlGn", vmin=0.0, vmax=1.0,
                         linewidths=1.0, linecolor="white", xticklabels=cols, yticklabels=rows,
-                        cbar_kws={"label": "WSR above the suspect's label rate",
+                        cbar_kws={"label": "WSR above the suspect's own label rate",
                                   "format": matplotlib.ticker.PercentFormatter(1.0, decimals=0)}, ax=ax)
             for (i, j), status in sorted(masked.items()):
                 face, hatch, edge, style, label = {

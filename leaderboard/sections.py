@@ -95,6 +95,9 @@ def sections(df) -> Sections:
     for study in STUDIES.values():
         study.validate(DEFENSES, ATTACKS)
         mine = [i for i, c in enumerate(cards) if study.holds(c)]
+        if study.swept:  # the schemes run at a configured point of the sweep, with their default points
+            swept = {cards[i]["defense"] for i in mine if "[" in cards[i]["attack"]}
+            mine = [i for i in mine if cards[i]["defense"] in swept or cards[i]["defense"] == CONTROL_DEFENSE]
         if all(cards[i]["defense"] == CONTROL_DEFENSE for i in mine):  # nothing studied, the control alone
             continue
         in_study.update(mine)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from leaderboard.markdown import MAX_COLUMNS, chunks, code, escape_md, kind_tables, md_table
 from leaderboard.studies import Sweep, find_sweeps, sweep_fields
-from leaderboard.summary import CONTROL_DEFENSE, KIND_ORDER, Group, Stat
+from leaderboard.summary import CONTROL_DEFENSE, KIND_ORDER, ROBUSTNESS_KINDS, Group, Stat
 from leaderboard.text import (
     DASH,
     MARK_BAD,
@@ -59,9 +59,11 @@ def _scheme_line(g: Group, d: str) -> str:
         parts[0] += f" ({pts_stat(row.acc_cost)} against none)"
     if row.victim_wsr is not None:
         parts.append(f"victim WSR {pct_stat(row.victim_wsr)}")
-    if row.total:
-        parts.append(f"ownership provable after {share(row.survived, row.total)} of its extraction and removal "
-                     "columns")
+    judged = [c for c in g.cells.values() if c.defense == d and c.kind in ROBUSTNESS_KINDS and "[" not in c.attack
+              and c.status == "ok" and c.survived is not None]
+    if judged:
+        parts.append(f"ownership provable after {share(sum(1 for c in judged if c.survived), len(judged))} of its "
+                     "extraction and removal columns at their default configuration")
     if row.det_total:
         parts.append("detected by " + (", ".join(row.detected_by) if row.detected_by else f"none of {row.det_total}"))
     seeds = sorted({c["seed"] for cell in g.cells.values() if cell.defense == d for c in cell.ok})
@@ -69,21 +71,27 @@ def _scheme_line(g: Group, d: str) -> str:
 
 
 def _sweep_line(sw: Sweep) -> str | None:
-    """How the watermarked schemes' mean WSR moves from the sweep's first point to its last."""
+    """How the WSR of the watermarked schemes run at both ends of the sweep moves from its first point to its
+    last (the same schemes at both ends, so that the two means compare); None when no scheme has both."""
     g = sw.group
-    ends = []
-    for _, a in (sw.points[0], sw.points[-1]):
-        cells = [g.cells[(d, a)] for d in g.defenses if g.has_watermark[d] and g.cells[(d, a)].status == "ok"]
-        wsr = Stat.of(c.stat("wsr_suspect").mean for c in cells if c.stat("wsr_suspect") is not None)
-        kept = [c.survived for c in cells if c.survived is not None]
-        ends.append((wsr, sum(kept), len(kept)))
-    (w0, k0, n0), (w1, k1, n1) = ends
-    if w0 is None or w1 is None:
+    (_, first), (_, last) = sw.points[0], sw.points[-1]
+
+    def ok(d: str, a: str) -> bool:
+        return g.cells[(d, a)].status == "ok" and g.cells[(d, a)].stat("wsr_suspect") is not None
+
+    both = [d for d in g.defenses if g.has_watermark[d] and ok(d, first) and ok(d, last)]
+    if not both:
         return None
-    first, last = sw.points[0], sw.points[-1]
-    return (f"{code(sw.family)} ({sw.kind}), {sw.axis} {point_text(first[0], sw, first[1])} → "
-            f"{point_text(last[0], sw, last[1])}: mean WSR over the watermarked schemes {pct(w0.mean)} → "
-            f"{pct(w1.mean)} ({w0.n} and {w1.n} schemes); ownership provable for {k0}/{n0} → {k1}/{n1}")
+    ends = []
+    for a in (first, last):
+        cells = [g.cells[(d, a)] for d in both]
+        kept = [c.survived for c in cells if c.survived is not None]
+        ends.append((Stat.of(c.stat("wsr_suspect").mean for c in cells), sum(kept), len(kept)))
+    (w0, k0, n0), (w1, k1, n1) = ends
+    who = code(both[0]) if len(both) == 1 else f"the {len(both)} watermarked schemes run at both ends"
+    return (f"{code(sw.family)} ({sw.kind}), {sw.axis} {point_text(sw.points[0][0], sw, first)} → "
+            f"{point_text(sw.points[-1][0], sw, last)}: mean WSR of {who} {pct(w0.mean)} → {pct(w1.mean)}; "
+            f"ownership provable for {k0}/{n0} → {k1}/{n1}")
 
 
 def study_summary(view) -> list[str]:

@@ -95,13 +95,13 @@ def test_missing_and_stale_figures_are_named(tmp_path: Path):
 def test_study_pages_are_checked_too(tmp_path: Path):
     results, out = _publish(tmp_path)
     pages = sorted(p.name for p in (out / "studies").glob("*.md"))
-    assert "other-runs.md" in pages and "query-budget.md" in pages
-    page = out / "studies" / "query-budget.md"
-    page.write_text(page.read_text(encoding="utf-8").replace("42.0%", "52.0%"), encoding="utf-8")
+    assert pages == ["detection.md", "other-runs.md"]
+    page = out / "studies" / "detection.md"
+    page.write_text(page.read_text(encoding="utf-8").replace("100.0%", "52.0%"), encoding="utf-8")
     (out / "studies" / "old-study.md").write_text("gone\n", encoding="utf-8")
     (out / "studies" / "other-runs.md").unlink()
     problems = check_leaderboard(results, out)
-    assert any("query-budget.md: differs" in p and "52.0%" in p for p in problems)
+    assert any("detection.md: differs" in p and "52.0%" in p for p in problems)
     assert any("old-study.md: stale" in p for p in problems)
     assert any("other-runs.md: missing" in p for p in problems)
 

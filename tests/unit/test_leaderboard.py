@@ -139,8 +139,7 @@ def test_make_card_is_valid_and_follows_the_defense():
         make_card(wsr_suspect=1.5)
 
 
-GOLDEN_KEYS = {"markdown", "html", "csv", "heatmap", "cost", "other", "study:query-budget",
-               "study:extraction-settings", "study:detection"}
+GOLDEN_KEYS = {"markdown", "html", "csv", "heatmap", "cost", "other", "study:detection"}
 
 
 def test_golden_render(golden_results: Path, tmp_path: Path):
@@ -424,8 +423,8 @@ def test_wsr_versus_queries_figure_and_tables(tmp_path: Path):
     assert "### synthetic / small\\_cnn: soft\\_label (extraction)" in text
     assert "| Scheme (queries) | 1,000 | 5,000 | 30,000 (all) |" in text
     # the summary's numbers come from the cards: content is the one watermarked scheme at both ends
-    assert ("`soft_label` (extraction), queries 1,000 → 30,000 (all): mean WSR over the watermarked schemes "
-            "15.0% → 70.0% (1 and 1 schemes); ownership provable for 0/1 → 1/1.") in text
+    assert ("`soft_label` (extraction), queries 1,000 → 30,000 (all): mean WSR of `content` 15.0% → 70.0%; "
+            "ownership provable for 0/1 → 1/1.") in text
     row = next(line for line in text.splitlines() if line.startswith("| `content` | WSR 15.0%"))
     # seed 1 exists only at 5,000 queries and only for `content`: every other point ran at its one seed
     assert row == ("| `content` | WSR 15.0% ✗ · acc 70.0% | WSR 45.0 ± 7.1% ✓ · acc 81.0 ± 1.4% "
@@ -448,7 +447,8 @@ def test_no_sweep_no_figure_and_no_stale_one(golden_results: Path, tmp_path: Pat
     paths = render(golden_results, out)
     assert not [k for k in paths if k.count(":") == 2]  # no study figure
     assert not list((out / "figures").glob("*wsr_vs_*"))  # nor a stale one, nor its record
-    for key in ("markdown", "html", "study:query-budget"):
+    assert not (out / "studies" / "query-budget.md").exists()  # no sweep point: no sweep study
+    for key in ("markdown", "html"):
         assert "wsr_vs_" not in paths[key].read_text(encoding="utf-8")
 
 
