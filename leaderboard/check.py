@@ -119,7 +119,7 @@ def check_leaderboard(results_dir: str | Path, out_dir: str | Path, readme: str 
     when given, match the cards)."""
     from bench.results import load_results
     from leaderboard.ranking import sync_readme
-    from leaderboard.render import render
+    from leaderboard.render import card_base_of, render
     from leaderboard.sections import sections
 
     results, out = Path(results_dir), Path(out_dir)
@@ -139,7 +139,7 @@ def check_leaderboard(results_dir: str | Path, out_dir: str | Path, readme: str 
         raise CardError(f"no published leaderboard at {str(out)!r}; render it with `wmbench leaderboard --out {out}`")
     with tempfile.TemporaryDirectory(prefix="wmbench-check-") as tmp:
         fresh = Path(tmp)
-        render(results, fresh)
+        render(results, fresh, card_base=card_base_of(results, out))  # links as the published page has them
         made, published = _outputs(fresh), _outputs(out)
         for name in sorted(made - published):
             problems.append(f"{out / name}: missing; the cards render it")

@@ -1,42 +1,43 @@
-"""The HTML page, ``index.html`` (:func:`render_html`): the tables of the Markdown page with every cell coloured
-by its WSR and its per-seed detail as a tooltip, filled into ``leaderboard/templates/page.html`` with
-:class:`string.Template`. Every piece of text is HTML-escaped on the way in.
+"""The HTML page, ``index.html`` (:func:`render_html`): what ``LEADERBOARD.md`` says, in the same order (the ranked
+summary first, the rank rule and the notes, one table per threat class, the attacks, the heatmap, the cost figure,
+the study index), with what a browser adds:
+
+* every table of the board is sortable by any column: the static table is complete and in rank order, and a small
+  inline script (no external resource) makes each header a sort button (``aria-sort`` and an arrow say which);
+  where a cell's text is not its sort key (a rank, a percentage, a share), the key is in ``data-sort``;
+* a threat-table cell is coloured by :func:`leaderboard.plots.evidence` (what its verdict rests on) on a red →
+  yellow → green scale, a rejected one never above yellow; detection cells by the share of seeds that did not
+  find the watermark; errors, n/a and cells not run each have their own look;
+* each cell's tooltip gives its seeds (WSR, null WSR, p-value, accuracy) and its interval with the method, and
+  below each threat table one collapsed ``<details>`` per scheme lists every seed of every cell with a link to
+  its card (``card_base``: the results folder relative to the output folder).
+
+The page is filled into ``leaderboard/templates/page.html`` with :class:`string.Template`; every piece of text is
+HTML-escaped on the way in, and nothing depends on the clock or the host.
 """
 
 from __future__ import annotations
 
 import html
+import math
 import re
 from importlib import resources
 from string import Template
 from typing import Any
 
-from leaderboard.plots import COST_NAME, COST_NOTE, HEATMAP_NAME, HEATMAP_NOTE, sweep_figure_name, sweep_section
-from leaderboard.studies import QUERIES_FIELD, Sweep, sweep_axis, sweep_fields
-from leaderboard.summary import CONTROL_DEFENSE, NOT_RUN, CellSummary, Group
-from leaderboard.text import (
-    ATTACK_HEAD,
-    CONTROL_NOTE,
-    COST_HEAD,
-    COST_SUB,
-    DEFENSE_HEAD,
-    DETAIL_HEAD,
-    GATE_NOTE,
-    LEGEND,
-    RULES_NOTE,
-    TAIL_HEAD,
-    attack_values,
-    cell_detail,
-    cell_text,
-    defense_values,
-    detail_rows,
-    meta_items,
-    sweep_rows,
-    sweep_title,
-)
+from leaderboard.summary import CONTROL_DEFENSE, KIND_ORDER, NOT_RUN, CellSummary, Group, Stat
+from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, pct, scientific, truncate
 
-_STATUS_CLASS = {"ok": "cell-ok", "error": "cell-error", "n/a": "cell-na", NOT_RUN: "cell-notrun"}
+__all__ = ["escape_html", "wsr_colour", "cell_colour", "cell_title", "md_to_html", "render_html"]
+
 _RED, _YELLOW, _GREEN = (0xF4, 0xA6, 0xA6), (0xFA, 0xE3, 0x9C), (0x9E, 0xD9, 0xA3)
+NEVER_GREEN = 0.5  # a rejected cell is coloured at most this far up the scale: yellow, never green
+THREAT_KINDS = ("extraction", "removal", "detection")  # the board's threat tables, as in LEADERBOARD.md
+_STATUS_CLASS = {"error": "err", "n/a": "na", NOT_RUN: "nr"}
+
+
+def escape_html(text: Any) -> str:
+    return html.escape(str(text), quote=True)
 
 
 def wsr_colour(x: float) -> str:
@@ -46,178 +47,375 @@ def wsr_colour(x: float) -> str:
     return "#" + "".join(f"{round(a + (b - a) * t):02x}" for a, b in zip(lo, hi, strict=True))
 
 
-def escape_html(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+def _scale_value(cell: CellSummary, has_watermark: bool) -> float | None:
+    """Where an ok cell of a watermarked scheme sits on the red -> green scale, or None (no colour): the heatmap's
+    :func:`leaderboard.plots.evidence`, a rejected cell held at most at :data:`NEVER_GREEN`; for detection, the
+    share of its seeds that did not find the watermark (detected = red, undetected = green)."""
+    from leaderboard.plots import evidence
+
+    if cell.status != "ok" or not has_watermark:
+        return None
+    if cell.kind == "detection":
+        v = cell.votes()
+        if v is None or not v.n:
+            return None
+        x = v.agree / v.n if v.survived else 1.0 - v.agree / v.n
+    else:
+        x = evidence(cell)
+        if math.isnan(x):
+            return None
+    return min(x, NEVER_GREEN) if cell.survived is False else x
 
 
-def _data_cell(text: str, cls: str = "", style: str = "", title: str = "") -> str:
-    attrs = ""
-    if cls:
-        attrs += f' class="{escape_html(cls)}"'
-    if style:
-        attrs += f' style="{escape_html(style)}"'
-    if title:
-        attrs += f' title="{escape_html(title)}"'
-    return f"<td{attrs}>{escape_html(text)}</td>"
+def cell_colour(cell: CellSummary, has_watermark: bool) -> str | None:
+    """The background of a threat-table cell (#rrggbb), or None for a cell without one."""
+    x = _scale_value(cell, has_watermark)
+    return None if x is None else wsr_colour(x)
 
 
-def _html_cell(cell: CellSummary, has_watermark: bool) -> str:
-    cls = [_STATUS_CLASS[cell.status]]
-    style = ""
-    if cell.status == "ok":
-        if not cell.complete:
-            cls.append("partial")
-        if cell.kind == "detection" and has_watermark and cell.survived is not None:
-            style = f"background-color: {wsr_colour(1.0 if cell.survived else 0.0)}"
-        elif has_watermark and (wsr := cell.stat("wsr_suspect")) is not None:
-            style = f"background-color: {wsr_colour(wsr.mean)}"
-        else:
-            cls.append("neutral")
-    return _data_cell(cell_text(cell, has_watermark), " ".join(cls), style, cell_detail(cell))
+# -------------------------------------------------------------------------------------------------- pieces
+def _num(x: float | None) -> str:
+    """A sort key: a plain number, or empty (sorted last) for none."""
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.6g}"
 
 
-def _html_table(head_cells: list[str], rows: list[str], cls: str) -> str:
-    head = "<tr>" + "".join(head_cells) + "</tr>"
-    body = "\n".join(rows)
-    return (
-        f'<div class="scroll"><table class="{cls}">\n<thead>{head}</thead>\n'
-        f"<tbody>\n{body}\n</tbody>\n</table></div>"
-    )
+def _pct_key(s: Stat | None) -> str:
+    return "" if s is None else _num(100.0 * s.mean)
 
 
-def _header_cell(text: str, sub: str = "", cls: str = "") -> str:
-    c = f' class="{cls}"' if cls else ""
-    return f"<th{c}>{escape_html(text)}" + (f"<br><small>{escape_html(sub)}</small>" if sub else "") + "</th>"
+def _attrs(**kw: str | None) -> str:
+    """` name="value"` for each keyword that is not None (``data_sort`` -> ``data-sort``, ``cls`` -> ``class``)."""
+    out = ""
+    for k, v in kw.items():
+        if v is not None:
+            name = "class" if k == "cls" else k.replace("_", "-")
+            out += f' {name}="{escape_html(v)}"'
+    return out
 
 
-def _defense_html(g: Group) -> str:
-    head = [_header_cell(DEFENSE_HEAD[0], cls="name")] + [_header_cell(h) for h in DEFENSE_HEAD[1:]]
-    head += [_header_cell(h) for h in TAIL_HEAD] + [_header_cell(a, g.kinds[a], cls="attack") for a in g.attacks]
-    rows = []
-    for r in g.defense_rows:
-        h, t = defense_values(r)
-        name = f'<td class="name"><code>{escape_html(r.name)}</code>'
-        if r.name == CONTROL_DEFENSE:
-            name += ' <span class="tag">control</span>'
-        if r.name in g.gate:
-            name += f' <span class="tag" title="{escape_html(GATE_NOTE)}">⚠ {escape_html(g.gate[r.name])}</span>'
-        name += "</td>"
-        cells = "".join(_html_cell(g.cells[(r.name, a)], r.has_watermark) for a in g.attacks)
-        score = ""
-        if r.robustness is not None:
-            score = f"background-color: {wsr_colour(r.robustness)}"
-        tail = _data_cell(t[0], "score", score) + "".join(_data_cell(v, "worst") for v in t[1:])
-        tr_cls = ' class="control"' if r.name == CONTROL_DEFENSE else ""
-        rows.append(f"<tr{tr_cls}>{name}{''.join(_data_cell(v) for v in h)}{tail}{cells}</tr>")
-    return _html_table(head, rows, "defenses")
+def _td(text: str, **kw: str | None) -> str:
+    return f"<td{_attrs(**kw)}>{escape_html(text)}</td>"
 
 
-def _attack_html(g: Group) -> str:
-    plain = len(ATTACK_HEAD) - len(COST_HEAD)
-    head = [_header_cell(ATTACK_HEAD[0], cls="name")] + [_header_cell(h) for h in ATTACK_HEAD[1:plain]]
-    head += [_header_cell(h, COST_SUB) for h in COST_HEAD]
-    rows = []
-    for r in g.attack_rows:
-        vals = attack_values(r)
-        rows.append(
-            f'<tr><td class="name"><code>{escape_html(r.name)}</code></td>{_data_cell(vals[0], "kind kind-" + r.kind)}'
-            + "".join(_data_cell(v) for v in vals[1:])
-            + "</tr>"
-        )
-    return _html_table(head, rows, "attacks")
+def _th(text: str, **kw: str | None) -> str:
+    return f"<th{_attrs(**kw)}>{escape_html(text)}</th>"
 
 
-def _detail_html(g: Group) -> str:
-    head = [_header_cell(h, cls="name" if i in (0, 1, 13) else "") for i, h in enumerate(DETAIL_HEAD)]
-    rows = []
-    for status, vals, err in detail_rows(g):
-        cls = _STATUS_CLASS[status]
-        tds = (
-            f'<td class="name"><code>{escape_html(vals[0])}</code></td>'
-            f'<td class="name"><code>{escape_html(vals[1])}</code></td>'
-            + _data_cell(vals[2])
-            + _data_cell(vals[3], f"{cls} status")
-            + "".join(_data_cell(v) for v in vals[4:13])
-            + _data_cell(vals[13], "name error-text", title=err if err != vals[13] else "")
-        )
-        rows.append(f'<tr class="row-{cls[5:]}">{tds}</tr>')
-    return _html_table(head, rows, "detail")
+def _code(name: str) -> str:
+    return f"<code>{escape_html(name)}</code>"
 
 
-def _md_inline_to_html(text: str) -> str:
-    """The notes use `code` spans only; escape, then turn those into <code>."""
+def _breakable(name: str) -> str:
+    """A column's name as <code> that may wrap after a chain's ``>`` and before a configuration's ``[``."""
+    body = escape_html(name).replace("&gt;", "&gt;<wbr>").replace("[", "<wbr>[").replace(",", ",<wbr>")
+    return f"<code>{body}</code>"
+
+
+def _warn(g: Group, d: str) -> str:
+    """The ⚠ after a scheme that missed the tuning gate, its reason as the tooltip."""
+    return f' <span class="warn" title="missed the victim-side tuning gate: {escape_html(g.gate[d])}">⚠</span>'
+
+
+def _inline(text: str) -> str:
+    """Notes written for Markdown use `code` spans only: escape the text, then make those spans <code>."""
     return re.sub(r"`([^`]*)`", r"<code>\1</code>", escape_html(text))
 
 
-def _sweeps_html(sweeps: list[Sweep]) -> str:
-    return "".join(_sweep_html(fld, [s for s in sweeps if s.field == fld]) for fld in sweep_fields(sweeps))
+_MD_ESCAPED = "\\`*_[]|"
 
 
-_SWEEP_ALT = {QUERIES_FIELD: "WSR and stolen accuracy of each scheme versus the query budget"}
+def md_to_html(text: str) -> str:
+    """One line of the Markdown the study summaries are written in (:func:`leaderboard.markdown.escape_md` text
+    and :func:`leaderboard.markdown.code` spans) as HTML: backslash escapes and ``&lt;``/``&gt;`` read back,
+    code spans (of any fence) made <code>, everything escaped."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\" and i + 1 < n and text[i + 1] in _MD_ESCAPED:
+            out.append(escape_html(text[i + 1]))
+            i += 2
+        elif ch == "`":
+            fence = re.match(r"`+", text[i:]).group(0)
+            end = text.find(fence, i + len(fence))
+            while end >= 0 and text[end + len(fence):end + len(fence) + 1] == "`":  # a longer run is not the fence
+                end = text.find(fence, end + len(fence) + 1)
+            if end < 0:
+                out.append(escape_html(fence))
+                i += len(fence)
+                continue
+            body = text[i + len(fence):end]
+            if len(body) > 1 and body[0] == body[-1] == " ":
+                body = body[1:-1]
+            out.append(_code(body.replace("\\|", "|")))
+            i = end + len(fence)
+        elif text.startswith("&lt;", i) or text.startswith("&gt;", i):
+            out.append(escape_html("<" if text[i + 1] == "l" else ">"))
+            i += 4
+        else:
+            out.append(escape_html(ch))
+            i += 1
+    return "".join(out)
 
 
-def _sweep_html(fld: str, sweeps: list[Sweep]) -> str:
-    heading, _alt, note = sweep_section(fld)
-    alt = _SWEEP_ALT.get(fld, f"WSR and suspect accuracy of each scheme versus the {sweep_axis(fld)}")
-    parts = [
-        f"<section>\n<h2>{escape_html(heading)}</h2>\n<figure>",
-        f'<img src="{escape_html(sweep_figure_name(fld))}" alt="{escape_html(alt)}">',
-        f"<figcaption>{escape_html(note)}</figcaption>\n</figure>",
-    ]
-    for sw in sweeps:
-        head, rows = sweep_rows(sw)
-        cells = [_header_cell("Scheme", sw.axis, cls="name")] + [_header_cell(h) for h in head]
-        body = [
-            f'<tr><td class="name"><code>{escape_html(d)}</code></td>' + "".join(_data_cell(v) for v in vals) + "</tr>"
-            for d, vals in rows
-        ]
-        parts += [f"<h3>{escape_html(sweep_title(sw))}</h3>", _html_table(cells, body, "sweep")]
-    return "\n".join(parts) + "\n</section>\n"
+def _table(head: list[str], rows: list[str], cls: str, foot: list[str] = (), scroll: bool = True) -> str:
+    parts = [f'<table class="{cls}">', "<thead><tr>" + "".join(head) + "</tr></thead>", "<tbody>", *rows, "</tbody>"]
+    if foot:
+        parts += ["<tfoot>", *foot, "</tfoot>"]
+    parts.append("</table>")
+    body = "\n".join(parts)
+    return f'<div class="scroll">\n{body}\n</div>' if scroll else body
 
 
-def _cost_html(cost: bool) -> str:
-    if not cost:
+# ---------------------------------------------------------------------------------------------- ranked
+def _ranked_html(g: Group) -> str:
+    from leaderboard.ranking import RANKED_HEAD, ranked_rows, standings
+
+    head = [_th(h, aria_sort="ascending" if h == "Rank" else None) for h in RANKED_HEAD]
+    rows = []
+    for rank, s, vals in ranked_rows(g):
+        r = s.row
+        worst = [r.worst.get(k) for k in ("extraction", "removal")]
+        worst_keys = [None if c is None else c.stat("wsr_suspect") for c in worst]
+        keys = [None, _num(r.acc_cost.mean) if r.acc_cost else "", _pct_key(r.victim_wsr), _num(s.survived),
+                *(_pct_key(w) for w in worst_keys), _num(len(r.detected_by)) if r.det_total else "",
+                _num(r.embed_ratio.mean) if r.embed_ratio else "", None]
+        name = _code(r.name)
+        if r.name in g.gate:
+            name += _warn(g, r.name)
+        cls = ("t", "n", "n", "n", "t", "t", "t", "n", "n")
+        cells = "".join(_td(v, data_sort=k, cls=c) for v, k, c in zip(vals, keys, cls, strict=True))
+        rows.append(f'<tr><td{_attrs(data_sort=rank if rank != DASH else "")}>{escape_html(rank)}</td>'
+                    f'<td class="name">{name}</td>{cells}</tr>')
+    out = [_table(head, rows, "sortable ranked")]
+    unranked = standings(g)[1]
+    if unranked:
+        out.append('<p class="note">Not ranked yet (a column not run): ' + ", ".join(
+            f"{_code(s.row.name)} ({s.judged} of {s.columns} columns judged)" for s in unranked) + ".</p>")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------- threats
+_BREAK = re.compile(rf" (?=[{MARK_OK}{MARK_BAD}] )")  # a WSR cell reads on two lines: the numbers, the verdict
+
+
+def _cell_sort_key(cell: CellSummary, has_watermark: bool) -> str:
+    if cell.status != "ok":
         return ""
-    return (
-        "<section>\n<h2>Attack cost versus WSR</h2>\n<figure>\n"
-        f'<img src="{escape_html(COST_NAME)}" alt="WSR of each watermarked scheme after each attack versus the '
-        'attack\'s wall seconds">\n'
-        f"<figcaption>{escape_html(COST_NOTE)}</figcaption>\n</figure>\n</section>\n"
-    )
+    if not has_watermark:
+        return _pct_key(cell.stat("clean_acc_suspect"))
+    if cell.kind == "detection":
+        x = _scale_value(cell, has_watermark)
+        return "" if x is None else _num(100.0 * x)
+    return _pct_key(cell.stat("wsr_suspect"))
 
 
-def _groups_html(groups: list[Group], title: str, sweeps: list[Sweep] | None = None, cost: bool = False) -> str:
-    meta = "\n".join(f"<dt>{escape_html(k)}</dt><dd>{escape_html(v)}</dd>" for k, v in meta_items(groups))
-    legend = "\n".join(
-        f'<li><span class="swatch {c}">{escape_html(m)}</span> {escape_html(t)}</li>'
-        for (m, t), c in zip(
-            LEGEND,
-            ("cell-ok mark-ok", "cell-ok mark-bad", "cell-error", "cell-na", "cell-notrun"),
-            strict=True,
-        )
-    )
-    sections = []
-    for g in groups:
-        sections.append(
-            f"<section>\n<h2>{escape_html(g.label)}</h2>\n<h3>Defenses</h3>\n{_defense_html(g)}\n"
-            f"<h3>Attacks</h3>\n{_attack_html(g)}\n</section>"
-        )
-    details = [
-        f"<section>\n<h2>Per-cell detail: {escape_html(g.label)}</h2>\n{_detail_html(g)}\n</section>" for g in groups
-    ]
+def cell_title(g: Group, cell: CellSummary) -> str:
+    """A cell's tooltip: the scheme and column, one line per seed (:func:`leaderboard.text.cell_detail`) and its
+    95% interval with the method."""
+    from leaderboard.text import cell_detail
+
+    lines = [f"{cell.defense} × {cell.attack}", cell_detail(cell)]
+    iv = cell.interval() if g.has_watermark[cell.defense] and cell.kind != "detection" else None
+    if iv is not None:
+        span = f"95% interval [{100 * iv.low:.1f}, {100 * iv.high:.1f}]%"
+        lines.append(f"{span}: Student-t over {iv.n} seeds" if iv.method == "t" else
+                     f"{span}: Wilson on one model's verification hits (one seed: omits the spread between "
+                     "training runs)")
+    return "\n".join(x for x in lines if x)
+
+
+def _threat_cell(g: Group, cell: CellSummary) -> str:
+    from leaderboard.text import board_cell_text
+
+    wm = g.has_watermark[cell.defense]
+    text = board_cell_text(cell, wm)
+    parts = _BREAK.split(text)
+    body = escape_html(text) if len(parts) == 1 else " ".join(f"<span>{escape_html(p)}</span>" for p in parts)
+    colour = cell_colour(cell, wm)
+    cls = _STATUS_CLASS.get(cell.status) or ("ctl" if not wm else None)
+    attrs = _attrs(cls=cls, style=f"background:{colour}" if colour else None,
+                   data_sort=_cell_sort_key(cell, wm), title=cell_title(g, cell))
+    return f"<td{attrs}>{body}</td>"
+
+
+def _scheme_cell(g: Group, d: str) -> str:
+    name = _code(d)
+    if d == CONTROL_DEFENSE:
+        name += " (control)"
+    if d in g.gate:
+        name += _warn(g, d)
+    return f'<th scope="row" class="name">{name}</th>'
+
+
+def _threat_html(g: Group, kind: str, rows: list[str], card_base: str) -> str:
+    cols = [a for a in g.attacks if g.kinds[a] == kind]
+    head = [_th("Scheme", cls="name")] + [f"<th>{_breakable(a)}</th>" for a in cols]
+    body, foot = [], []
+    for d in rows:
+        tr = "<tr>" + _scheme_cell(g, d) + "".join(_threat_cell(g, g.cells[(d, a)]) for a in cols) + "</tr>"
+        (foot if d == CONTROL_DEFENSE else body).append(tr)  # the control stays below whatever the sort
+    out = [f"<h3>{escape_html(kind.capitalize())}</h3>", _table(head, body, "sortable threat", foot)]
+    details = [_seed_details(g, d, cols, card_base) for d in rows]
+    out.append(f'<div class="seeds"><span>Per-seed detail ({escape_html(kind)}; p-values, cards):</span>\n'
+               + "\n".join(details) + "\n</div>")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------ seed detail
+SEED_HEAD = ("Column", "Seed", "Verdict", "WSR", "Null WSR", "p-value", "Suspect acc", "Card")
+
+
+def _seed_verdict(c: dict) -> str:
+    if c["status"] == "error":
+        return "ERR"
+    if c["status"] == "n/a":
+        return "n/a"
+    if c["attack_kind"] == "detection":
+        if c["detected"] is None:
+            return DASH
+        right = (c.get("extras") or {}).get("detection_correct", True) is not False
+        return f"{MARK_BAD} detected" if c["detected"] and right else (
+            f"{MARK_OK} wrong class flagged" if c["detected"] else f"{MARK_OK} undetected")
+    if c["retained"] is None:
+        return DASH
+    return f"{MARK_OK} retained" if c["retained"] else f"{MARK_BAD} removed"
+
+
+def _card_href(card_base: str, c: dict) -> str:
+    from bench.results import card_path
+
+    return card_path(card_base, c["dataset"], c["arch"], c["defense"], c["attack"], c["seed"]).as_posix()
+
+
+def _seed_details(g: Group, d: str, cols: list[str], card_base: str) -> str:
+    rows, n_cards, n_missing = [], 0, 0
+    for a in cols:
+        cell = g.cells[(d, a)]
+        for c in cell.cards:
+            n_cards += 1
+            note = truncate(c["error"], 120) if c["status"] != "ok" and c["error"] else ""
+            verdict = _td(_seed_verdict(c), title=c["error"] if note and note != c["error"] else None)
+            rows.append(f"<tr><td>{escape_html(a)}</td><td>{c['seed']}</td>{verdict}"
+                        f"<td>{pct(c['wsr_suspect'])}</td><td>{pct(c['wsr_null'])}</td>"
+                        f"<td>{scientific(c['p_value'])}</td><td>{pct(c['clean_acc_suspect'])}</td>"
+                        f'<td><a href="{escape_html(_card_href(card_base, c))}">card</a>'
+                        + (f" {escape_html(note)}" if note else "") + "</td></tr>")
+        if cell.missing_seeds:
+            n_missing += len(cell.missing_seeds)
+            rows.append(f'<tr class="nr"><td>{escape_html(a)}</td><td>{", ".join(map(str, cell.missing_seeds))}</td>'
+                        f'<td colspan="6">{NOT_RUN_MARK} not run</td></tr>')
+    summary = f"{_code(d)}: {n_cards} card{'s' * (n_cards != 1)}" + (f", {n_missing} not run" if n_missing else "")
+    table = _table([_th(h) for h in SEED_HEAD], rows, "detail", scroll=False)
+    return f"<details><summary>{summary}</summary>\n{table}\n</details>"
+
+
+# -------------------------------------------------------------------------------------------- attacks
+def _attacks_html(g: Group) -> str:
+    from leaderboard.text import ATTACK_HEAD, attack_values
+
+    kinds = {k: i for i, k in enumerate(KIND_ORDER)}
+    rows = []
+    for r in sorted(g.attack_rows, key=lambda r: (kinds.get(r.kind, 9), r.name)):
+        vals = attack_values(r)
+        keys = [None] * len(vals)
+        for i, (k, n) in ((2, r.removed_cheaply), (3, r.detected)):
+            keys[i] = _num(100.0 * k / n) if n else ""
+        cells = "".join(_td(v, data_sort=key, cls="t" if i == 0 else None)
+                        for i, (v, key) in enumerate(zip(vals, keys, strict=True)))
+        rows.append(f'<tr><td class="name">{_code(r.name)}</td>{cells}</tr>')
+    head = [_th(h, cls="name" if i < 2 else None) for i, h in enumerate(ATTACK_HEAD)]
+    return "<h3>Attacks</h3>\n" + _table(head, rows, "sortable attacks")
+
+
+# ---------------------------------------------------------------------------------------------- figures
+def _heatmap_html(g: Group) -> str:
+    from leaderboard.plots import HEATMAP_NOTE, heatmap_name
+
+    name = escape_html(heatmap_name(g))
+    return (f"<h3>WSR after attack ({escape_html(g.label)})</h3>\n"
+            f'<div class="scroll figure"><a href="{name}"><img src="{name}" '
+            'alt="WSR after attack, rows in rank order"></a></div>\n'
+            f'<p class="note">{escape_html(HEATMAP_NOTE)} Shown at full size; the image links to itself.</p>')
+
+
+def _cost_html() -> str:
+    from leaderboard.plots import COST_NAME, COST_NOTE
+
+    name = escape_html(COST_NAME)
+    return ('<section>\n<h2>Attack cost versus WSR</h2>\n'
+            f'<div class="scroll figure"><a href="{name}"><img src="{name}" alt="Attack cost versus WSR"></a></div>\n'
+            f'<p class="note">{escape_html(COST_NOTE)}</p>\n</section>')
+
+
+def _studies_html(sec) -> str:
+    from leaderboard.plots import sweep_section
+    from leaderboard.studypages import OTHER_NAME, study_figure_name, study_name, study_summary, study_sweeps
+
+    out = ["<section>", "<h2>Studies</h2>",
+           "<p>Every sweep and ablation, each on its own page (declared in <code>bench/boards.py</code>):</p>"]
+    for view in sec.studies:
+        st = view.study
+        out.append(f'<div class="study">\n<h3><a href="{escape_html(study_name(st.name))}">'
+                   f"{escape_html(st.title)}</a></h3>")
+        out.append(f"<p>{escape_html(st.question)} ({view.n_cards} cards)</p>")
+        bullets = [md_to_html(line[2:] if line.startswith("- ") else line) for line in study_summary(view)]
+        out.append("<ul>\n" + "\n".join(f"<li>{b}</li>" for b in bullets) + "\n</ul>")
+        figs = []
+        for fld in study_sweeps(view):
+            _heading, alt, _note = sweep_section(fld)
+            name = escape_html(study_figure_name(st.name, fld))
+            figs.append(f'<a href="{name}"><img src="{name}" alt="{escape_html(alt)}" loading="lazy"></a>')
+        if figs:
+            out.append('<div class="thumbs">' + "".join(figs) + "</div>")
+        out.append("</div>")
+    out.append(f'<p><a href="{escape_html(OTHER_NAME)}">Other runs</a>: cards on no board and in no study '
+               f"({len(sec.other)}).</p>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------------- page
+def _board_html(g: Group, card_base: str) -> str:
+    from leaderboard.markdown import board_rows
+    from leaderboard.ranking import RANK_RULE
+    from leaderboard.text import CELL_NOTE, CONTROL_NOTE, GATE_NOTE, board_line
+
+    out = ["<section>", f"<h2>{escape_html(board_line(g))}</h2>", "<h3>Ranked summary</h3>", _ranked_html(g),
+           f'<p class="note">{_inline(RANK_RULE)}</p>']
+    if g.gate:
+        out.append(f'<p class="note">{_inline(GATE_NOTE)}</p>')
+        out.append('<ul class="note">' + "".join(f"<li>{_code(d)}: {escape_html(why)}</li>"
+                                                for d, why in sorted(g.gate.items())) + "</ul>")
+    out += [f'<p class="note">{_inline(CELL_NOTE)}</p>', _LEGEND, f'<p class="note">{_inline(CONTROL_NOTE)}</p>']
+    rows = board_rows(g)
+    out += [_threat_html(g, kind, rows, card_base) for kind in THREAT_KINDS if kind in g.kinds.values()]
+    out += [_attacks_html(g), _heatmap_html(g), "</section>"]
+    return "\n".join(out)
+
+
+_LEGEND = (f'<p class="legend"><span style="background:{wsr_colour(1.0)}">{MARK_OK} retained</span> '
+           f'<span style="background:{wsr_colour(0.0)}">{MARK_BAD} removed</span> <span class="err">ERR error</span> '
+           f'<span class="na">n/a not applicable</span> <span class="nr">{NOT_RUN_MARK} not run</span> '
+           '<span class="ctl">control (no watermark)</span> Colour: red → yellow → green = the WSR above the '
+           "suspect's own label rate (a ✗ is never green); detection: red detected, green undetected. Hover a cell "
+           "for its seeds; the per-seed detail with each card's link is under each table.</p>")
+
+
+def render_html(sec, title: str, cost: bool = False, card_base: str = "results") -> str:
+    """``index.html`` of a :class:`leaderboard.sections.Sections`; ``card_base`` is the results folder relative to
+    the output folder (forward slashes), the base of every card link."""
+    from leaderboard.export import CSV_NAME
+
+    body = ["<p>Rendered by <code>wmbench leaderboard</code> from the result cards alone; do not edit.</p>"]
+    if not sec.declared:
+        body.append("<p>No declared board's cells are among these cards (<code>bench/boards.py</code>), so this page "
+                    "ranks what was run at default configurations, per data set, architecture and profile.</p>")
+    body += [_board_html(g, card_base) for g in sec.boards]
+    if cost:
+        body.append(_cost_html())
+    body.append(_studies_html(sec))
+    body.append(f'<section>\n<h2>Per-seed detail</h2>\n<p>Every card\'s WSR with its own interval, p-value, '
+                f'accuracies, cost and path: <a href="{escape_html(CSV_NAME)}">{escape_html(CSV_NAME)}</a> (one row '
+                "per card, for pandas) and the per-scheme detail under each threat table above.</p>\n</section>")
     template = Template(resources.files("leaderboard").joinpath("templates/page.html").read_text("utf-8"))
-    return template.substitute(
-        title=escape_html(title),
-        meta=meta,
-        legend=legend,
-        control_note=_md_inline_to_html(CONTROL_NOTE),
-        rules_note=_md_inline_to_html(RULES_NOTE),
-        sections="\n".join(sections),
-        heatmap=escape_html(HEATMAP_NAME),
-        heatmap_note=escape_html(HEATMAP_NOTE),
-        details=_sweeps_html(sweeps or []) + _cost_html(cost) + "\n".join(details),
-    )
-
-
-def render_html(sec, title: str, cost: bool = False) -> str:
-    return _groups_html(sec.boards, title, [], cost)
+    return template.substitute(title=escape_html(title), body="\n".join(body))

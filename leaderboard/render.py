@@ -32,13 +32,13 @@ from leaderboard.sections import sections
 from leaderboard.studies import cost_points
 from leaderboard.studypages import OTHER_NAME, render_other, render_study, study_figure_name, study_name, study_sweeps
 
-__all__ = ["render"]
+__all__ = ["render", "card_base_of"]
 
 DEFAULT_TITLE = "wmbench leaderboard"
 
 
 def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = None,
-           readme: str | Path | None = None) -> dict[str, Path]:
+           readme: str | Path | None = None, card_base: str | None = None) -> dict[str, Path]:
     """Write the leaderboard of the cards under ``results_dir`` into ``out_dir``: ``LEADERBOARD.md`` and
     ``index.html`` (the board: ranked summary, one table per threat class, attack costs, figures, the study
     index), ``figures/wsr_heatmap.png`` (one per board), ``figures/cost_vs_wsr.png`` when some board cell has a
@@ -46,6 +46,9 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
     (``figures/study-<study>-wsr_vs_<field>.png``), ``studies/other-runs.md`` and ``cells.csv``. A figure or
     page these cards no longer call for is removed if an earlier render left it.
 
+    ``index.html`` links every card relative to itself: by ``card_base`` when given (the results folder relative
+    to the folder the page is published in, forward slashes; ``--check`` renders into a temporary folder and passes
+    the published one's), else :func:`card_base_of` ``results_dir`` and ``out_dir``.
     With ``readme``, the ranked board between that README's markers is brought up to date
     (:func:`leaderboard.ranking.sync_readme`; a README without the markers is left alone).
     Returns the paths written, under the keys ``markdown``, ``html``, ``csv``, ``other``, ``heatmap`` (the first
@@ -73,7 +76,8 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
         raise WmbenchError(f"cannot write the leaderboard into {str(out)!r}: {exc.strerror or exc}; pass a "
                            "writable --out") from None
     try:  # everything is drawn into a staging folder first: a failure leaves the published pages as they were
-        made = _render_into(sec, title, stage)
+        base = card_base if card_base is not None else card_base_of(results_dir, out)
+        made = _render_into(sec, title, stage, card_base=base)
         made["csv"] = stage / CSV_NAME
         made["csv"].write_text(cells_csv(cards), encoding="utf-8", newline="\n")
         for sub in MANAGED_DIRS:
@@ -102,8 +106,19 @@ MANAGED_DIRS = ("figures", "studies")
 MANAGED = (("figures", "*.png"), ("figures", "*.json"), ("studies", "*.md"), ("studies", "*.html"))
 
 
-def _render_into(sec, title: str, out: Path) -> dict[str, Path]:
-    """Draw every page and figure of the sections into the empty folder ``out``."""
+def card_base_of(results_dir: str | Path, out_dir: str | Path) -> str:
+    """The results folder relative to the output folder, with forward slashes (``../results``): the base of the
+    page's card links, the same wherever the two folders sit together. Where no relative path exists (another
+    drive), the results folder's ``file:`` URI."""
+    try:
+        return Path(os.path.relpath(results_dir, out_dir)).as_posix()
+    except ValueError:
+        return Path(results_dir).resolve().as_uri()
+
+
+def _render_into(sec, title: str, out: Path, *, card_base: str) -> dict[str, Path]:
+    """Draw every page and figure of the sections into the empty folder ``out``; ``card_base`` as in
+    :func:`render`."""
     for sub in MANAGED_DIRS:
         (out / sub).mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -124,5 +139,5 @@ def _render_into(sec, title: str, out: Path) -> dict[str, Path]:
     paths["markdown"] = out / "LEADERBOARD.md"
     paths["markdown"].write_text(render_markdown(sec, title, cost), encoding="utf-8", newline="\n")
     paths["html"] = out / "index.html"
-    paths["html"].write_text(render_html(sec, title, cost), encoding="utf-8", newline="\n")
+    paths["html"].write_text(render_html(sec, title, cost, card_base=card_base), encoding="utf-8", newline="\n")
     return paths

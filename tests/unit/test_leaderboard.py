@@ -198,13 +198,15 @@ def test_render_has_no_timestamps_or_paths(golden_results: Path, tmp_path: Path)
 
 def test_status_looks_differ_and_errors_are_escaped(golden_results: Path, tmp_path: Path):
     page = render(golden_results, tmp_path / "out")["html"].read_text(encoding="utf-8")
-    for cls in ("cell-ok", "cell-error", "cell-na", "cell-notrun"):
-        assert f'class="{cls}' in page, cls
-    assert "&lt;layer &#x27;fc&#x27;&gt; &amp; co" in page  # in the error cell's tooltip and the detail table
+    assert '<td style="background:#' in page  # an ok cell of a watermarked scheme: coloured
+    for cls in ("err", "na", "nr", "ctl"):  # error, n/a, not run, the control: each its own look
+        assert f'<td class="{cls}"' in page, cls
+    assert "&lt;layer &#x27;fc&#x27;&gt; &amp; co" in page  # in the error cell's tooltip and the detail rows
     assert "<layer" not in page
-    assert 'title="seed 0: error: RuntimeError: CUDA out of memory' in page
-    assert '<img src="figures/wsr_heatmap.png"' in page
+    assert 'title="content × fine_tune\nseed 0: error: RuntimeError: CUDA out of memory' in page
+    assert '<img src="figures/wsr_heatmap' in page
     assert "http://" not in page and "https://" not in page
+    assert page.count("<script") == 1 and "<script>" in page  # the inline sort script, nothing loaded
 
 
 def test_markdown_shows_control_legend_and_marks(golden_results: Path, tmp_path: Path):
@@ -657,7 +659,7 @@ def test_cost_points_and_figure(tmp_path: Path):
     assert "30% claim threshold" in text and "log scale" in text
     page = paths["html"].read_text(encoding="utf-8")
     assert '<img src="figures/cost_vs_wsr.png"' in page and "<h2>Attack cost versus WSR</h2>" in page
-    assert "<th>Wall s<br><small>median / mean</small></th>" in page
+    assert "<th>Wall s (median / mean)</th>" in page
 
 
 def test_no_watermark_no_cost_figure_and_no_stale_one(golden_results: Path, tmp_path: Path):
