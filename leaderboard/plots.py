@@ -13,8 +13,8 @@ from pathlib import Path
 
 from bench.errors import WmbenchError
 from leaderboard.drawn import save_figure
-from leaderboard.studies import QUERIES_FIELD, Sweep, cost_points, sweep_axis, sweep_fields
 from leaderboard.summary import KIND_ORDER, NOT_RUN, Group, defense_sort_key
+from leaderboard.sweeps import QUERIES_FIELD, Sweep, cost_points, sweep_axis, sweep_fields
 from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, point_text, rounded, sweep_title
 
 HEATMAP_DPI = 100

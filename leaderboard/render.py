@@ -7,7 +7,7 @@ byte-identical Markdown and HTML, and a byte-identical PNG for a given matplotli
 
 This module only orchestrates and publishes: :mod:`leaderboard.sections` sorts the cards onto the board and
 the studies, :mod:`leaderboard.summary` aggregates them (and states the aggregation rules),
-:mod:`leaderboard.studies` finds the sweeps and the cost points, :mod:`leaderboard.text` formats,
+:mod:`leaderboard.sweeps` finds the sweeps and the cost points, :mod:`leaderboard.text` formats,
 :mod:`leaderboard.markdown`, :mod:`leaderboard.studypages` and :mod:`leaderboard.html` write the pages and
 :mod:`leaderboard.plots` draws the figures.
 """
@@ -29,8 +29,8 @@ from leaderboard.markdown import render_markdown
 from leaderboard.plots import COST_NAME, heatmap_name, render_cost, render_heatmap, render_sweeps
 from leaderboard.ranking import sync_readme
 from leaderboard.sections import sections
-from leaderboard.studies import cost_points
 from leaderboard.studypages import OTHER_NAME, render_other, render_study, study_figure_name, study_name, study_sweeps
+from leaderboard.sweeps import cost_points
 
 __all__ = ["render", "card_base_of"]
 

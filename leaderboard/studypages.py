@@ -10,8 +10,8 @@ mean WSR over seeds, 95% interval, majority verdict with its votes).
 from __future__ import annotations
 
 from leaderboard.markdown import MAX_COLUMNS, chunks, code, escape_md, kind_tables, md_table
-from leaderboard.studies import Sweep, find_sweeps, sweep_fields
 from leaderboard.summary import CONTROL_DEFENSE, KIND_ORDER, ROBUSTNESS_KINDS, Group, Stat
+from leaderboard.sweeps import Sweep, find_sweeps, sweep_fields
 from leaderboard.text import (
     DASH,
     MARK_BAD,

@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from leaderboard.studies import QUERIES_FIELD, Sweep
 from leaderboard.summary import CONTROL_DEFENSE, NOT_RUN, AttackRow, CellSummary, DefenseRow, Group, Stat
+from leaderboard.sweeps import QUERIES_FIELD, Sweep
 
 ERROR_CHARS = 80
 

@@ -377,7 +377,7 @@ def sweep_cards() -> list[dict]:
 
 
 def test_family_label():
-    from leaderboard.studies import family_label
+    from leaderboard.sweeps import family_label
 
     assert family_label("soft_label[queries=1000]") == "soft_label"
     assert family_label("soft_label") == "soft_label"
@@ -390,7 +390,7 @@ def test_family_label():
 
 
 def test_query_sweeps_are_found(tmp_path: Path):
-    from leaderboard.studies import find_sweeps
+    from leaderboard.sweeps import find_sweeps
 
     (g,) = summarize(load_results(write_cards(tmp_path / "results", sweep_cards())))
     sweeps = find_sweeps([g])
@@ -484,7 +484,7 @@ def prune_cards() -> list[dict]:
 
 
 def test_pruning_sweep_is_found(tmp_path: Path):
-    from leaderboard.studies import find_sweeps
+    from leaderboard.sweeps import find_sweeps
 
     (g,) = summarize(load_results(write_cards(tmp_path / "results", prune_cards())))
     (sweep,) = find_sweeps([g])
@@ -495,7 +495,7 @@ def test_pruning_sweep_is_found(tmp_path: Path):
 
 def test_sweep_figure_draws_swept_schemes_only_each_in_its_own_colour(tmp_path: Path):
     from leaderboard.plots import sweep_colours
-    from leaderboard.studies import find_sweeps
+    from leaderboard.sweeps import find_sweeps
 
     extra = [prune(f"scheme_{i:02d}", "prune", 0.5, wsr_suspect=0.9) for i in range(12)]  # default rate only
     (g,) = summarize(load_results(write_cards(tmp_path / "results", prune_cards() + extra)))
@@ -539,7 +539,7 @@ def test_a_cell_is_expected_at_the_seeds_its_row_and_column_share(tmp_path: Path
 
 
 def test_columns_differing_in_two_fields_or_in_no_number_are_no_sweep(tmp_path: Path):
-    from leaderboard.studies import find_sweeps
+    from leaderboard.sweeps import find_sweeps
 
     def ft(label, **config):
         return make_card(attack=label, attack_kind="removal", attack_config={"data_frac": 0.5, "lr": None,
@@ -643,7 +643,7 @@ def test_attack_cost_median_and_mean(tmp_path: Path):
 
 
 def test_cost_points_and_figure(tmp_path: Path):
-    from leaderboard.studies import cost_points
+    from leaderboard.sweeps import cost_points
 
     root = write_cards(tmp_path / "results", cost_cards())
     (g,) = summarize(load_results(root))
