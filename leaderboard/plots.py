@@ -23,7 +23,6 @@ HEATMAP_NOTE = ("Text: the suspect's WSR (mean over ok seeds) and the verdict. C
                 "inputs of other classes); a rejected cell is never coloured above the threshold, so a copy that "
                 "answers the target to everything is red, not green.")
 HEATMAP_NAME = "figures/wsr_heatmap.png"
-SWEEP_NAME = "figures/wsr_vs_{field}.png"
 QUERIES_DPI = 110
 COST_NAME = "figures/cost_vs_wsr.png"
 COST_DPI = 110
@@ -33,11 +32,6 @@ COST_MAX_SCHEMES = 20  # more schemes than tab20 has colours: the configured var
 COST_MARKERS = {"control": "D", "extraction": "o", "removal": "s"}
 COST_KIND_LABEL = {"control": "control (no attack)", "other": "other attack"}
 CLAIM_THRESHOLD = 0.3  # drawn when no plotted card records its scheme's threshold (bench.api.Defense's default)
-
-
-def sweep_figure_name(field: str) -> str:
-    """``figures/wsr_vs_<field>.png``, relative to the output directory."""
-    return SWEEP_NAME.format(field=field)
 
 
 # ---------------------------------------------------------------------------------------------- captions

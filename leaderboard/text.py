@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from leaderboard.summary import CONTROL_DEFENSE, NOT_RUN, AttackRow, CellSummary, DefenseRow, Group, Stat
+from leaderboard.summary import NOT_RUN, AttackRow, CellSummary, DefenseRow, Group, Stat
 from leaderboard.sweeps import QUERIES_FIELD, Sweep
 
 ERROR_CHARS = 80
@@ -83,12 +83,6 @@ def truncate(text: str | None, n: int = ERROR_CHARS) -> str:
         return ""
     text = re.sub(r"\s+", " ", text).strip()
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def threshold_text(t: tuple[float, float] | None) -> str:
-    if t is None:
-        return DASH
-    return pct(t[0]) if t[0] == t[1] else f"{pct(t[0])}–{pct(t[1])}"
 
 
 def partial_suffix(cell: CellSummary) -> str:
@@ -245,19 +239,6 @@ def embedding_text(row: DefenseRow) -> str:
     return f"{ratio}({rounded(row.embed_s.mean, 0):,.0f} s)"
 
 
-def detection_text(row: DefenseRow) -> str:
-    if not row.det_total:
-        return DASH
-    if not row.detected_by:
-        return f"{MARK_OK} {row.det_undetected}/{row.det_total} undetected"
-    by = ", ".join(row.detected_by)
-    return f"{MARK_BAD} {row.det_undetected}/{row.det_total} undetected; detected by {by}"
-
-
-def robustness_text(row: DefenseRow) -> str:
-    return DASH if not row.has_watermark else share(row.survived, row.total)
-
-
 def status_counts(groups: list[Group]) -> tuple[int, Counter, int]:
     counts: Counter = Counter()
     for g in groups:
@@ -273,19 +254,6 @@ def board_line(g: Group) -> str:
     what = f"board {g.board}" if g.board else "ad-hoc board"
     return (f"{g.label}: {what}, profile {', '.join(g.profiles)}, seeds {', '.join(map(str, g.seeds))}; "
             f"{n} cards ({status}), {not_run} cell-seeds not run")
-
-
-def meta_items(groups: list[Group]) -> list[tuple[str, str]]:
-    n, counts, not_run = status_counts(groups)
-    status = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "error", "n/a"))
-    seeds = sorted({s for g in groups for s in g.seeds})
-    return [
-        ("Datasets", ", ".join(sorted({g.dataset for g in groups}))),
-        ("Architectures", ", ".join(sorted({g.arch for g in groups}))),
-        ("Profiles", ", ".join(sorted({p for g in groups for p in g.profiles}))),
-        ("Seeds", ", ".join(str(s) for s in seeds)),
-        ("Cards", f"{n} ({status}); {not_run} cell-seed(s) not run"),
-    ]
 
 
 GATE_NOTE = ("⚠ after a scheme's name: its registered defaults did not meet the victim-side gate on the "
@@ -308,22 +276,7 @@ CELL_NOTE = (
     "removed. Detection: ✓ undetected or a wrong class flagged, ✗ detected. ERR error, n/a not applicable, · not "
     "run. Per-seed p-values: index.html's detail rows and cells.csv."
 )
-RULES_NOTE = (
-    "WSR cells: mean ± sd over ok seeds; (k/n) = only k of the n seeds that its scheme and its attack were "
-    "both run with are ok. ✓ = ownership still "
-    "provable (WSR above the suspect's own rate of giving that label to clean inputs by ≥ threshold, and "
-    "p < 0.01; majority of seeds); ✗ = removed. Detection columns: ✓ "
-    "undetected, ✗ detected. Robustness = extraction and removal attacks survived / those with an ok cell "
-    "(n/a, errors and cells not run are left out). Worst case per threat class: the attack that removes the "
-    "watermark (else the lowest WSR). Acc Δ = victim clean accuracy minus that of `none`, same seeds. "
-    "Attack cost: median / mean over the attack's ok cards (every scheme and seed) of its wall seconds (the "
-    "attack alone, not the victim's training; a chain adds up its steps), oracle queries, training epochs and "
-    "peak memory (MB: GPU allocation on CUDA, the process's peak resident memory on CPU)."
-)
-LEGEND = (("✓", "retained"), ("✗", "removed"), ("ERR", "error"), ("n/a", "not applicable"), ("·", "not run"))
 
-DEFENSE_HEAD = ("Scheme", "Victim acc", "Acc Δ vs none", "Victim WSR", "Null WSR", "Threshold")
-TAIL_HEAD = ("Robustness", "Worst extraction", "Worst removal", "Detection")
 ATTACK_HEAD = (
     "Attack",
     "Kind",
@@ -336,39 +289,6 @@ ATTACK_HEAD = (
 COST_HEAD = ("Wall s", "Queries", "Epochs", "Peak mem MB")
 COST_SUB = "median / mean"
 ATTACK_HEAD = ATTACK_HEAD + tuple(f"{h} ({COST_SUB})" for h in COST_HEAD)
-DETAIL_HEAD = (
-    "Defense",
-    "Attack",
-    "Seed",
-    "Status",
-    "Verdict",
-    "Acc victim",
-    "Acc suspect",
-    "Fidelity",
-    "WSR suspect",
-    "WSR null",
-    "p-value",
-    "Queries",
-    "Wall s",
-    "Error / note",
-)
-
-
-def defense_values(row: DefenseRow) -> tuple[list[str], list[str]]:
-    head = [
-        pct_stat(row.victim_acc),
-        "(reference)" if row.name == CONTROL_DEFENSE else pts_stat(row.acc_cost),
-        pct_stat(row.victim_wsr),
-        pct_stat(row.null_wsr),
-        threshold_text(row.threshold),
-    ]
-    tail = [
-        robustness_text(row),
-        worst_text(row.worst.get("extraction")),
-        worst_text(row.worst.get("removal")),
-        detection_text(row) if row.has_watermark else DASH,
-    ]
-    return head, tail
 
 
 def attack_values(r: AttackRow) -> list[str]:
@@ -385,49 +305,6 @@ def attack_values(r: AttackRow) -> list[str]:
         median_mean(r.epochs, amount),
         median_mean(r.peak_mem_mb, megabytes),
     ]
-
-
-def _verdict_text(card: dict) -> str:
-    if card["status"] != "ok":
-        return ""
-    if card["attack_kind"] == "detection":
-        return "" if card["detected"] is None else ("detected" if card["detected"] else "undetected")
-    if card["retained"] is None:
-        return ""
-    return f"{MARK_OK} retained" if card["retained"] else f"{MARK_BAD} removed"
-
-
-def detail_rows(g: Group):
-    """(status, values, full error) for every card and every seed not run, in table order."""
-    for d in g.defenses:
-        for a in g.attacks:
-            cell = g.cells[(d, a)]
-            by_seed = {c["seed"]: c for c in cell.cards}
-            for s in sorted(set(cell.seeds) | set(by_seed)):
-                c = by_seed.get(s)
-                if c is None:
-                    yield NOT_RUN, [d, a, str(s), NOT_RUN] + [NOT_RUN_MARK] * 9 + [""], ""
-                    continue
-                yield (
-                    c["status"],
-                    [
-                        d,
-                        a,
-                        str(s),
-                        c["status"],
-                        _verdict_text(c),
-                        pct(c["clean_acc_victim"]),
-                        pct(c["clean_acc_suspect"]),
-                        pct(c["fidelity"]),
-                        pct(c["wsr_suspect"]),
-                        pct(c["wsr_null"]),
-                        scientific(c["p_value"]),
-                        count(c["queries"]),
-                        seconds(c["wall_s"]),
-                        truncate(c["error"]),
-                    ],
-                    c["error"] or "",
-                )
 
 
 def queries_text(queries: int, sweep: Sweep, label: str) -> str:
