@@ -168,7 +168,7 @@ def _table(head: list[str], rows: list[str], cls: str, foot: list[str] = (), scr
 
 # ---------------------------------------------------------------------------------------------- ranked
 def _ranked_html(g: Group) -> str:
-    from leaderboard.ranking import RANKED_HEAD, ranked_rows, standings
+    from leaderboard.ranking import RANKED_HEAD, ranked_rows, standings, why_unranked
 
     head = [_th(h, aria_sort="ascending" if h == "Rank" else None) for h in RANKED_HEAD]
     rows = []
@@ -189,8 +189,8 @@ def _ranked_html(g: Group) -> str:
     out = [_table(head, rows, "sortable ranked")]
     unranked = standings(g)[1]
     if unranked:
-        out.append('<p class="note">Not ranked yet (a column not run): ' + ", ".join(
-            f"{_code(s.row.name)} ({s.judged} of {s.columns} columns judged)" for s in unranked) + ".</p>")
+        out.append('<p class="note">Not ranked: ' + ", ".join(
+            f"{_code(s.row.name)} ({escape_html(why_unranked(s))})" for s in unranked) + ".</p>")
     return "\n".join(out)
 
 
@@ -409,7 +409,9 @@ def render_html(sec, title: str, cost: bool = False, card_base: str = "results")
     body = ["<p>Rendered by <code>wmbench leaderboard</code> from the result cards alone; do not edit.</p>"]
     if not sec.declared:
         body.append("<p>No declared board's cells are among these cards (<code>bench/boards.py</code>), so this page "
-                    "ranks what was run at default configurations, per data set, architecture and profile.</p>")
+                    "shows every scheme run, under the attacks at their default configuration, per data set, "
+                    "architecture and profile (configured schemes are shown, not ranked; configured attacks are on "
+                    "the study pages).</p>")
     body += [_board_html(g, card_base) for g in sec.boards]
     if cost:
         body.append(_cost_html())

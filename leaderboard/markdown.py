@@ -98,8 +98,9 @@ def render_markdown(sections, title: str, cost: bool = False) -> str:
     lines = [f"# {escape_md(title)}", "", "Rendered by `wmbench leaderboard` from the result cards alone; do not edit.",
              ""]
     if not sections.declared:
-        lines += ["No declared board's cells are among these cards (`bench/boards.py`), so this page ranks what was "
-                  "run at default configurations, per data set, architecture and profile.", ""]
+        lines += ["No declared board's cells are among these cards (`bench/boards.py`), so this page shows every "
+                  "scheme run, under the attacks at their default configuration, per data set, architecture and "
+                  "profile (configured schemes are shown, not ranked; configured attacks are on the study pages).", ""]
     for g in sections.boards:
         lines += [f"## {escape_md(board_line(g))}", "", "### Ranked summary", "", *ranked_table(g), "",
                   escape_md(RANK_RULE), ""]

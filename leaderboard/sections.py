@@ -4,8 +4,9 @@
 * A **board** group holds exactly the board's cells: its schemes (rows, in rank order once ranked), its
   columns (every one, run or not) and its seeds (every cell is expected at each of them). When the cards hold
   no cell of any declared board (a user's own run on other data, the test suite's synthetic cards), one
-  *ad-hoc board* per data set, architecture and profile takes its place: the cards at default configurations
-  (no ``[...]`` in the scheme or the column), so the page still ranks what was run.
+  *ad-hoc board* per data set, architecture and profile takes its place: every scheme run, under the attacks
+  at their default configuration (no ``[...]`` in the column), so the page still ranks what was run (a
+  configured scheme is shown, not ranked).
 * A **study** group holds the cards its declaration matches, per data set and architecture; a card may be on
   the board and in several studies.
 * **Other runs**: the cards on no board and in no study, listed so that nothing run is silently dropped.
@@ -55,8 +56,10 @@ def _board_group(board, cards: list[dict], marks) -> Group:
     return g
 
 
-def _default_config(card: dict) -> bool:
-    return "[" not in card["defense"] and "[" not in card["attack"]
+def _default_column(card: dict) -> bool:
+    """An ad-hoc board's columns are the attacks at their default configuration (a configured attack is a
+    sweep point, which belongs to a study); its rows are every scheme run, configured or not."""
+    return "[" not in card["attack"]
 
 
 def sections(df) -> Sections:
@@ -81,7 +84,7 @@ def sections(df) -> Sections:
         out.declared = False
         by_key: dict[tuple, list[int]] = {}
         for i, c in enumerate(cards):
-            if c["seed"] not in TUNING_SEEDS and _default_config(c):
+            if c["seed"] not in TUNING_SEEDS and _default_column(c):
                 by_key.setdefault((c["dataset"], c["arch"], c["profile"]), []).append(i)
         for (dataset, arch, _profile), idx in sorted(by_key.items()):
             on_board.update(idx)

@@ -132,7 +132,7 @@ def test_ranked_summary_comes_first_and_in_rank_order(results: Path, tmp_path: P
     names = [cells[1][1].replace(" ⚠", "") for cells in ranked["body"]]
     assert names == rank_order(g) == ["noise", "content", SCRIPT_NAME]
     assert [cells[0][1] for cells in ranked["body"]] == ["1", "2", "—"]
-    assert "Not ranked yet (a column not run): <code>&lt;script&gt;" in page
+    assert "Not ranked: <code>&lt;script&gt;" in page
     # the rest of the board in the Markdown's order
     order = ["Ranked by robustness", "A cell: the suspect", "null/control", "<h3>Extraction</h3>",
              "<h3>Removal</h3>", "<h3>Detection</h3>", "<h3>Attacks</h3>", "WSR after attack", "<h2>Studies</h2>",

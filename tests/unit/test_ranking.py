@@ -56,15 +56,17 @@ def test_robustness_first_then_cost_and_ties_share_a_rank(group):
     ranked, unranked = standings(group)
     assert [(rank, s.row.name, s.survived, s.judged) for rank, s in ranked] == [
         (1, "strong", 2, 2), (2, "cheap", 1, 2), (2, "twin", 1, 2), (4, "costly", 1, 2)]
-    assert [s.row.name for s in unranked] == ["partial"] and unranked[0].judged == 1
+    assert [s.row.name for s in unranked] == ["partial", "strong[rate=0.5]"] and unranked[0].judged == 1
 
 
 def test_the_table_says_what_is_not_ranked_and_how_many_seeds_a_verdict_rests_on(group):
     lines = ranked_table(group)
     assert lines[2] == "| 1 | `strong` | — | -2.0 pts | 95.0% | 2/2 | ext 90.0% ✓ 1/1 | rem 90.0% ✓ 1/1 | — | — | 1 |"
-    assert not any("strong[rate=0.5]" in line or "queries=10" in line for line in lines)
-    assert lines[-3].startswith("| — | `partial` |") and "| 1/1 (1 not run) |" in lines[-3]
-    assert lines[-1] == "Not ranked yet (a column not run): `partial` (1 of 2 columns judged)."
+    assert not any("queries=10" in line for line in lines)  # a configured column is not on an ad-hoc board
+    assert lines[-4].startswith("| — | `partial` |") and "| 1/1 (1 not run) |" in lines[-4]
+    assert lines[-3].startswith("| — | `strong[rate=0.5]` |")
+    assert lines[-1] == ("Not ranked: `partial` (1 of 2 columns judged), `strong[rate=0.5]` (a configured variant: "
+                         "the ranking compares registered schemes at their defaults).")
 
 
 def test_readme_section_is_written_between_the_markers_and_checked(tmp_path, group):
