@@ -377,7 +377,7 @@ def _studies_html(sec) -> str:
 # ------------------------------------------------------------------------------------------------- page
 def _board_html(g: Group, card_base: str) -> str:
     from leaderboard.markdown import board_rows
-    from leaderboard.ranking import RANK_RULE
+    from leaderboard.ranking import RANK_RULE, flips_text
     from leaderboard.text import CELL_NOTE, CONTROL_NOTE, GATE_NOTE, board_line
 
     out = ["<section>", f"<h2>{escape_html(board_line(g))}</h2>", "<h3>Ranked summary</h3>", _ranked_html(g),
@@ -386,6 +386,8 @@ def _board_html(g: Group, card_base: str) -> str:
         out.append(f'<p class="note">{_inline(GATE_NOTE)}</p>')
         out.append('<ul class="note">' + "".join(f"<li>{_code(d)}: {escape_html(why)}</li>"
                                                 for d, why in sorted(g.gate.items())) + "</ul>")
+    flips = flips_text(g)
+    out += [f'<p class="note">{_inline(flips)}</p>'] if flips else []
     out += [f'<p class="note">{_inline(CELL_NOTE)}</p>', _LEGEND, f'<p class="note">{_inline(CONTROL_NOTE)}</p>']
     rows = board_rows(g)
     out += [_threat_html(g, kind, rows, card_base) for kind in THREAT_KINDS if kind in g.kinds.values()]

@@ -91,7 +91,7 @@ def board_rows(g: Group) -> list[str]:
 def render_markdown(sections, title: str, cost: bool = False) -> str:
     """``LEADERBOARD.md`` of a :class:`leaderboard.sections.Sections`."""
     from leaderboard.plots import COST_NAME, COST_NOTE, HEATMAP_NOTE, heatmap_name
-    from leaderboard.ranking import RANK_RULE, ranked_table
+    from leaderboard.ranking import RANK_RULE, flips_text, ranked_table
     from leaderboard.studypages import OTHER_NAME, study_name
     from leaderboard.text import ATTACK_HEAD, CELL_NOTE, CONTROL_NOTE, GATE_NOTE, attack_values, board_line
 
@@ -107,6 +107,8 @@ def render_markdown(sections, title: str, cost: bool = False) -> str:
         if g.gate:
             lines += [escape_md(GATE_NOTE), ""]
             lines += [f"- {code(d)}: {escape_md(why)}" for d, why in sorted(g.gate.items())] + [""]
+        flips = flips_text(g)
+        lines += [escape_md(flips), ""] if flips else []
         lines += [escape_md(CELL_NOTE), "", escape_md(CONTROL_NOTE), ""]
         lines += kind_tables(g, board_rows(g))
         lines += ["### Attacks", ""]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import WmbenchError
-from leaderboard.summary import ROBUSTNESS_KINDS, DefenseRow, Group
+from leaderboard.summary import ROBUSTNESS_KINDS, CellSummary, DefenseRow, Group
 from leaderboard.text import (
     detected_by_text,
     embedding_text,
@@ -28,6 +28,7 @@ from leaderboard.text import (
     pct_stat,
     pts_stat,
     rounded,
+    votes_text,
     worst_text,
 )
 
@@ -124,11 +125,57 @@ def ranked_rows(group: Group) -> list[tuple[str, Standing, list[str]]]:
         low, high = s.seeds
         seeds = str(low) if low == high else f"{low}-{high}"
         out.append(("—" if rank is None else str(rank), s, [
-            paper_of(s.row.name), pts_stat(s.row.acc_cost), pct_stat(s.row.victim_wsr),
+            paper_of(s.row.name), pts_stat(s.row.acc_cost), victim_wsr_text(s.row),
             f"{s.survived}/{s.judged}" + ("" if s.complete else f" ({s.columns - s.judged} not run)"),
             worst_text(s.row.worst.get("extraction")), worst_text(s.row.worst.get("removal")),
             detected_by_text(s.row), embedding_text(s.row), seeds]))
     return out
+
+
+def victim_wsr_text(row) -> str:
+    """The victim's WSR; for a scheme whose watermark lives in the served answers (``embedding = "api"``:
+    DAWN) the API serves it by construction, and the model's own WSR is shown beside."""
+    from bench.registry import DEFENSES
+
+    base = row.name.split("[", 1)[0]
+    if base in DEFENSES and DEFENSES.get(base).embedding == "api":
+        return f"served by the API (model {pct_stat(row.victim_wsr)})"
+    return pct_stat(row.victim_wsr)
+
+
+def seed_flips(group: Group) -> tuple[int, list]:
+    """(cells judged on every seed of the board, those whose majority verdict differs from the first seed's
+    alone): how much a one-seed board would have misled. Only watermarked schemes, every threat class."""
+    first = group.seeds[0]
+    full, flips = 0, []
+    for d in group.defenses:
+        if not group.has_watermark[d]:
+            continue
+        for a in group.attacks:
+            cell = group.cells[(d, a)]
+            if cell.kind == "control" or len(cell.ok) != len(group.seeds) or len(group.seeds) < 2:
+                continue
+            one = [c for c in cell.ok if c["seed"] == first]
+            alone = CellSummary(d, a, cell.kind, (first,), one).survived
+            if cell.survived is None or alone is None:
+                continue
+            full += 1
+            if alone != cell.survived:
+                flips.append((cell, alone))
+    return full, flips
+
+
+def flips_text(group: Group) -> str | None:
+    """One sentence on :func:`seed_flips`, or None before any cell has every seed."""
+    full, flips = seed_flips(group)
+    if not full:
+        return None
+    text = (f"Seeds matter: of the {full} cells judged on all {len(group.seeds)} seeds, {len(flips)} have a "
+            f"majority verdict other than seed {group.seeds[0]}'s alone")
+    if flips:
+        text += ": " + "; ".join(f"{c.defense} × {c.attack} ({'✓' if alone else '✗'} → {votes_text(c)})"
+                                 for c, alone in flips)
+    return text + "."
 
 
 def ranked_table(group: Group) -> list[str]:

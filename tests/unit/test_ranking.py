@@ -119,3 +119,34 @@ def test_the_declared_board_holds_its_schemes_and_columns_and_leaves_ablations_t
     study = next(v for v in sec.studies if v.study.name == "mea-defender")
     assert "mea_defender_no_eva" in study.groups[0].defenses
     assert sec.other == []
+
+
+def test_the_page_says_which_verdicts_the_other_seeds_changed(tmp_path):
+    from leaderboard.ranking import flips_text, seed_flips
+
+    where = {"dataset": "fashion-mnist", "arch": "small_cnn", "profile": "quick"}
+    cards = [make_card(defense="none", attack="identity", seed=s, **where) for s in (0, 1, 2)]
+    for s, kept in zip((0, 1, 2), (False, True, True), strict=True):  # seed 0 alone: removed; majority: kept
+        cards.append(make_card(defense="content", attack="soft_label", attack_kind="extraction", seed=s,
+                               retained=kept, wsr_suspect=0.6 if kept else 0.1, removed_cheaply=False, **where))
+    for s in (0, 1, 2):  # the same verdict on every seed: no flip
+        cards.append(make_card(defense="content", attack="prune", attack_kind="removal", seed=s, **where))
+    cards.append(make_card(defense="content", attack="fine_tune", attack_kind="removal", seed=0, **where))  # 1 seed
+    (g,) = sections(load_results(_write(tmp_path / "results", cards))).boards
+    full, flips = seed_flips(g)
+    assert full == 2 and [(c.attack, alone) for c, alone in flips] == [("soft_label", False)]
+    assert flips_text(g) == ("Seeds matter: of the 2 cells judged on all 3 seeds, 1 have a majority verdict other "
+                             "than seed 0's alone: content × soft_label (✗ → ✓ 2/3).")
+
+
+def test_a_watermark_served_by_the_api_says_so_in_the_victim_column(tmp_path):
+    from leaderboard.ranking import victim_wsr_text
+
+    where = {"dataset": "fashion-mnist", "arch": "small_cnn", "profile": "quick"}
+    cards = [make_card(defense="none", attack="identity", **where),
+             make_card(defense="dawn", attack="identity", wsr_victim=0.0, wsr_suspect=0.0, retained=False, **where),
+             make_card(defense="content", attack="identity", wsr_victim=1.0, wsr_suspect=1.0, **where)]
+    (g,) = sections(load_results(_write(tmp_path / "results", cards))).boards
+    rows = {r.name: r for r in g.defense_rows}
+    assert victim_wsr_text(rows["dawn"]) == "served by the API (model 0.0%)"
+    assert victim_wsr_text(rows["content"]) == "100.0%"
