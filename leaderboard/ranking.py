@@ -200,6 +200,8 @@ def readme_section(groups: list[Group]) -> str:
     for g in groups:
         parts += ["", f"**{g.label}** (seeds {', '.join(map(str, g.seeds))}; profile "
                       f"{', '.join(g.profiles)}):", "", *ranked_table(g)]
+        flips = flips_text(g)
+        parts += ["", flips] if flips else []
     parts += ["", RANK_RULE, END]
     return "\n".join(parts)
 
