@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -730,3 +731,20 @@ def test_heatmap_colour_is_what_the_verdict_rests_on_and_never_green_when_reject
     # far above the threshold but rejected (not significant): held just under the threshold
     weak = make_card(attack="ext", wsr_suspect=0.9, p_value=0.2, retained=False, extras={"suspect_label_rate": 0.0})
     assert evidence(cell(weak)) == pytest.approx(0.29)
+
+
+def test_the_published_board_reads_in_a_terminal():
+    """The committed LEADERBOARD.md: at most 30 KB, no table wider than 12 columns, the ranked summary first,
+    one study page per declared study with a card (``--check`` keeps the page equal to its cards; this keeps
+    its shape)."""
+    from leaderboard.markdown import MAX_COLUMNS
+
+    root = Path(__file__).resolve().parents[2] / "leaderboard"
+    text = (root / "LEADERBOARD.md").read_text(encoding="utf-8")
+    assert len(text.encode()) <= 30_000
+    widths = [len(line.strip().strip("|").split(" | ")) for line in text.splitlines() if line.startswith("| ")]
+    assert widths and max(widths) <= MAX_COLUMNS
+    first_table = next(i for i, line in enumerate(text.splitlines()) if line.startswith("| "))
+    assert text.splitlines()[first_table].startswith("| Rank | Scheme | Paper |")
+    linked = set(re.findall(r"\]\((studies/[a-z-]+\.md)\)", text))
+    assert linked and all((root / page).is_file() for page in linked)
