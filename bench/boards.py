@@ -182,7 +182,7 @@ STUDIES: dict[str, Study] = {
             "mea-loss-weights", "MEA-Defender: loss-weight sweeps",
             "How the combination-loss weight (the tuned scheme's kl_weight, the public code's extra KL weight) and "
             "the balancing rule trade the victim's accuracy against its WSR and the soft-label copy's.",
-            defenses=("mea_defender", "mea_defender[kl_weight=*", "mea_defender_official",
+            defenses=("none", "mea_defender", "mea_defender[kl_weight=*", "mea_defender_official",
                       "mea_defender_official[com_extra=*", "mea_defender_official[aux_weight=*",
                       "mea_defender_official[com_target=*", "mea_defender_official[stage2_*",
                       "mea_defender_official[epochs=*", "mea_defender_paper_mgda"),
@@ -193,7 +193,8 @@ STUDIES: dict[str, Study] = {
             "mea-anchors", "MEA-Defender: anchor sets and training budget",
             "Whether the public code's weights embed once the anchor watermarks are forwarded whole, in smaller "
             "sets, or trained for longer.",
-            defenses=("mea_defender_official", "mea_defender_official[anchor*", "mea_defender_official[anchors*"),
+            defenses=("none", "mea_defender_official", "mea_defender_official[anchor*",
+                      "mea_defender_official[anchors*"),
             attacks=("identity", "soft_label"),
             see_also=("docs/reproductions/mea-defender.md",),
         ),
