@@ -12,7 +12,7 @@
 * **Other runs**: the cards on no board and in no study, listed so that nothing run is silently dropped.
 
 Cards of the tuning seeds (:data:`bench.tuning.TUNING_SEEDS`) are never on a board; they mark the schemes whose
-registered defaults missed the victim-side gate (:func:`leaderboard.summary.gate_marks`) and form the
+registered defaults missed the victim-side gate (:func:`gate_marks`) and form the
 ``tuning`` study.
 """
 
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from leaderboard.summary import CONTROL_DEFENSE, Group, _group, _records, gate_marks
+from leaderboard.summary import CONTROL_DEFENSE, Group, _group, _records, _summarize
 
-__all__ = ["Sections", "StudyView", "sections"]
+__all__ = ["Sections", "StudyView", "gate_marks", "sections", "summarize"]
 
 
 @dataclass
@@ -42,6 +42,43 @@ class Sections:
     studies: list[StudyView] = field(default_factory=list)  # every declared study with a card
     other: list[dict] = field(default_factory=list)  # cards on no board and in no study, sorted
     n_cards: int = 0
+
+
+def gate_marks(tuning) -> dict[tuple[str, str], dict[str, str]]:
+    """{(dataset, arch): {scheme: why}} for every scheme whose identity cards on the tuning seeds are
+    complete and fail the gate (:mod:`bench.tuning`); a registered scheme's own embedding rule is used."""
+    from bench.registry import DEFENSES
+    from bench.tuning import gate
+
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    if tuning is None or tuning.empty:
+        return out
+    for (dataset, arch), part in tuning.groupby(["dataset", "arch"], sort=True):
+        for name in sorted(set(part.defense[part.attack == "identity"]) - {CONTROL_DEFENSE}):
+            base = name.split("[", 1)[0]
+            embedding = DEFENSES.get(base).embedding if base in DEFENSES else "model"
+            profile = part.profile[part.defense == name].iloc[0]
+            r = gate(part, name, embedding=embedding, profile=profile)
+            if r.complete and not r.passes:
+                why = [w for w, ok in ((f"cost {100 * r.cost:+.2f} points", r.passes_cost),
+                                       (f"victim WSR {100 * r.wsr:.2f}%", r.passes_wsr)) if not ok]
+                out.setdefault((dataset, arch), {})[name] = "; ".join(why)
+    return out
+
+
+def summarize(df) -> list[Group]:
+    """Aggregate a ``load_results`` DataFrame into one :class:`Group` per (dataset, arch). Cards of the
+    tuning seeds (``bench.tuning.TUNING_SEEDS``) are not on the board; they mark the schemes that failed the
+    tuning gate."""
+    from bench.tuning import TUNING_SEEDS
+
+    tuning = df[df.seed.isin(TUNING_SEEDS)]
+    df = df[~df.seed.isin(TUNING_SEEDS)]
+    marks = gate_marks(tuning) if len(tuning) else {}
+    groups = _summarize(df)
+    for g in groups:
+        g.gate = {d: why for d, why in marks.get((g.dataset, g.arch), {}).items() if d in g.defenses}
+    return groups
 
 
 def _board_group(board, cards: list[dict], marks) -> Group:

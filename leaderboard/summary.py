@@ -1,15 +1,18 @@
-"""Summarise the result cards for the pages and figures: one :class:`Group` per dataset/arch, with a
-:class:`CellSummary` per defense x attack pair (its cards over the seeds), a :class:`DefenseRow` per scheme
-and an :class:`AttackRow` per attack, built by :func:`summarize`, which also marks the schemes whose registered
-defaults missed the tuning gate (:func:`gate_marks`). Nothing here formats or draws.
+"""Summarise the result cards for the pages and figures: a :class:`Group` (a board, a study, or all the cards of
+one dataset/arch) with a :class:`CellSummary` per defense x attack pair (its cards over the seeds), a
+:class:`DefenseRow` per scheme and an :class:`AttackRow` per attack. :mod:`leaderboard.sections` decides which
+cards go into which group and marks the schemes whose registered defaults missed the tuning gate. Nothing here
+formats or draws.
 
-Aggregation rules (one *cell* = one defense x attack pair, over the seeds seen in its dataset/arch group):
+Aggregation rules (one *cell* = one defense x attack pair, over the seeds of its group):
 
-* a cell is expected at the seeds that both its scheme and its attack were run with (its scheme's seeds if
-  they share none); an expected seed with no card is "not run"; a cell shows its WSR as mean ± sd over its
-  ``ok`` seeds and says how many of the expected seeds that is when some are missing or failed;
-* a cell is *retained* (✓) when the majority of its ``ok`` seeds are retained, else removed (✗);
-  a detection cell *survives* when the majority of its ``ok`` seeds are not detected;
+* a declared board expects every cell at each of its seeds; any other group expects a cell at the seeds that
+  both its scheme and its attack were run with (its scheme's seeds if they share none); an expected seed with
+  no card is "not run"; a cell's WSR is the mean over its ``ok`` seeds with a 95% interval
+  (:mod:`leaderboard.intervals`);
+* a cell is *retained* (✓) when more than half of its ``ok`` seeds are retained, else removed (✗; a tie is not
+  a majority), and says how many seeds gave its verdict (:class:`Votes`); a detection cell *survives* when the
+  majority of its ``ok`` seeds did not find the watermark;
 * a scheme's robustness = extraction and removal attacks it survives / those with an ``ok`` cell
   (``n/a``, errors and missing cells are left out of the denominator, which is shown);
 * accuracy cost = the scheme's victim clean accuracy minus that of ``none``, seed by seed, in points;
@@ -237,43 +240,6 @@ def _records(df) -> list[dict]:
     for c in cards:
         c["seed"] = int(c["seed"])
     return cards
-
-
-def gate_marks(tuning) -> dict[tuple[str, str], dict[str, str]]:
-    """{(dataset, arch): {scheme: why}} for every scheme whose identity cards on the tuning seeds are
-    complete and fail the gate (:mod:`bench.tuning`); a registered scheme's own embedding rule is used."""
-    from bench.registry import DEFENSES
-    from bench.tuning import gate
-
-    out: dict[tuple[str, str], dict[str, str]] = {}
-    if tuning is None or tuning.empty:
-        return out
-    for (dataset, arch), part in tuning.groupby(["dataset", "arch"], sort=True):
-        for name in sorted(set(part.defense[part.attack == "identity"]) - {CONTROL_DEFENSE}):
-            base = name.split("[", 1)[0]
-            embedding = DEFENSES.get(base).embedding if base in DEFENSES else "model"
-            profile = part.profile[part.defense == name].iloc[0]
-            r = gate(part, name, embedding=embedding, profile=profile)
-            if r.complete and not r.passes:
-                why = [w for w, ok in ((f"cost {100 * r.cost:+.2f} points", r.passes_cost),
-                                       (f"victim WSR {100 * r.wsr:.2f}%", r.passes_wsr)) if not ok]
-                out.setdefault((dataset, arch), {})[name] = "; ".join(why)
-    return out
-
-
-def summarize(df) -> list[Group]:
-    """Aggregate a ``load_results`` DataFrame into one :class:`Group` per (dataset, arch). Cards of the
-    tuning seeds (``bench.tuning.TUNING_SEEDS``) are not on the board; they mark the schemes that failed the
-    tuning gate."""
-    from bench.tuning import TUNING_SEEDS
-
-    tuning = df[df.seed.isin(TUNING_SEEDS)]
-    df = df[~df.seed.isin(TUNING_SEEDS)]
-    marks = gate_marks(tuning) if len(tuning) else {}
-    groups = _summarize(df)
-    for g in groups:
-        g.gate = {d: why for d, why in marks.get((g.dataset, g.arch), {}).items() if d in g.defenses}
-    return groups
 
 
 def _summarize(df) -> list[Group]:

@@ -19,7 +19,7 @@ from cardfactory import make_card
 from bench.errors import CardError, WmbenchError
 from bench.results import card_path, load_results, validate_card, write_card
 from leaderboard import render
-from leaderboard.summary import summarize
+from leaderboard.sections import summarize
 
 GOLDEN = Path(__file__).parent / "golden"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
