@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.errors import ConfigError, UnknownNameError, shorten, suggest
+from bench.tuning import TUNING_SEEDS
 
 __all__ = ["Board", "BOARDS", "STUDIES", "Study", "get_board", "get_study", "spec_match"]
 
@@ -231,24 +232,24 @@ STUDIES: dict[str, Study] = {
             "tuning", "Tuning gate (tuning seeds)",
             "Whether each scheme's registered defaults meet the victim-side gate (accuracy cost against none of "
             "at most 2 points, victim WSR of at least 90%) on seeds the board never shows.",
-            defenses=("*",), attacks=("identity",), seeds=(100, 101),
+            defenses=("*",), attacks=("identity",), seeds=TUNING_SEEDS,
             see_also=("docs/protocol.md", "results/reproductions/tuning.md"),
         ),
     )
 }
 
 
-def get_study(name: str) -> Study:
+def _lookup(table: dict, name: str, what: str):
     try:
-        return STUDIES[name]
+        return table[name]
     except KeyError:
-        raise UnknownNameError(f"unknown study {shorten(name)!r}; {suggest(name, STUDIES)}choose one of "
-                               f"{', '.join(STUDIES)}") from None
+        raise UnknownNameError(f"unknown {what} {shorten(name)!r}; {suggest(name, table)}choose one of "
+                               f"{', '.join(table)}") from None
+
+
+def get_study(name: str) -> Study:
+    return _lookup(STUDIES, name, "study")
 
 
 def get_board(name: str) -> Board:
-    try:
-        return BOARDS[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown board {shorten(name)!r}; {suggest(name, BOARDS)}choose one of "
-                               f"{', '.join(BOARDS)}") from None
+    return _lookup(BOARDS, name, "board")

@@ -25,7 +25,7 @@ from importlib import resources
 from string import Template
 from typing import Any
 
-from leaderboard.summary import CONTROL_DEFENSE, KIND_ORDER, NOT_RUN, CellSummary, Group, Stat
+from leaderboard.summary import CONTROL_DEFENSE, NOT_RUN, CellSummary, Group, Stat
 from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, pct, scientific, truncate
 
 __all__ = ["escape_html", "wsr_colour", "cell_colour", "cell_title", "md_to_html", "render_html"]
@@ -168,11 +168,11 @@ def _table(head: list[str], rows: list[str], cls: str, foot: list[str] = (), scr
 
 # ---------------------------------------------------------------------------------------------- ranked
 def _ranked_html(g: Group) -> str:
-    from leaderboard.ranking import RANKED_HEAD, ranked_rows, standings, why_unranked
+    from leaderboard.ranking import RANKED_HEAD, ranked_rows, why_unranked
 
     head = [_th(h, aria_sort="ascending" if h == "Rank" else None) for h in RANKED_HEAD]
-    rows = []
-    for rank, s, vals in ranked_rows(g):
+    rows, ranked = [], ranked_rows(g)
+    for rank, s, vals in ranked:
         r = s.row
         worst = [r.worst.get(k) for k in ("extraction", "removal")]
         worst_keys = [None if c is None else c.stat("wsr_suspect") for c in worst]
@@ -187,7 +187,7 @@ def _ranked_html(g: Group) -> str:
         rows.append(f'<tr><td{_attrs(data_sort=rank if rank != DASH else "")}>{escape_html(rank)}</td>'
                     f'<td class="name">{name}</td>{cells}</tr>')
     out = [_table(head, rows, "sortable ranked")]
-    unranked = standings(g)[1]
+    unranked = [s for rank, s, _ in ranked if rank == DASH]
     if unranked:
         out.append('<p class="note">Not ranked: ' + ", ".join(
             f"{_code(s.row.name)} ({escape_html(why_unranked(s))})" for s in unranked) + ".</p>")
@@ -313,9 +313,8 @@ def _seed_details(g: Group, d: str, cols: list[str], card_base: str) -> str:
 def _attacks_html(g: Group) -> str:
     from leaderboard.text import ATTACK_HEAD, attack_values
 
-    kinds = {k: i for i, k in enumerate(KIND_ORDER)}
     rows = []
-    for r in sorted(g.attack_rows, key=lambda r: (kinds.get(r.kind, 9), r.name)):
+    for r in g.attack_rows:  # already in class order, as g.attacks
         vals = attack_values(r)
         keys = [None] * len(vals)
         for i, (k, n) in ((2, r.removed_cheaply), (3, r.detected)):

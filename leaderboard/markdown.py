@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from leaderboard.summary import CONTROL_DEFENSE, KIND_ORDER, Group
+from leaderboard.summary import CONTROL_DEFENSE, Group
 
 MAX_COLUMNS = 12  # no table wider than this: the page must read in a terminal
 
@@ -112,9 +112,7 @@ def render_markdown(sections, title: str, cost: bool = False) -> str:
         lines += [escape_md(CELL_NOTE), "", escape_md(CONTROL_NOTE), ""]
         lines += kind_tables(g, board_rows(g))
         lines += ["### Attacks", ""]
-        kinds = {k: i for i, k in enumerate(KIND_ORDER)}
-        rows = [[code(r.name)] + [escape_md(v) for v in attack_values(r)]
-                for r in sorted(g.attack_rows, key=lambda r: (kinds.get(r.kind, 9), r.name))]
+        rows = [[code(r.name)] + [escape_md(v) for v in attack_values(r)] for r in g.attack_rows]  # in class order
         lines += md_table(ATTACK_HEAD, rows, "ll" + "r" * (len(ATTACK_HEAD) - 2))
         lines += [f"### WSR after attack ({escape_md(g.label)})", "",
                   f"[![WSR after attack, rows in rank order]({heatmap_name(g)})]({heatmap_name(g)})", "",

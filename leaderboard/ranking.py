@@ -148,12 +148,14 @@ def seed_flips(group: Group) -> tuple[int, list]:
     alone): how much a one-seed board would have misled. Only watermarked schemes, every threat class."""
     first = group.seeds[0]
     full, flips = 0, []
+    if len(group.seeds) < 2:
+        return full, flips
     for d in group.defenses:
         if not group.has_watermark[d]:
             continue
         for a in group.attacks:
             cell = group.cells[(d, a)]
-            if cell.kind == "control" or len(cell.ok) != len(group.seeds) or len(group.seeds) < 2:
+            if cell.kind == "control" or len(cell.ok) != len(group.seeds):
                 continue
             one = [c for c in cell.ok if c["seed"] == first]
             alone = CellSummary(d, a, cell.kind, (first,), one).survived
@@ -182,13 +184,14 @@ def ranked_table(group: Group) -> list[str]:
     """The ranked summary of one group as Markdown lines: one row per scheme, then the scheme not ranked yet."""
     from leaderboard.markdown import code, escape_md
 
+    rows = ranked_rows(group)
+    if not rows:
+        return ["No watermarked scheme on this board yet: only the clean control."]
     lines = ["| " + " | ".join(RANKED_HEAD) + " |", "|---:|:---|:---|" + "---:|" * 3 + ":---|" * 3 + "---:|---:|"]
-    for rank, s, vals in ranked_rows(group):
+    for rank, s, vals in rows:
         mark = " ⚠" if s.row.name in group.gate else ""
         lines.append(f"| {rank} | {code(s.row.name)}{mark} | " + " | ".join(escape_md(v) for v in vals) + " |")
-    ranked, unranked = standings(group)
-    if not ranked and not unranked:
-        return ["No watermarked scheme on this board yet: only the clean control."]
+    unranked = [s for rank, s, _ in rows if rank == "—"]
     if unranked:
         lines += ["", "Not ranked: " + ", ".join(f"{code(s.row.name)} ({why_unranked(s)})" for s in unranked) + "."]
     return lines

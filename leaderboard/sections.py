@@ -41,7 +41,6 @@ class Sections:
     declared: bool  # whether ``boards`` are declared boards (False: ad-hoc)
     studies: list[StudyView] = field(default_factory=list)  # every declared study with a card
     other: list[dict] = field(default_factory=list)  # cards on no board and in no study, sorted
-    n_cards: int = 0
 
 
 def gate_marks(tuning) -> dict[tuple[str, str], dict[str, str]]:
@@ -77,20 +76,21 @@ def summarize(df) -> list[Group]:
     marks = gate_marks(tuning) if len(tuning) else {}
     groups = _summarize(df)
     for g in groups:
-        g.gate = {d: why for d, why in marks.get((g.dataset, g.arch), {}).items() if d in g.defenses}
+        _mark(g, marks)
     return groups
 
 
-def _board_group(board, cards: list[dict], marks) -> Group:
-    from bench.registry import ATTACKS, DEFENSES
-
-    schemes = tuple(board.schemes(DEFENSES))
-    columns = board.labels(ATTACKS)
-    g = _group(board.dataset, board.arch, cards, defenses=schemes, columns=columns, seeds=tuple(board.seeds),
-               has_watermark={d: d != CONTROL_DEFENSE for d in schemes}, profiles=(board.profile,))
-    g.board = board.name
+def _mark(g: Group, marks) -> Group:
+    """Mark the group's schemes whose registered defaults missed the tuning gate (:func:`gate_marks`)."""
     g.gate = {d: why for d, why in marks.get((g.dataset, g.arch), {}).items() if d in g.defenses}
     return g
+
+
+def _board_group(board, schemes: list[str], columns: list[tuple[str, str]], cards: list[dict], marks) -> Group:
+    g = _group(board.dataset, board.arch, cards, defenses=tuple(schemes), columns=columns, seeds=tuple(board.seeds),
+               has_watermark={d: d != CONTROL_DEFENSE for d in schemes}, profiles=(board.profile,))
+    g.board = board.name
+    return _mark(g, marks)
 
 
 def _default_column(card: dict) -> bool:
@@ -107,16 +107,16 @@ def sections(df) -> Sections:
     from bench.tuning import TUNING_SEEDS
 
     cards = _records(df.drop(columns="path")) if "path" in df.columns else _records(df)
-    tuning = df[df.seed.isin(TUNING_SEEDS)]
-    marks = gate_marks(tuning) if len(tuning) else {}
-    out = Sections([], True, n_cards=len(cards))
+    marks = gate_marks(df[df.seed.isin(TUNING_SEEDS)])
+    out = Sections([], True)
     on_board: set[int] = set()
     for board in BOARDS.values():
-        schemes, labels = set(board.schemes(DEFENSES)), {lab for lab, _ in board.labels(ATTACKS)}
-        mine = [i for i, c in enumerate(cards) if board.holds(c, schemes, labels)]
+        schemes, columns = board.schemes(DEFENSES), board.labels(ATTACKS)
+        in_schemes, labels = set(schemes), {lab for lab, _ in columns}
+        mine = [i for i, c in enumerate(cards) if board.holds(c, in_schemes, labels)]
         if mine:
             on_board.update(mine)
-            out.boards.append(_board_group(board, [cards[i] for i in mine], marks))
+            out.boards.append(_board_group(board, schemes, columns, [cards[i] for i in mine], marks))
     if not out.boards:  # no declared board's cell: rank what was run at default configurations
         out.declared = False
         by_key: dict[tuple, list[int]] = {}
@@ -125,9 +125,7 @@ def sections(df) -> Sections:
                 by_key.setdefault((c["dataset"], c["arch"], c["profile"]), []).append(i)
         for (dataset, arch, _profile), idx in sorted(by_key.items()):
             on_board.update(idx)
-            g = _group(dataset, arch, [cards[i] for i in idx])
-            g.gate = {d: why for d, why in marks.get((dataset, arch), {}).items() if d in g.defenses}
-            out.boards.append(g)
+            out.boards.append(_mark(_group(dataset, arch, [cards[i] for i in idx]), marks))
     for g in out.boards:
         if g.board != "main" and (out.declared or len(out.boards) > 1):
             g.heatmap = f"figures/wsr_heatmap-{slug(g.board or '-'.join((g.dataset, g.arch, *g.profiles)))}.png"
@@ -144,11 +142,7 @@ def sections(df) -> Sections:
         by_group: dict[tuple[str, str], list[dict]] = {}
         for i in mine:
             by_group.setdefault((cards[i]["dataset"], cards[i]["arch"]), []).append(cards[i])
-        groups = []
-        for (dataset, arch), part in sorted(by_group.items()):
-            g = _group(dataset, arch, part)
-            g.gate = {d: why for d, why in marks.get((dataset, arch), {}).items() if d in g.defenses}
-            groups.append(g)
+        groups = [_mark(_group(dataset, arch, part), marks) for (dataset, arch), part in sorted(by_group.items())]
         out.studies.append(StudyView(study, groups))
     out.other = sorted((c for i, c in enumerate(cards) if i not in on_board and i not in in_study),
                        key=lambda c: (c["dataset"], c["arch"], c["profile"], c["defense"], c["attack"], c["seed"]))

@@ -16,6 +16,7 @@ from leaderboard.text import (
     DASH,
     MARK_BAD,
     MARK_OK,
+    detected_by_text,
     pct,
     pct_stat,
     point_text,
@@ -65,7 +66,7 @@ def _scheme_line(g: Group, d: str) -> str:
         parts.append(f"ownership provable after {share(sum(1 for c in judged if c.survived), len(judged))} of its "
                      "extraction and removal columns at their default configuration")
     if row.det_total:
-        parts.append("detected by " + (", ".join(row.detected_by) if row.detected_by else f"none of {row.det_total}"))
+        parts.append(f"detected by {detected_by_text(row)}")
     seeds = sorted({c["seed"] for cell in g.cells.values() if cell.defense == d for c in cell.ok})
     return f"{code(d)} (seeds {', '.join(map(str, seeds)) or DASH}): " + "; ".join(parts)
 
