@@ -8,9 +8,11 @@ run and stored in the content-addressed cache (:mod:`bench.planning` says which)
 2. attacks on those models (one per attack spec and parent model);
 3. scoring: one card per cell, written atomically (:mod:`bench.cells`).
 
-A job that raises becomes an error card for every cell that depends on it; the sweep goes on. Re-running
-skips cells whose card exists with the same run id, and rebuilds nothing that is cached, so a killed run
-loses at most the jobs in flight.
+On this machine (the loky backend) a cell is scored as soon as the last model it needs exists, between the
+results of phases 1 and 2, so its card is on disk long before the run ends; on a cluster backend the cells are
+scored by the workers after phase 2. A job that raises becomes an error card for every cell that depends on it;
+the sweep goes on. Re-running skips cells whose card exists with the same run id, and rebuilds nothing that is
+cached, so a killed run loses at most the jobs in flight.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
@@ -90,6 +93,59 @@ def execute(settings: Settings, matrix: Matrix, *, progress: bool = True, backen
         """How many of a phase's jobs run at once on this machine (None: a cluster decides)."""
         return min(settings.jobs, n_jobs) if backend in (None, "loky") else None
 
+    n_cells = share(len(matrix.cells))
+    # a cell is scored as soon as the last model it needs exists, so a killed run keeps the cards of every
+    # finished cell. On this machine that is done here, between results; a cluster scores in its workers, last.
+    inline = backend in (None, "loky")
+    waiting: dict[str, list[int]] = {}  # job key -> the cells that still wait for it
+    missing: list[set[str]] = []
+    for i, cell in enumerate(matrix.cells):
+        missing.append({cell.victim_key, *cell.attack_keys, *cell.null_keys})
+        for k in missing[-1]:
+            waiting.setdefault(k, []).append(i)
+    scored: set[int] = set()
+
+    def upstream(cell: Cell) -> str | None:
+        for k in (cell.victim_key, *cell.attack_keys, *cell.null_keys):
+            if k in errors:
+                return errors[k]
+        return None
+
+    def record(i: int, status: str, rebuilt: list) -> None:
+        summary.rebuilt += rebuilt
+        cell = matrix.cells[i]
+        if status.startswith("unwritable:"):
+            bar.close()
+            raise WmbenchError(f"cannot write the card {cell.card}: {status.split(':', 1)[1].strip()}; free space "
+                               f"or pass a writable --results (finished cards are kept; re-run to do the rest)")
+        scored.add(i)
+        summary.counts[status] += 1
+        summary.cards.append(cell.card)
+        if status == "error":
+            summary.errors.append(f"{cell.defense.label} x {cell.attack.label} seed {cell.seed}: "
+                                  f"{read_card(cell.card)['error']}")
+        bar.update(1)
+
+    def score_here(cells: list[int]) -> None:
+        threads = torch.get_num_threads()
+        try:  # the scoring job's thread share, as a worker would have it; the caller's own setting comes back
+            for i in cells:
+                cell = matrix.cells[i]
+                _, status, rebuilt = keyed(i, n_cells, guard_cell, cell, settings, upstream(cell))
+                record(i, status, rebuilt)
+        finally:
+            torch.set_num_threads(threads)
+
+    def done(key: str) -> None:
+        """``key``'s job has ended (built, loaded or failed): score the cells that waited only for it."""
+        ready = []
+        for i in waiting.pop(key, ()):
+            missing[i].discard(key)
+            if not missing[i]:
+                ready.append(i)
+        if inline and ready:
+            score_here(ready)
+
     def run_phase(jobs: dict[str, Any], label: str, phase: str) -> None:
         if not jobs:
             return
@@ -105,7 +161,10 @@ def execute(settings: Settings, matrix: Matrix, *, progress: bool = True, backen
             else:
                 summary.loaded[phase] += 1
             bar.update(1)
+            done(key)
 
+    if inline:  # n/a cells need no model
+        score_here([i for i, m in enumerate(missing) if not m])
     run_phase(matrix.victims, "training victims", "victims")
     # chain steps run in order of depth; an attack on a model that failed fails the same way
     for depth in sorted({job.depth for job in matrix.attacks.values()}):
@@ -116,32 +175,18 @@ def execute(settings: Settings, matrix: Matrix, *, progress: bool = True, backen
             if job.parent_key in errors:
                 errors[k] = errors[job.parent_key]
                 bar.update(1)
+                done(k)
             else:
                 attack_jobs[k] = job
         run_phase(attack_jobs, "attacking" if depth == 0 else f"attacking (chain step {depth + 1})", "attacks")
 
-    def upstream(cell: Cell) -> str | None:
-        for k in (cell.victim_key, *cell.attack_keys, *cell.null_keys):
-            if k in errors:
-                return errors[k]
-        return None
-
-    bar.set_postfix_str("scoring")
-    n_cells = share(len(matrix.cells))
-    calls = (delayed(keyed)(i, n_cells, guard_cell, c, settings, upstream(c)) for i, c in enumerate(matrix.cells))
-    for i, status, rebuilt in parallel(calls):
-        summary.rebuilt += rebuilt
-        cell = matrix.cells[i]
-        if status.startswith("unwritable:"):
-            bar.close()
-            raise WmbenchError(f"cannot write the card {cell.card}: {status.split(':', 1)[1].strip()}; free space "
-                               f"or pass a writable --results (finished cards are kept; re-run to do the rest)")
-        summary.counts[status] += 1
-        summary.cards.append(cell.card)
-        if status == "error":
-            summary.errors.append(f"{cell.defense.label} x {cell.attack.label} seed {cell.seed}: "
-                                  f"{read_card(cell.card)['error']}")
-        bar.update(1)
+    left = [i for i in range(len(matrix.cells)) if i not in scored]
+    if left:
+        bar.set_postfix_str("scoring")
+        calls = (delayed(keyed)(i, n_cells, guard_cell, matrix.cells[i], settings, upstream(matrix.cells[i]))
+                 for i in left)
+        for i, status, rebuilt in parallel(calls):
+            record(i, status, rebuilt)
     bar.close()
     summary.wall_s = time.perf_counter() - t0
     return summary

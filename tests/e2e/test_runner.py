@@ -254,6 +254,47 @@ def test_chain_with_detection_in_the_middle_is_rejected():
         expand_chains("det>identity", Reg())
 
 
+PEEK = '''
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from bench.api import Attack, Outcome
+from bench.config import ComponentConfig
+from bench.registry import register_attack
+
+@register_attack("peek")
+class Peek(Attack):
+    """A removal attack that counts the cards already on disk when it runs (runner test)."""
+    kind = "removal"
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config(ComponentConfig):
+        pass
+
+    def run(self, target, ctx):
+        cards = sorted(p.parent.name for p in Path(os.environ["PEEK_RESULTS"]).rglob("seed-0.json"))
+        return Outcome(model=target.model, extras={"cards_seen": cards})
+'''
+
+
+def test_a_cell_is_scored_as_soon_as_its_models_exist(finished, tmp_path, monkeypatch):
+    """The identity column's models are done before the peek column's attacks start, so its card is already
+    written when they run: a run killed there keeps it."""
+    _, plan, _ = finished
+    plugin = tmp_path / "peek.py"
+    plugin.write_text(PEEK)
+    monkeypatch.setenv("PEEK_RESULTS", str(tmp_path / "r"))
+    try:
+        p = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+                          cache_dir=plan.cache_dir, device="cpu", plugins=(str(plugin),))
+        summary = _run(p, defenses="content[rate=0.1]", attacks="identity,peek")
+    finally:
+        ATTACKS.unregister("peek")
+    assert summary.counts["ok"] == 2
+    df = load_results(tmp_path / "r").set_index("attack")
+    assert df.loc["peek", "extras"]["cards_seen"] == ["identity"]
+
+
 def test_killed_run_resumes_without_duplicates_or_corrupt_cards(tmp_path):
     import signal
     import time
