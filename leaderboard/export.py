@@ -15,6 +15,7 @@ import math
 
 from bench.results import card_path
 from leaderboard.intervals import Z95, wilson
+from leaderboard.summary import card_verdict
 
 __all__ = ["CSV_NAME", "Z95", "wilson", "cells_csv"]
 
@@ -23,21 +24,6 @@ COLUMNS = ("dataset", "arch", "profile", "defense", "attack", "attack_kind", "se
            "wsr_suspect", "wsr_low", "wsr_high", "n_verify", "wsr_null", "p_value", "threshold", "verdict",
            "clean_acc_victim", "clean_acc_suspect", "fidelity", "queries", "epochs", "wall_s", "peak_mem_mb",
            "error", "card")
-
-
-def _verdict(card: dict) -> str:
-    if card["status"] != "ok":
-        return card["status"]
-    if card["attack_kind"] == "detection":
-        if not card["detected"]:
-            return "undetected"
-        found = (card.get("extras") or {}).get("detection_correct", True)
-        return "detected" if found is not False else "wrong class flagged"
-    if card["retained"] is None:
-        return ""
-    if card["retained"]:
-        return "retained"
-    return "removed cheaply" if card["removed_cheaply"] else "removed"
 
 
 _INTEGERS = {"seed", "n_verify", "queries", "epochs"}
@@ -71,7 +57,7 @@ def cells_csv(cards: list[dict]) -> str:
         low = high = None
         if wsr is not None and n:
             low, high = wilson(round(wsr * n), n)
-        row.update(wsr_low=low, wsr_high=high, verdict=_verdict(card),
+        row.update(wsr_low=low, wsr_high=high, verdict=card_verdict(card),
                    card=card_path(".", card["dataset"], card["arch"], card["defense"], card["attack"],
                                   card["seed"]).as_posix())
         out.writerow([_cell(c, row.get(c)) for c in COLUMNS])

@@ -25,8 +25,8 @@ from importlib import resources
 from string import Template
 from typing import Any
 
-from leaderboard.summary import CONTROL_DEFENSE, NOT_RUN, CellSummary, Group, Stat
-from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, pct, scientific, truncate
+from leaderboard.summary import CONTROL_DEFENSE, NOT_RUN, CellSummary, Group, Stat, card_verdict
+from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, VERDICT_MARKS, pct, scientific, truncate
 
 __all__ = ["escape_html", "wsr_colour", "cell_colour", "cell_title", "md_to_html", "render_html"]
 
@@ -266,19 +266,10 @@ SEED_HEAD = ("Column", "Seed", "Verdict", "WSR", "Null WSR", "p-value", "Suspect
 
 
 def _seed_verdict(c: dict) -> str:
-    if c["status"] == "error":
-        return "ERR"
-    if c["status"] == "n/a":
-        return "n/a"
-    if c["attack_kind"] == "detection":
-        if c["detected"] is None:
-            return DASH
-        right = (c.get("extras") or {}).get("detection_correct", True) is not False
-        return f"{MARK_BAD} detected" if c["detected"] and right else (
-            f"{MARK_OK} wrong class flagged" if c["detected"] else f"{MARK_OK} undetected")
-    if c["retained"] is None:
-        return DASH
-    return f"{MARK_OK} retained" if c["retained"] else f"{MARK_BAD} removed"
+    word = card_verdict(c)
+    if word in VERDICT_MARKS:
+        return f"{VERDICT_MARKS[word]} {word}"
+    return {"error": "ERR", "": DASH}.get(word, word)
 
 
 def _card_href(card_base: str, c: dict) -> str:

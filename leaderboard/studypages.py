@@ -10,12 +10,11 @@ mean WSR over seeds, 95% interval, majority verdict with its votes).
 from __future__ import annotations
 
 from leaderboard.markdown import MAX_COLUMNS, chunks, code, escape_md, kind_tables, md_table
-from leaderboard.summary import CONTROL_DEFENSE, KIND_ORDER, ROBUSTNESS_KINDS, Group, Stat
+from leaderboard.summary import CONTROL_DEFENSE, KIND_ORDER, ROBUSTNESS_KINDS, Group, Stat, card_verdict
 from leaderboard.sweeps import Sweep, find_sweeps, sweep_fields
 from leaderboard.text import (
     DASH,
-    MARK_BAD,
-    MARK_OK,
+    VERDICT_MARKS,
     detected_by_text,
     pct,
     pct_stat,
@@ -163,11 +162,8 @@ def render_other(cards: list[dict]) -> str:
         return "\n".join(lines + ["None: every card is on the board or in a study."]) + "\n"
     rows = []
     for c in cards:
-        verdict = DASH
-        if c["status"] == "ok" and c.get("retained") is not None:
-            verdict = MARK_OK if c["retained"] else MARK_BAD
-        elif c["status"] != "ok":
-            verdict = c["status"]
+        word = card_verdict(c)
+        verdict = f"{VERDICT_MARKS[word]} {word}" if word in VERDICT_MARKS else word or DASH
         rows.append([escape_md(f"{c['dataset']} / {c['arch']}"), escape_md(c["profile"]), code(c["defense"]),
                      code(c["attack"]), str(c["seed"]), pct(c.get("clean_acc_victim")), pct(c.get("wsr_suspect")),
                      verdict, code(str(card_path("results", c["dataset"], c["arch"], c["defense"], c["attack"],

@@ -53,6 +53,31 @@ class Stat:
         return cls(mean, sd, len(vals), statistics.median(vals))
 
 
+def flag_found(card: dict) -> bool:
+    """A detection card flagged the model *and* named the watermark (the scorer's ``detection_correct``; a card
+    without that judgement counts a flag as found)."""
+    return bool(card["detected"]) and (card.get("extras") or {}).get("detection_correct", True) is not False
+
+
+def card_verdict(card: dict) -> str:
+    """One card's verdict in words, the one spelling every page and the CSV use: its status when not ``ok``;
+    ``retained``, ``removed`` or ``removed cheaply``; ``undetected``, ``detected`` or ``wrong class flagged``;
+    empty when the card judges nothing (the control's ``none`` row, a detector that gave no answer)."""
+    if card["status"] != "ok":
+        return card["status"]
+    if card["attack_kind"] == "detection":
+        if card["detected"] is None:
+            return ""
+        if not card["detected"]:
+            return "undetected"
+        return "detected" if flag_found(card) else "wrong class flagged"
+    if card["retained"] is None:
+        return ""
+    if card["retained"]:
+        return "retained"
+    return "removed cheaply" if card["removed_cheaply"] else "removed"
+
+
 def _majority(votes) -> bool | None:
     """True when more than half of the votes are True; None when there is no vote. A tie is not a majority:
     ownership that half the seeds cannot prove is not provable (the conservative reading for an owner)."""
@@ -113,10 +138,9 @@ class CellSummary:
         return _majority(bool(c[name]) for c in self.ok if c[name] is not None)
 
     def found(self) -> bool | None:
-        """Detection: True when more than half of the ok seeds flagged the model *and* named the watermark (the
-        scorer's ``detection_correct``; a card without that judgement counts a flag as found)."""
-        return _majority(bool(c["detected"]) and (c.get("extras") or {}).get("detection_correct", True) is not False
-                         for c in self.ok if c["detected"] is not None)
+        """Detection: True when more than half of the ok seeds flagged the model *and* named the watermark
+        (:func:`flag_found`)."""
+        return _majority(flag_found(c) for c in self.ok if c["detected"] is not None)
 
     def interval(self):
         """The 95% interval of the mean suspect WSR (:func:`leaderboard.intervals.wsr_interval`)."""
@@ -130,8 +154,7 @@ class CellSummary:
         if survived is None:
             return None
         if self.kind == "detection":
-            each = [not (bool(c["detected"]) and (c.get("extras") or {}).get("detection_correct", True) is not False)
-                    for c in self.ok if c["detected"] is not None]
+            each = [not flag_found(c) for c in self.ok if c["detected"] is not None]
         else:
             each = [bool(c["retained"]) for c in self.ok if c["retained"] is not None]
         agree = sum(1 for v in each if v == survived)

@@ -16,6 +16,9 @@ ERROR_CHARS = 80
 MARK_OK = "✓"
 MARK_BAD = "✗"
 DASH = "—"
+# the mark beside a card's verdict word (leaderboard.summary.card_verdict): ✓ where the owner's proof stands
+VERDICT_MARKS = {"retained": MARK_OK, "undetected": MARK_OK, "wrong class flagged": MARK_OK, "removed": MARK_BAD,
+                 "removed cheaply": MARK_BAD, "detected": MARK_BAD}
 NOT_RUN_MARK = "·"
 
 

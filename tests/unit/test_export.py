@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 
@@ -10,6 +11,7 @@ import pytest
 from cardfactory import make_card
 
 from leaderboard.export import COLUMNS, Z95, cells_csv, wilson
+from leaderboard.summary import card_verdict
 
 
 def test_wilson_against_hand_computed_values():
@@ -56,3 +58,28 @@ def test_the_csv_is_deterministic_and_reads_back_as_numbers():
     df = pd.read_csv(io.StringIO(text))
     assert list(zip(df.attack, df.seed, strict=True)) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
     assert df.wsr_suspect.dtype.kind == "f" and df.seed.dtype.kind == "i" and not math.isnan(df.wsr_low[0])
+
+
+@pytest.mark.parametrize(("fields", "word", "page"), [
+    (dict(retained=True), "retained", "✓ retained"),
+    (dict(retained=False, removed_cheaply=False), "removed", "✗ removed"),
+    (dict(retained=False, removed_cheaply=True), "removed cheaply", "✗ removed cheaply"),
+    (dict(defense="none"), "", "—"),
+    (dict(attack="neural_cleanse", attack_kind="detection", detected=False), "undetected", "✓ undetected"),
+    (dict(attack="neural_cleanse", attack_kind="detection", detected=True, detected_target=0), "detected",
+     "✗ detected"),
+    (dict(attack="neural_cleanse", attack_kind="detection", detected=True, detected_target=3,
+          extras={"detection_correct": False}), "wrong class flagged", "✓ wrong class flagged"),
+    (dict(status="n/a"), "n/a", "n/a"),
+    (dict(status="error"), "error", "ERR"),
+])
+def test_one_verdict_spelling_for_the_csv_the_seed_details_and_the_other_runs_page(fields, word, page):
+    from leaderboard.html import _seed_verdict
+    from leaderboard.studypages import render_other
+
+    card = make_card(**fields)
+    assert card_verdict(card) == word
+    assert list(csv.DictReader(io.StringIO(cells_csv([card]))))[0]["verdict"] == word
+    assert _seed_verdict(card) == page
+    row = [line for line in render_other([card]).splitlines() if "`" + card["defense"] + "`" in line][0]
+    assert f"| {page if word != 'error' else 'error'} |" in row
