@@ -72,8 +72,6 @@ class Board:
     def select(self, defenses, attacks, defense: str = "*", attack: str = "*") -> tuple[str, str]:
         """The board's schemes and columns as ``--defense``/``--attack`` strings, narrowed to those ``defense``
         and ``attack`` (comma-separated names or wildcards) pick, so that a board can be run in chunks."""
-        import fnmatch
-
         from bench.registry import split_patterns
 
         schemes, columns = self.schemes(defenses), self.columns(attacks)
@@ -86,15 +84,11 @@ class Board:
             schemes = [n for n in schemes if n in picked]
         if attack.strip() not in ("", "*"):
             wanted = split_patterns(attack)
-
-            def hit(column: str, pattern: str) -> bool:  # a spec's [...] is a config, not a character class
-                return column == pattern or ("[" not in pattern and fnmatch.fnmatchcase(column, pattern))
-
             for p in wanted:
-                if not any(hit(c, p) for c in columns):
+                if not any(spec_match(c, p) for c in columns):
                     raise ConfigError(f"no column of board {self.name!r} matches {shorten(p)!r}; its columns: "
                                       f"{', '.join(columns)}")
-            columns = [c for c in columns if any(hit(c, p) for p in wanted)]
+            columns = [c for c in columns if any(spec_match(c, p) for p in wanted)]
         return ",".join(schemes), ",".join(columns)
 
 

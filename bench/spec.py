@@ -17,7 +17,8 @@ from typing import Any
 from bench.config import build_config, config_to_dict, parse_value
 from bench.errors import ConfigError, shorten
 
-__all__ = ["Spec", "Chain", "split_top_level", "parse_spec", "expand_specs", "expand_chains"]
+__all__ = ["Spec", "Chain", "split_top_level", "parse_spec", "expand_specs", "expand_chains", "base_name",
+           "is_configured"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,17 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
         raise ConfigError(f"unbalanced '[' in {text!r}")
     parts.append("".join(cur))
     return [p.strip() for p in parts if p.strip()]
+
+
+def base_name(label: str) -> str:
+    """The registered name in a one-step spec label: ``content[rate=0.1]`` -> ``content``."""
+    return label.split("[", 1)[0].strip()
+
+
+def is_configured(label: str) -> bool:
+    """Whether a spec label (one step or a chain) sets a config value away from the registered default:
+    ``content[rate=0.1]``, ``soft_label[arch=vgg_like]>prune``; ``soft_label>prune`` is not."""
+    return "[" in label
 
 
 def parse_spec(text: str) -> tuple[str, list[dict[str, Any]]]:

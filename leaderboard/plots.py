@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.errors import WmbenchError
+from bench.spec import is_configured
 from leaderboard.drawn import save_figure
 from leaderboard.summary import KIND_ORDER, NOT_RUN, Group, defense_sort_key
 from leaderboard.sweeps import QUERIES_FIELD, Sweep, cost_points, sweep_axis, sweep_fields
@@ -260,7 +261,7 @@ def cost_schemes(defenses: list[str]) -> list[str]:
     unique = list(dict.fromkeys(defenses))
     if len(unique) <= COST_MAX_SCHEMES:
         return unique
-    plain = [d for d in unique if "[" not in d]
+    plain = [d for d in unique if not is_configured(d)]
     return plain or unique
 
 

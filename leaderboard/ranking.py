@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import WmbenchError
+from bench.spec import base_name, is_configured
 from leaderboard.summary import ROBUSTNESS_KINDS, CellSummary, DefenseRow, Group
 from leaderboard.text import (
     detected_by_text,
@@ -60,7 +61,7 @@ class Standing:
     @property
     def configured(self) -> bool:
         """A configured variant (``name[...]``): shown, never ranked."""
-        return "[" in self.row.name
+        return is_configured(self.row.name)
 
     @property
     def complete(self) -> bool:
@@ -74,7 +75,7 @@ class Standing:
 def ranking_columns(group: Group) -> list[str]:
     """A board's extraction and removal columns: all of a declared board's; those at their default
     configuration (no ``[...]``) of an ad-hoc one."""
-    return [a for a in group.attacks if group.kinds[a] in ROBUSTNESS_KINDS and (group.board or "[" not in a)]
+    return [a for a in group.attacks if group.kinds[a] in ROBUSTNESS_KINDS and (group.board or not is_configured(a))]
 
 
 def standings(group: Group) -> tuple[list[tuple[int, Standing]], list[Standing]]:
@@ -137,7 +138,7 @@ def victim_wsr_text(row) -> str:
     DAWN) the API serves it by construction, and the model's own WSR is shown beside."""
     from bench.registry import DEFENSES
 
-    base = row.name.split("[", 1)[0]
+    base = base_name(row.name)
     if base in DEFENSES and DEFENSES.get(base).embedding == "api":
         return f"served by the API (model {pct_stat(row.victim_wsr)})"
     return pct_stat(row.victim_wsr)

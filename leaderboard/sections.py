@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bench.spec import base_name, is_configured
 from leaderboard.summary import CONTROL_DEFENSE, Group, _group, _records, _summarize
 
 __all__ = ["Sections", "StudyView", "gate_marks", "sections", "summarize"]
@@ -54,7 +55,7 @@ def gate_marks(tuning) -> dict[tuple[str, str], dict[str, str]]:
         return out
     for (dataset, arch), part in tuning.groupby(["dataset", "arch"], sort=True):
         for name in sorted(set(part.defense[part.attack == "identity"]) - {CONTROL_DEFENSE}):
-            base = name.split("[", 1)[0]
+            base = base_name(name)
             embedding = DEFENSES.get(base).embedding if base in DEFENSES else "model"
             profile = part.profile[part.defense == name].iloc[0]
             r = gate(part, name, embedding=embedding, profile=profile)
@@ -96,7 +97,7 @@ def _board_group(board, schemes: list[str], columns: list[tuple[str, str]], card
 def _default_column(card: dict) -> bool:
     """An ad-hoc board's columns are the attacks at their default configuration (a configured attack is a
     sweep point, which belongs to a study); its rows are every scheme run, configured or not."""
-    return "[" not in card["attack"]
+    return not is_configured(card["attack"])
 
 
 def sections(df) -> Sections:
@@ -134,7 +135,7 @@ def sections(df) -> Sections:
         study.validate(DEFENSES, ATTACKS)
         mine = [i for i, c in enumerate(cards) if study.holds(c)]
         if study.swept:  # the schemes run at a configured point of the sweep, with their default points
-            swept = {cards[i]["defense"] for i in mine if "[" in cards[i]["attack"]}
+            swept = {cards[i]["defense"] for i in mine if is_configured(cards[i]["attack"])}
             mine = [i for i in mine if cards[i]["defense"] in swept or cards[i]["defense"] == CONTROL_DEFENSE]
         if all(cards[i]["defense"] == CONTROL_DEFENSE for i in mine):  # nothing studied, the control alone
             continue

@@ -9,6 +9,7 @@ mean WSR over seeds, 95% interval, majority verdict with its votes).
 
 from __future__ import annotations
 
+from bench.spec import is_configured
 from leaderboard.markdown import MAX_COLUMNS, chunks, code, escape_md, kind_tables, md_table
 from leaderboard.summary import CONTROL_DEFENSE, KIND_ORDER, ROBUSTNESS_KINDS, Group, Stat, card_verdict
 from leaderboard.sweeps import Sweep, find_sweeps, sweep_fields
@@ -59,8 +60,8 @@ def _scheme_line(g: Group, d: str) -> str:
         parts[0] += f" ({pts_stat(row.acc_cost)} against none)"
     if row.victim_wsr is not None:
         parts.append(f"victim WSR {pct_stat(row.victim_wsr)}")
-    judged = [c for c in g.cells.values() if c.defense == d and c.kind in ROBUSTNESS_KINDS and "[" not in c.attack
-              and c.status == "ok" and c.survived is not None]
+    judged = [c for c in g.cells.values() if c.defense == d and c.kind in ROBUSTNESS_KINDS
+              and not is_configured(c.attack) and c.status == "ok" and c.survived is not None]
     if judged:
         parts.append(f"ownership provable after {share(sum(1 for c in judged if c.survived), len(judged))} of its "
                      "extraction and removal columns at their default configuration")

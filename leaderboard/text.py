@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from bench.spec import base_name
 from leaderboard.summary import NOT_RUN, AttackRow, CellSummary, DefenseRow, Group, Stat
 from leaderboard.sweeps import QUERIES_FIELD, Sweep
 
@@ -217,7 +218,7 @@ def paper_of(name: str) -> str:
     scheme it derives from (a registered ablation cites its parent); DASH for an unregistered one."""
     from bench.registry import DEFENSES
 
-    base = name.split("[", 1)[0]
+    base = base_name(name)
     if base not in DEFENSES:
         return DASH
     for klass in DEFENSES.get(base).__mro__:

@@ -2,7 +2,7 @@ import pytest
 
 from bench.errors import ConfigError, UnknownNameError
 from bench.registry import ATTACKS, DEFENSES
-from bench.spec import Spec, expand_specs, parse_spec, split_top_level
+from bench.spec import Spec, base_name, expand_specs, is_configured, parse_spec, split_top_level
 
 
 def test_split_respects_brackets():
@@ -37,3 +37,15 @@ def test_a_default_value_adds_no_column():
                                         "soft_label[temperature=7]"]
     # a value equal to the default but of another type still means the same config: 1 and 1.0
     assert expand_specs("soft_label[temperature=1.0]", ATTACKS) == [Spec("soft_label")]
+
+
+@pytest.mark.parametrize(("label", "name", "configured"), [
+    ("content", "content", False),
+    ("content[rate=0.1]", "content", True),
+    ("mea_defender_official[anchor_batch=64;epochs=36]", "mea_defender_official", True),
+    ("soft_label>prune", "soft_label>prune", False),
+    ("soft_label[arch=vgg_like]", "soft_label", True),
+])
+def test_base_name_and_is_configured_read_a_card_label(label, name, configured):
+    assert base_name(label) == name
+    assert is_configured(label) is configured
