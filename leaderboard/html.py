@@ -18,13 +18,23 @@ HTML-escaped on the way in, and nothing depends on the clock or the host.
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from importlib import resources
 from string import Template
-from typing import Any
 
+from leaderboard.htmlkit import (
+    attributes,
+    breakable,
+    code_tag,
+    escape_html,
+    inline_md,
+    md_to_html,
+    sort_num,
+    table_html,
+    td,
+    th,
+)
 from leaderboard.summary import CONTROL_DEFENSE, NOT_RUN, CellSummary, Group, Stat, card_verdict
 from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, VERDICT_MARKS, pct, scientific, truncate
 
@@ -34,10 +44,6 @@ _RED, _YELLOW, _GREEN = (0xF4, 0xA6, 0xA6), (0xFA, 0xE3, 0x9C), (0x9E, 0xD9, 0xA
 NEVER_GREEN = 0.5  # a rejected cell is coloured at most this far up the scale: yellow, never green
 THREAT_KINDS = ("extraction", "removal", "detection")  # the board's threat tables, as in LEADERBOARD.md
 _STATUS_CLASS = {"error": "err", "n/a": "na", NOT_RUN: "nr"}
-
-
-def escape_html(text: Any) -> str:
-    return html.escape(str(text), quote=True)
 
 
 def wsr_colour(x: float) -> str:
@@ -74,41 +80,8 @@ def cell_colour(cell: CellSummary, has_watermark: bool) -> str | None:
 
 
 # -------------------------------------------------------------------------------------------------- pieces
-def _num(x: float | None) -> str:
-    """A sort key: a plain number, or empty (sorted last) for none."""
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.6g}"
-
-
 def _pct_key(s: Stat | None) -> str:
-    return "" if s is None else _num(100.0 * s.mean)
-
-
-def _attrs(**kw: str | None) -> str:
-    """` name="value"` for each keyword that is not None (``data_sort`` -> ``data-sort``, ``cls`` -> ``class``)."""
-    out = ""
-    for k, v in kw.items():
-        if v is not None:
-            name = "class" if k == "cls" else k.replace("_", "-")
-            out += f' {name}="{escape_html(v)}"'
-    return out
-
-
-def _td(text: str, **kw: str | None) -> str:
-    return f"<td{_attrs(**kw)}>{escape_html(text)}</td>"
-
-
-def _th(text: str, **kw: str | None) -> str:
-    return f"<th{_attrs(**kw)}>{escape_html(text)}</th>"
-
-
-def _code(name: str) -> str:
-    return f"<code>{escape_html(name)}</code>"
-
-
-def _breakable(name: str) -> str:
-    """A column's name as <code> that may wrap after a chain's ``>`` and before a configuration's ``[``."""
-    body = escape_html(name).replace("&gt;", "&gt;<wbr>").replace("[", "<wbr>[").replace(",", ",<wbr>")
-    return f"<code>{body}</code>"
+    return "" if s is None else sort_num(100.0 * s.mean)
 
 
 def _warn(g: Group, d: str) -> str:
@@ -116,81 +89,31 @@ def _warn(g: Group, d: str) -> str:
     return f' <span class="warn" title="missed the victim-side tuning gate: {escape_html(g.gate[d])}">⚠</span>'
 
 
-def _inline(text: str) -> str:
-    """Notes written for Markdown use `code` spans only: escape the text, then make those spans <code>."""
-    return re.sub(r"`([^`]*)`", r"<code>\1</code>", escape_html(text))
-
-
-_MD_ESCAPED = "\\`*_[]|"
-
-
-def md_to_html(text: str) -> str:
-    """One line of the Markdown the study summaries are written in (:func:`leaderboard.markdown.escape_md` text
-    and :func:`leaderboard.markdown.code` spans) as HTML: backslash escapes and ``&lt;``/``&gt;`` read back,
-    code spans (of any fence) made <code>, everything escaped."""
-    out, i, n = [], 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\\" and i + 1 < n and text[i + 1] in _MD_ESCAPED:
-            out.append(escape_html(text[i + 1]))
-            i += 2
-        elif ch == "`":
-            fence = re.match(r"`+", text[i:]).group(0)
-            end = text.find(fence, i + len(fence))
-            while end >= 0 and text[end + len(fence):end + len(fence) + 1] == "`":  # a longer run is not the fence
-                end = text.find(fence, end + len(fence) + 1)
-            if end < 0:
-                out.append(escape_html(fence))
-                i += len(fence)
-                continue
-            body = text[i + len(fence):end]
-            if len(body) > 1 and body[0] == body[-1] == " ":
-                body = body[1:-1]
-            out.append(_code(body.replace("\\|", "|")))
-            i = end + len(fence)
-        elif text.startswith("&lt;", i) or text.startswith("&gt;", i):
-            out.append(escape_html("<" if text[i + 1] == "l" else ">"))
-            i += 4
-        else:
-            out.append(escape_html(ch))
-            i += 1
-    return "".join(out)
-
-
-def _table(head: list[str], rows: list[str], cls: str, foot: list[str] = (), scroll: bool = True) -> str:
-    parts = [f'<table class="{cls}">', "<thead><tr>" + "".join(head) + "</tr></thead>", "<tbody>", *rows, "</tbody>"]
-    if foot:
-        parts += ["<tfoot>", *foot, "</tfoot>"]
-    parts.append("</table>")
-    body = "\n".join(parts)
-    return f'<div class="scroll">\n{body}\n</div>' if scroll else body
-
-
 # ---------------------------------------------------------------------------------------------- ranked
 def _ranked_html(g: Group) -> str:
     from leaderboard.ranking import RANKED_HEAD, ranked_rows, why_unranked
 
-    head = [_th(h, aria_sort="ascending" if h == "Rank" else None) for h in RANKED_HEAD]
+    head = [th(h, aria_sort="ascending" if h == "Rank" else None) for h in RANKED_HEAD]
     rows, ranked = [], ranked_rows(g)
     for rank, s, vals in ranked:
         r = s.row
         worst = [r.worst.get(k) for k in ("extraction", "removal")]
         worst_keys = [None if c is None else c.stat("wsr_suspect") for c in worst]
-        keys = [None, _num(r.acc_cost.mean) if r.acc_cost else "", _pct_key(r.victim_wsr), _num(s.survived),
-                *(_pct_key(w) for w in worst_keys), _num(len(r.detected_by)) if r.det_total else "",
-                _num(r.embed_ratio.mean) if r.embed_ratio else "", None]
-        name = _code(r.name)
+        keys = [None, sort_num(r.acc_cost.mean) if r.acc_cost else "", _pct_key(r.victim_wsr), sort_num(s.survived),
+                *(_pct_key(w) for w in worst_keys), sort_num(len(r.detected_by)) if r.det_total else "",
+                sort_num(r.embed_ratio.mean) if r.embed_ratio else "", None]
+        name = code_tag(r.name)
         if r.name in g.gate:
             name += _warn(g, r.name)
         cls = ("t", "n", "n", "n", "t", "t", "t", "n", "n")
-        cells = "".join(_td(v, data_sort=k, cls=c) for v, k, c in zip(vals, keys, cls, strict=True))
-        rows.append(f'<tr><td{_attrs(data_sort=rank if rank != DASH else "")}>{escape_html(rank)}</td>'
+        cells = "".join(td(v, data_sort=k, cls=c) for v, k, c in zip(vals, keys, cls, strict=True))
+        rows.append(f'<tr><td{attributes(data_sort=rank if rank != DASH else "")}>{escape_html(rank)}</td>'
                     f'<td class="name">{name}</td>{cells}</tr>')
-    out = [_table(head, rows, "sortable ranked")]
+    out = [table_html(head, rows, "sortable ranked")]
     unranked = [s for rank, s, _ in ranked if rank == DASH]
     if unranked:
         out.append('<p class="note">Not ranked: ' + ", ".join(
-            f"{_code(s.row.name)} ({escape_html(why_unranked(s))})" for s in unranked) + ".</p>")
+            f"{code_tag(s.row.name)} ({escape_html(why_unranked(s))})" for s in unranked) + ".</p>")
     return "\n".join(out)
 
 
@@ -205,7 +128,7 @@ def _cell_sort_key(cell: CellSummary, has_watermark: bool) -> str:
         return _pct_key(cell.stat("clean_acc_suspect"))
     if cell.kind == "detection":
         x = _scale_value(cell, has_watermark)
-        return "" if x is None else _num(100.0 * x)
+        return "" if x is None else sort_num(100.0 * x)
     return _pct_key(cell.stat("wsr_suspect"))
 
 
@@ -233,13 +156,13 @@ def _threat_cell(g: Group, cell: CellSummary) -> str:
     body = escape_html(text) if len(parts) == 1 else " ".join(f"<span>{escape_html(p)}</span>" for p in parts)
     colour = cell_colour(cell, wm)
     cls = _STATUS_CLASS.get(cell.status) or ("ctl" if not wm else None)
-    attrs = _attrs(cls=cls, style=f"background:{colour}" if colour else None,
+    attrs = attributes(cls=cls, style=f"background:{colour}" if colour else None,
                    data_sort=_cell_sort_key(cell, wm), title=cell_title(g, cell))
     return f"<td{attrs}>{body}</td>"
 
 
 def _scheme_cell(g: Group, d: str) -> str:
-    name = _code(d)
+    name = code_tag(d)
     if d == CONTROL_DEFENSE:
         name += " (control)"
     if d in g.gate:
@@ -249,12 +172,12 @@ def _scheme_cell(g: Group, d: str) -> str:
 
 def _threat_html(g: Group, kind: str, rows: list[str], card_base: str) -> str:
     cols = [a for a in g.attacks if g.kinds[a] == kind]
-    head = [_th("Scheme", cls="name")] + [f"<th>{_breakable(a)}</th>" for a in cols]
+    head = [th("Scheme", cls="name")] + [f"<th>{breakable(a)}</th>" for a in cols]
     body, foot = [], []
     for d in rows:
         tr = "<tr>" + _scheme_cell(g, d) + "".join(_threat_cell(g, g.cells[(d, a)]) for a in cols) + "</tr>"
         (foot if d == CONTROL_DEFENSE else body).append(tr)  # the control stays below whatever the sort
-    out = [f"<h3>{escape_html(kind.capitalize())}</h3>", _table(head, body, "sortable threat", foot)]
+    out = [f"<h3>{escape_html(kind.capitalize())}</h3>", table_html(head, body, "sortable threat", foot)]
     details = [_seed_details(g, d, cols, card_base) for d in rows]
     out.append(f'<div class="seeds"><span>Per-seed detail ({escape_html(kind)}; p-values, cards):</span>\n'
                + "\n".join(details) + "\n</div>")
@@ -285,7 +208,7 @@ def _seed_details(g: Group, d: str, cols: list[str], card_base: str) -> str:
         for c in cell.cards:
             n_cards += 1
             note = truncate(c["error"], 120) if c["status"] != "ok" and c["error"] else ""
-            verdict = _td(_seed_verdict(c), title=c["error"] if note and note != c["error"] else None)
+            verdict = td(_seed_verdict(c), title=c["error"] if note and note != c["error"] else None)
             rows.append(f"<tr><td>{escape_html(a)}</td><td>{c['seed']}</td>{verdict}"
                         f"<td>{pct(c['wsr_suspect'])}</td><td>{pct(c['wsr_null'])}</td>"
                         f"<td>{scientific(c['p_value'])}</td><td>{pct(c['clean_acc_suspect'])}</td>"
@@ -295,8 +218,8 @@ def _seed_details(g: Group, d: str, cols: list[str], card_base: str) -> str:
             n_missing += len(cell.missing_seeds)
             rows.append(f'<tr class="nr"><td>{escape_html(a)}</td><td>{", ".join(map(str, cell.missing_seeds))}</td>'
                         f'<td colspan="6">{NOT_RUN_MARK} not run</td></tr>')
-    summary = f"{_code(d)}: {n_cards} card{'s' * (n_cards != 1)}" + (f", {n_missing} not run" if n_missing else "")
-    table = _table([_th(h) for h in SEED_HEAD], rows, "detail", scroll=False)
+    summary = f"{code_tag(d)}: {n_cards} card{'s' * (n_cards != 1)}" + (f", {n_missing} not run" if n_missing else "")
+    table = table_html([th(h) for h in SEED_HEAD], rows, "detail", scroll=False)
     return f"<details><summary>{summary}</summary>\n{table}\n</details>"
 
 
@@ -309,12 +232,12 @@ def _attacks_html(g: Group) -> str:
         vals = attack_values(r)
         keys = [None] * len(vals)
         for i, (k, n) in ((2, r.removed_cheaply), (3, r.detected)):
-            keys[i] = _num(100.0 * k / n) if n else ""
-        cells = "".join(_td(v, data_sort=key, cls="t" if i == 0 else None)
+            keys[i] = sort_num(100.0 * k / n) if n else ""
+        cells = "".join(td(v, data_sort=key, cls="t" if i == 0 else None)
                         for i, (v, key) in enumerate(zip(vals, keys, strict=True)))
-        rows.append(f'<tr><td class="name">{_code(r.name)}</td>{cells}</tr>')
-    head = [_th(h, cls="name" if i < 2 else None) for i, h in enumerate(ATTACK_HEAD)]
-    return "<h3>Attacks</h3>\n" + _table(head, rows, "sortable attacks")
+        rows.append(f'<tr><td class="name">{code_tag(r.name)}</td>{cells}</tr>')
+    head = [th(h, cls="name" if i < 2 else None) for i, h in enumerate(ATTACK_HEAD)]
+    return "<h3>Attacks</h3>\n" + table_html(head, rows, "sortable attacks")
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -371,14 +294,14 @@ def _board_html(g: Group, card_base: str) -> str:
     from leaderboard.text import CELL_NOTE, CONTROL_NOTE, GATE_NOTE, board_line
 
     out = ["<section>", f"<h2>{escape_html(board_line(g))}</h2>", "<h3>Ranked summary</h3>", _ranked_html(g),
-           f'<p class="note">{_inline(RANK_RULE)}</p>']
+           f'<p class="note">{inline_md(RANK_RULE)}</p>']
     if g.gate:
-        out.append(f'<p class="note">{_inline(GATE_NOTE)}</p>')
-        out.append('<ul class="note">' + "".join(f"<li>{_code(d)}: {escape_html(why)}</li>"
+        out.append(f'<p class="note">{inline_md(GATE_NOTE)}</p>')
+        out.append('<ul class="note">' + "".join(f"<li>{code_tag(d)}: {escape_html(why)}</li>"
                                                 for d, why in sorted(g.gate.items())) + "</ul>")
     flips = flips_text(g)
-    out += [f'<p class="note">{_inline(flips)}</p>'] if flips else []
-    out += [f'<p class="note">{_inline(CELL_NOTE)}</p>', _LEGEND, f'<p class="note">{_inline(CONTROL_NOTE)}</p>']
+    out += [f'<p class="note">{inline_md(flips)}</p>'] if flips else []
+    out += [f'<p class="note">{inline_md(CELL_NOTE)}</p>', _LEGEND, f'<p class="note">{inline_md(CONTROL_NOTE)}</p>']
     rows = board_rows(g)
     out += [_threat_html(g, kind, rows, card_base) for kind in THREAT_KINDS if kind in g.kinds.values()]
     out += [_attacks_html(g), _heatmap_html(g), "</section>"]
