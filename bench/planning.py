@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,7 +22,7 @@ from bench.results import card_path, read_card
 from bench.settings import Settings
 from bench.spec import Chain, Spec, expand_chains, expand_specs
 
-__all__ = ["Matrix", "plan_matrix", "cap_jobs", "chain_kind", "NULL_DEFENSE"]
+__all__ = ["Matrix", "plan_matrix", "cap_jobs", "chain_kind", "describe", "NULL_DEFENSE"]
 
 NULL_DEFENSE = Spec("none")
 
@@ -133,6 +134,23 @@ def cap_jobs(settings: Settings, matrix: Matrix, backend: str | None) -> tuple[S
     if settings.jobs <= limit:
         return settings, None
     return replace(settings, jobs=limit), f"--jobs {settings.jobs} lowered to {limit}: {why}"
+
+
+def describe(matrix: Matrix, has: Callable[[str], bool]) -> list[str]:
+    """What running ``matrix`` would do, as lines for a person (``wmbench run --dry-run``): the cells to score,
+    the models to train and those already in the cache (``has(key)``), and the attack steps still to run by
+    column, most first."""
+    victims = [k for k in matrix.victims if not has(k)]
+    attacks = [job for k, job in matrix.attacks.items() if not has(k)]
+    lines = [f"{len(matrix.cells)} cell{'s' if len(matrix.cells) != 1 else ''} to run, "
+             f"{len(matrix.skipped)} already done",
+             f"models to train: {len(victims)} victims and null models ({len(matrix.victims) - len(victims)} "
+             f"cached), {len(attacks)} attack steps ({len(matrix.attacks) - len(attacks)} cached)"]
+    by_step = Counter(job.attack.label for job in attacks)
+    if by_step:
+        lines.append("attack steps to run: " + ", ".join(f"{label} {n}" for label, n in
+                                                           sorted(by_step.items(), key=lambda kv: (-kv[1], kv[0]))))
+    return lines
 
 
 def chain_kind(chain: Chain) -> str:

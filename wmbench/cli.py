@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", default=None, help="smoke | quick | paper (default: quick, or the board's)")
     _work_args(run)
     run.add_argument("--force", action="store_true", help="re-run cells whose card exists")
+    run.add_argument("--dry-run", action="store_true",
+                     help="say what would run (cells, models to train, cached ones) and run nothing")
     run.add_argument("-v", "--verbose", action="store_true", help="epoch progress bars")
     run.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                      help="import a loose file that registers defenses/attacks (repeatable)")
@@ -185,6 +187,18 @@ def cmd_run(args) -> int:
 
     defenses, attacks, seeds = _board_run(args)
     settings = _settings(args, args.dataset, arch=args.arch, verbose=args.verbose)
+    if args.dry_run:
+        from bench.cache import Cache
+        from bench.planning import describe, plan_matrix
+
+        matrix = plan_matrix(settings, defenses, attacks, seeds, force=args.force)
+        cache = Cache(settings.cache_dir) if os.path.isdir(settings.cache_dir) else None
+        what = f"board {args.board}" if args.board else "the run"
+        print(f"wmbench: dry run of {what} ({settings.dataset} / {settings.arch} / {settings.profile.name}, "
+              f"seeds {','.join(map(str, seeds))}); nothing was run")
+        for line in describe(matrix, cache.has if cache is not None else lambda key: False):
+            print(f"  {line}")
+        return 0
     summary = run(settings, defenses, attacks, seeds, force=args.force, **_run_options(args))
     c = summary.counts
     print(f"wmbench: {summary.cells} cells: {c['ok']} ok, {c['error']} error, {c['n/a']} n/a, "

@@ -95,6 +95,26 @@ def test_run_show_and_leaderboard(capsys, tmp_path):
     assert (tmp_path / "lb" / "LEADERBOARD.md").exists() and (tmp_path / "lb" / "index.html").exists()
 
 
+def test_dry_run_says_what_would_run_and_runs_nothing(capsys, tmp_path):
+    argv = ["run", "--dataset", "synthetic", "--profile", "test", "--defense", "none,content[rate=0.1]",
+            "--attack", "identity,soft_label>prune", "--results", str(tmp_path / "r"), "--cache-dir",
+            str(tmp_path / "c"), "--device", "cpu", "-q"]
+    code, out, _ = _err(capsys, [*argv, "--dry-run"])
+    assert code == 0 and "nothing was run" in out
+    assert "4 cells to run, 0 already done" in out
+    # victims: none, content and the profile's one null model; attacks: identity and the two chain steps on the
+    # two victims, and on the null model for content's cells
+    assert "3 victims and null models (0 cached), 9 attack steps (0 cached)" in out
+    assert "attack steps to run: identity 3, prune 3, soft_label 3" in out
+    assert not (tmp_path / "r").exists() and not list((tmp_path / "c").rglob("*.wm"))
+    one = [*argv]
+    one[one.index("--defense") + 1], one[one.index("--attack") + 1] = "none", "identity"
+    code, out, _ = _err(capsys, one)
+    assert code == 0 and "1 cells: 1 ok" in out
+    code, out, _ = _err(capsys, [*argv, "--dry-run"])
+    assert "3 cells to run, 1 already done" in out and "(1 cached)" in out
+
+
 def test_plugin_flag_registers_a_loose_file(capsys, tmp_path):
     from bench.registry import ATTACKS
 
