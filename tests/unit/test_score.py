@@ -1,55 +1,12 @@
-"""Oracle, scorer, cache and result cards."""
+"""The scorer: the binomial tail, the null models' label rate, what counts as a watermark carried or found."""
 
-import json
 
 import pytest
 import torch
-from torch import nn
+from fixedmodel import Fixed
 
 from bench.api import Protected
-from bench.cache import Cache, artifact_key
-from bench.errors import CardError, ConfigError
-from bench.oracle import BudgetExceeded, Oracle
-from bench.results import card_path, load_results, read_card, validate_card, write_card
 from bench.score import binom_sf, label_rate, null_wsr, score_models
-
-
-class Fixed(nn.Module):
-    """A 'model' that outputs fixed logits per input row (its first pixel picks the row)."""
-
-    def __init__(self, logits):
-        super().__init__()
-        self.logits = nn.Parameter(torch.as_tensor(logits, dtype=torch.float32), requires_grad=False)
-
-    def forward(self, x):
-        return self.logits[x.flatten(1)[:, 0].long()]
-
-
-def test_oracle_counts_budget_and_modes():
-    logits = [[2.0, 1.0, 0.1], [0.0, 3.0, 0.5]]
-    x = torch.tensor([0.0, 1.0, 0.0]).view(3, 1, 1, 1)
-    o = Oracle(Fixed(logits), num_classes=3, budget=5)
-    p = o(x)
-    assert o.queries == 3 and torch.allclose(p.sum(1), torch.ones(3))
-    with pytest.raises(BudgetExceeded, match="budget 5"):
-        o(x)
-    assert o.queries == 3
-    lab = Oracle(Fixed(logits), num_classes=3, mode="label")(x)
-    assert lab.tolist() == [[1, 0, 0], [0, 1, 0], [1, 0, 0]]
-    top = Oracle(Fixed(logits), num_classes=3, mode="topk", top_k=2)(x)
-    assert (top > 0).sum(1).tolist() == [2, 2, 2]
-    rnd = Oracle(Fixed(logits), num_classes=3, mode="rounded", decimals=1)(x)
-    assert torch.allclose(rnd * 10, (rnd * 10).round())
-    assert "model" not in repr(o).lower()
-
-
-def test_oracle_bad_options():
-    with pytest.raises(ConfigError, match="use one of probs, topk, rounded, label"):
-        Oracle(Fixed([[0.0]]), num_classes=1, mode="logits")
-    with pytest.raises(ConfigError, match="top_k=5 must be between 1 and 3"):
-        Oracle(Fixed([[0.0, 0, 0]]), num_classes=3, mode="topk", top_k=5)
-    with pytest.raises(ConfigError, match="budget=-1"):
-        Oracle(Fixed([[0.0]]), num_classes=1, budget=-1)
 
 
 def test_binomial_tail_exact():
@@ -94,71 +51,6 @@ def test_score_without_watermark():
                        null_models=[])
     assert out["clean_acc_victim"] == 1.0 and out["fidelity"] == 1.0
     assert out["wsr_suspect"] is None and out["retained"] is None
-
-
-def test_cache_roundtrip_and_corruption(tmp_path):
-    cache = Cache(tmp_path)
-    key = artifact_key(a=1, b=[1, 2])
-    assert key == artifact_key(b=[1, 2], a=1)
-    calls = []
-
-    def build():
-        calls.append(1)
-        return {"w": torch.arange(3)}
-
-    obj, meta = cache.get_or_build(key, build)
-    assert meta["wall_s"] >= 0 and meta["peak_mem_mb"] > 0
-    obj2, _ = cache.get_or_build(key, build)
-    assert len(calls) == 1 and torch.equal(obj2["w"], obj["w"])
-    # corrupt the entry: detected, removed and rebuilt
-    p = cache.path(key)
-    p.write_bytes(p.read_bytes()[:-7] + b"garbage")
-    obj3, _ = cache.get_or_build(key, build)
-    assert len(calls) == 2 and torch.equal(obj3["w"], obj["w"])
-    assert cache.stats.rebuilt_corrupt == [key]
-
-
-def test_cache_unwritable_dir_is_clear(tmp_path):
-    f = tmp_path / "file"
-    f.write_text("x")
-    with pytest.raises(Exception, match="pass a writable --cache-dir"):
-        Cache(f / "sub")
-
-
-def test_cards_validate_write_load(tmp_path):
-    from cardfactory import make_card
-
-    card = make_card()
-    path = card_path(tmp_path, card["dataset"], card["arch"], card["defense"], card["attack"], card["seed"])
-    write_card(path, card)
-    assert read_card(path) == card
-    assert not list(path.parent.glob(".tmp-*"))
-    df = load_results(tmp_path)
-    assert len(df) == 1 and df.loc[0, "status"] == "ok"
-    for bad, msg in [
-        ({"wsr_suspect": 97.0}, "must be a fraction"),
-        ({"status": "done"}, "status 'done' must be one of"),
-        ({"seed": "0"}, "field seed must be int"),
-        ({"retained": 1}, "field retained must be bool"),
-        ({"bogus": 1}, "unknown field"),
-    ]:
-        with pytest.raises(CardError, match=msg):
-            validate_card({**card, **bad})
-    missing = dict(card)
-    del missing["run_id"]
-    with pytest.raises(CardError, match="missing field"):
-        validate_card(missing)
-    path.write_text("{not json")
-    with pytest.raises(CardError, match="not valid JSON"):
-        read_card(path)
-
-
-def test_card_json_has_numbers_not_strings(tmp_path):
-    from cardfactory import make_card
-
-    p = write_card(tmp_path / "seed-0.json", make_card())
-    raw = json.loads(p.read_text())
-    assert isinstance(raw["clean_acc_victim"], float)
 
 
 def test_label_rate_counts_other_classes_only():
