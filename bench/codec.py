@@ -12,7 +12,10 @@ Decoding only ever constructs:
 * classes registered here with :func:`cache_codec` (a name -> (to_state, from_state) pair), such as
   ``Protected``, ``Outcome``, DAWN's API wrapper and STRIP's filter.
 
-An unknown tag is refused (``CodecError``), never imported. Objects of any other type cannot be encoded: the
+A tag not registered yet makes the process import the built-in defenses and attacks and the installed plugins
+(the components ``wmbench list`` shows; their modules register their codecs): a worker that loads a DAWN victim
+before it has created any defense still decodes it. A tag still unknown is refused (``CodecError``); nothing an
+entry names is ever imported. Objects of any other type cannot be encoded: the
 artifact is then used but not cached, and :class:`~bench.cache.Cache` says so.
 """
 
@@ -58,6 +61,15 @@ def cache_codec(tag: str, to_state: Callable[[Any], dict] | None = None,
         return cls
 
     return register
+
+
+def _load_components() -> None:
+    """Import the built-in components and the installed plugins (never a module a cache entry names): the
+    modules of those that cache their own objects register the codecs here on import."""
+    from bench.registry import ATTACKS, DEFENSES
+
+    DEFENSES.list()
+    ATTACKS.list()
 
 
 def _tag_of(obj: Any) -> str | None:
@@ -152,6 +164,8 @@ def decode(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
             return {walk(k): walk(v) for k, v in node["__items__"]}
         if "__obj__" in node:
             tag = node["__obj__"]
+            if tag not in _CODECS:
+                _load_components()
             if tag not in _CODECS:
                 raise CodecError(f"the entry holds an object of unknown kind {str(tag)[:40]!r}; refused")
             return _CODECS[tag][2](walk(node["state"]))

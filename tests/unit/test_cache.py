@@ -34,3 +34,19 @@ def test_cache_unwritable_dir_is_clear(tmp_path):
     f.write_text("x")
     with pytest.raises(Exception, match="pass a writable --cache-dir"):
         Cache(f / "sub")
+
+
+def test_a_process_that_never_made_a_defense_still_loads_its_cached_objects(tmp_path):
+    """A loky worker that runs an attack on a DAWN victim loads the victim before it creates any defense: the
+    codec of DAWN's API wrapper is registered by importing the built-in components, not refused."""
+    import subprocess
+    import sys
+
+    from defenses.dawn import DawnServe
+
+    Cache(tmp_path).save("k" * 32, DawnServe(b"secret", 0.02, 10), meta={"what": "test"})
+    code = (f"from bench.cache import Cache; c = Cache({str(tmp_path)!r}); found = c.load('k' * 32); "
+            "print(type(found[0]).__name__ if found else 'refused', c.stats.drain_rebuilt())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == "DawnServe", out.stdout
