@@ -91,7 +91,7 @@ def _warn(g: Group, d: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- ranked
 def _ranked_html(g: Group) -> str:
-    from leaderboard.ranking import RANKED_HEAD, ranked_rows, why_unranked
+    from leaderboard.ranking import RANKED_HEAD, provisional_text, ranked_rows, why_unranked
 
     head = [th(h, aria_sort="ascending" if h == "Rank" else None) for h in RANKED_HEAD]
     rows, ranked = [], ranked_rows(g)
@@ -114,6 +114,9 @@ def _ranked_html(g: Group) -> str:
     if unranked:
         out.append('<p class="note">Not ranked: ' + ", ".join(
             f"{code_tag(s.row.name)} ({escape_html(why_unranked(s))})" for s in unranked) + ".</p>")
+    provisional = provisional_text(g)
+    if provisional:
+        out.append(f'<p class="note">{escape_html(provisional)}</p>')
     return "\n".join(out)
 
 

@@ -181,6 +181,15 @@ def flips_text(group: Group) -> str | None:
     return text + "."
 
 
+def provisional_text(group: Group) -> str | None:
+    """Under a declared board's ranking while some of its cell-seeds are not run: how many, and what follows."""
+    if group.board is None or not group.not_run:
+        return None
+    expected = sum(len(c.seeds) for c in group.cells.values())
+    return (f"Provisional: {group.not_run} of the board's {expected} cell-seeds are not run yet. Until they are, "
+            "a row's verdicts rest on the seeds in its Seeds column, and ranks may change.")
+
+
 def ranked_table(group: Group) -> list[str]:
     """The ranked summary of one group as Markdown lines: one row per scheme, then the scheme not ranked yet."""
     from leaderboard.markdown import code, escape_md
@@ -195,6 +204,9 @@ def ranked_table(group: Group) -> list[str]:
     unranked = [s for rank, s, _ in rows if rank == "—"]
     if unranked:
         lines += ["", "Not ranked: " + ", ".join(f"{code(s.row.name)} ({why_unranked(s)})" for s in unranked) + "."]
+    provisional = provisional_text(group)
+    if provisional:
+        lines += ["", provisional]
     return lines
 
 

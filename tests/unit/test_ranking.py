@@ -116,6 +116,10 @@ def test_the_declared_board_holds_its_schemes_and_columns_and_leaves_ablations_t
     assert g.cells[("content", "soft_label")].missing_seeds == (1, 2)  # expected at every board seed
     ranked, unranked = standings(g)
     assert ranked == [] and [s.row.name for s in unranked][0] == "content"
+    expected = len(g.defenses) * len(g.attacks) * 3  # every cell at every board seed; 4 of them have a card
+    assert ranked_table(g)[-1] == (f"Provisional: {expected - 4} of the board's {expected} cell-seeds are not run "
+                                   "yet. Until they are, a row's verdicts rest on the seeds in its Seeds column, "
+                                   "and ranks may change.")
     study = next(v for v in sec.studies if v.study.name == "mea-defender")
     assert "mea_defender_no_eva" in study.groups[0].defenses
     assert sec.other == []
