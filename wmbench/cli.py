@@ -92,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     _work_args(tune)
     tune.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help=argparse.SUPPRESS)
 
+    ver = sub.add_parser("verify", help="re-run published cells from scratch and compare their numbers with the cards")
+    ver.add_argument("cards", nargs="+", metavar="CARD", help="seed-<k>.json cards to re-run")
+    ver.add_argument("--reuse-cache", action="store_true",
+                     help="train in --cache-dir (models cached there are reused) instead of an empty temporary cache")
+    _work_args(ver)
+    ver.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help=argparse.SUPPRESS)
+
     show = sub.add_parser("show", help="print one result card")
     show.add_argument("card", help="path to a seed-<k>.json card")
     return p
@@ -280,6 +287,31 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from bench.settings import make_settings
+    from bench.verify import verify_card
+
+    # the data set, architecture and profile are each card's own; these settings give device, jobs and folders
+    settings = make_settings(results_dir=args.results, cache_dir=args.cache_dir, device=args.device,
+                             data_root=args.data_root, jobs=args.jobs, plugins=tuple(args.plugin))
+    failed = 0
+    for path in args.cards:
+        print(f"wmbench: verify {path}: re-running the cell from {'the cache' if args.reuse_cache else 'scratch'}")
+        published, _, diffs = verify_card(path, settings, cache_dir=args.cache_dir if args.reuse_cache else None,
+                                          **_run_options(args))
+        for d in diffs:
+            print(f"  {d.line()}")
+        bad = [d.field for d in diffs if not d.ok]
+        what = f"{published['defense']} x {published['attack']} seed {published['seed']}"
+        if bad:
+            failed += 1
+            print(f"wmbench: {what}: {', '.join(bad)} differ{'s' if len(bad) == 1 else ''} from a re-run beyond the "
+                  "tolerance; the card does not hold what its cell produces")
+        else:
+            print(f"wmbench: {what}: the card agrees with a re-run ({len(diffs)} fields)")
+    return 1 if failed else 0
+
+
 def cmd_show(args) -> int:
     from bench.results import read_card
 
@@ -297,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return {"list": cmd_list, "run": cmd_run, "leaderboard": cmd_leaderboard, "show": cmd_show,
-                "reproduce": cmd_reproduce, "tune": cmd_tune}[
+                "reproduce": cmd_reproduce, "tune": cmd_tune, "verify": cmd_verify}[
             args.command
         ](args)
     except WmbenchError as exc:

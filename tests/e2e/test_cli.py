@@ -171,3 +171,37 @@ def test_a_board_fills_the_run_and_is_narrowed_by_the_flags():
     plain = _parser().parse_args(["run"])
     plain.plugin = []
     assert _board_run(plain) == ("*", "*", [0]) and (plain.dataset, plain.profile) == ("fashion-mnist", "quick")
+
+
+def test_verify_reruns_a_card_and_catches_an_edited_number(capsys, tmp_path):
+    from bench.results import read_card, write_card
+
+    code, _, _ = _err(capsys, ["run", "--dataset", "synthetic", "--profile", "test", "--defense", "content",
+                               "--attack", "soft_label", "--results", str(tmp_path / "r"), "--cache-dir",
+                               str(tmp_path / "c"), "--device", "cpu", "-q"])
+    assert code == 0
+    card = next((tmp_path / "r").rglob("seed-0.json"))
+    cached = sorted((tmp_path / "c").rglob("*.wm"))
+    code, out, _ = _err(capsys, ["verify", str(card), "--device", "cpu", "-q", "--cache-dir", str(tmp_path / "c")])
+    assert code == 0, out
+    assert "from scratch" in out and "the card agrees with a re-run (11 fields)" in out
+    assert sorted((tmp_path / "c").rglob("*.wm")) == cached  # trained in a temporary cache, not in --cache-dir
+    edited = read_card(card)
+    edited["wsr_suspect"] = min(1.0, edited["wsr_suspect"] + 0.2) if edited["wsr_suspect"] < 0.8 else 0.5
+    write_card(card, edited)
+    code, out, _ = _err(capsys, ["verify", str(card), "--device", "cpu", "-q", "--reuse-cache", "--cache-dir",
+                                 str(tmp_path / "c")])
+    assert code == 1
+    assert "wsr_suspect differs from a re-run beyond the tolerance" in out
+    line = next(x for x in out.splitlines() if x.strip().startswith("wsr_suspect"))
+    assert "DIFFERS (|Δ| <= 0.02)" in line and f"{edited['wsr_suspect']:.4f}" in line
+
+
+def test_verify_refuses_an_error_card_in_one_line(capsys, tmp_path):
+    from cardfactory import make_card
+
+    from bench.results import write_card
+
+    path = write_card(tmp_path / "seed-0.json", make_card(status="error"))
+    code, _, err = _err(capsys, ["verify", str(path), "-q"])
+    assert code == 2 and "an error card has no numbers to verify" in err and len(err.strip().splitlines()) == 1
