@@ -68,8 +68,11 @@ def _load_components() -> None:
     modules of those that cache their own objects register the codecs here on import."""
     from bench.registry import ATTACKS, DEFENSES
 
-    DEFENSES.list()
-    ATTACKS.list()
+    try:
+        DEFENSES.list()
+        ATTACKS.list()
+    except WmbenchError as exc:  # a broken plugin: the entry cannot be read here, which the cache reports
+        raise CodecError(f"the components could not be loaded to read this entry: {exc}") from None
 
 
 def _tag_of(obj: Any) -> str | None:
@@ -164,6 +167,8 @@ def decode(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
             return {walk(k): walk(v) for k, v in node["__items__"]}
         if "__obj__" in node:
             tag = node["__obj__"]
+            if not isinstance(tag, str):
+                raise CodecError("malformed cache entry")
             if tag not in _CODECS:
                 _load_components()
             if tag not in _CODECS:

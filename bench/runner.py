@@ -95,7 +95,9 @@ def execute(settings: Settings, matrix: Matrix, *, progress: bool = True, backen
 
     n_cells = share(len(matrix.cells))
     # a cell is scored as soon as the last model it needs exists, so a killed run keeps the cards of every
-    # finished cell. On this machine that is done here, between results; a cluster scores in its workers, last.
+    # finished cell. With loky (this machine's processes) that is done here, between results; with threading,
+    # Dask or Ray the workers score, after the attacks. A card's attack wall_s may include the moments this
+    # process scored beside it.
     inline = backend in (None, "loky")
     waiting: dict[str, list[int]] = {}  # job key -> the cells that still wait for it
     missing: list[set[str]] = []
@@ -115,7 +117,6 @@ def execute(settings: Settings, matrix: Matrix, *, progress: bool = True, backen
         summary.rebuilt += rebuilt
         cell = matrix.cells[i]
         if status.startswith("unwritable:"):
-            bar.close()
             raise WmbenchError(f"cannot write the card {cell.card}: {status.split(':', 1)[1].strip()}; free space "
                                f"or pass a writable --results (finished cards are kept; re-run to do the rest)")
         scored.add(i)
@@ -152,21 +153,42 @@ def execute(settings: Settings, matrix: Matrix, *, progress: bool = True, backen
         bar.set_postfix_str(label)
         keys = list(jobs)
         calls = (delayed(keyed)(k, share(len(keys)), guard, jobs[k], settings) for k in keys)
-        for key, (err, built), rebuilt in parallel(calls):
-            summary.rebuilt += rebuilt
-            if err is not None:
-                errors[key] = f"{label} failed: {err}"  # the traceback rides along to the cells' cards
-            elif built:
-                summary.built[phase] += 1
-            else:
-                summary.loaded[phase] += 1
-            bar.update(1)
-            done(key)
+        results = parallel(calls)
+        try:
+            for key, (err, built), rebuilt in results:
+                summary.rebuilt += rebuilt
+                if err is not None:
+                    errors[key] = f"{label} failed: {err}"  # the traceback rides along to the cells' cards
+                elif built:
+                    summary.built[phase] += 1
+                else:
+                    summary.loaded[phase] += 1
+                bar.update(1)
+                done(key)
+        finally:  # a card that cannot be written stops the run here: the jobs still queued are cancelled
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
 
-    if inline:  # n/a cells need no model
-        score_here([i for i, m in enumerate(missing) if not m])
+    try:
+        _phases(matrix, errors, bar, run_phase, done)
+        left = [i for i in range(len(matrix.cells)) if i not in scored]
+        if left:
+            bar.set_postfix_str("scoring")
+            calls = (delayed(keyed)(i, n_cells, guard_cell, matrix.cells[i], settings, upstream(matrix.cells[i]))
+                     for i in left)
+            for i, status, rebuilt in parallel(calls):
+                record(i, status, rebuilt)
+    finally:
+        bar.close()
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def _phases(matrix: Matrix, errors: dict[str, str], bar, run_phase, done) -> None:
+    """Victims and null models, then the attacks in order of chain depth; an attack on a model that failed
+    fails the same way without running."""
     run_phase(matrix.victims, "training victims", "victims")
-    # chain steps run in order of depth; an attack on a model that failed fails the same way
     for depth in sorted({job.depth for job in matrix.attacks.values()}):
         attack_jobs = {}
         for k, job in matrix.attacks.items():
@@ -179,17 +201,6 @@ def execute(settings: Settings, matrix: Matrix, *, progress: bool = True, backen
             else:
                 attack_jobs[k] = job
         run_phase(attack_jobs, "attacking" if depth == 0 else f"attacking (chain step {depth + 1})", "attacks")
-
-    left = [i for i in range(len(matrix.cells)) if i not in scored]
-    if left:
-        bar.set_postfix_str("scoring")
-        calls = (delayed(keyed)(i, n_cells, guard_cell, matrix.cells[i], settings, upstream(matrix.cells[i]))
-                 for i in left)
-        for i, status, rebuilt in parallel(calls):
-            record(i, status, rebuilt)
-    bar.close()
-    summary.wall_s = time.perf_counter() - t0
-    return summary
 
 
 def run(settings: Settings, defenses: str | list[Spec], attacks: str | list[Spec], seeds: list[int], *,

@@ -255,7 +255,7 @@ def test_chain_with_detection_in_the_middle_is_rejected():
 
 
 PEEK = '''
-import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from bench.api import Attack, Outcome
@@ -264,7 +264,7 @@ from bench.registry import register_attack
 
 @register_attack("peek")
 class Peek(Attack):
-    """A removal attack that counts the cards already on disk when it runs (runner test)."""
+    """A removal attack that waits (up to a minute) for the identity column's card beside this file (runner test)."""
     kind = "removal"
 
     @dataclass(frozen=True, kw_only=True)
@@ -272,21 +272,25 @@ class Peek(Attack):
         pass
 
     def run(self, target, ctx):
-        cards = sorted(p.parent.name for p in Path(os.environ["PEEK_RESULTS"]).rglob("seed-0.json"))
+        results, deadline = Path(__file__).parent / "r", time.monotonic() + 60
+        while not list(results.rglob("identity/seed-0.json")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        cards = sorted(p.parent.name for p in results.rglob("seed-0.json"))
         return Outcome(model=target.model, extras={"cards_seen": cards})
 '''
 
 
-def test_a_cell_is_scored_as_soon_as_its_models_exist(finished, tmp_path, monkeypatch):
-    """The identity column's models are done before the peek column's attacks start, so its card is already
-    written when they run: a run killed there keeps it."""
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_cell_is_scored_as_soon_as_its_models_exist(finished, tmp_path, jobs):
+    """The identity column's models are done before the peek column's attacks run (in order with one job; with
+    two, its jobs are dispatched first and peek waits), so its card is on disk while they run: a run killed
+    there keeps it. Before, every card was written after the last attack."""
     _, plan, _ = finished
     plugin = tmp_path / "peek.py"
     plugin.write_text(PEEK)
-    monkeypatch.setenv("PEEK_RESULTS", str(tmp_path / "r"))
     try:
         p = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
-                          cache_dir=plan.cache_dir, device="cpu", plugins=(str(plugin),))
+                          cache_dir=plan.cache_dir, device="cpu", plugins=(str(plugin),), jobs=jobs)
         summary = _run(p, defenses="content[rate=0.1]", attacks="identity,peek")
     finally:
         ATTACKS.unregister("peek")

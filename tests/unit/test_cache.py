@@ -50,3 +50,17 @@ def test_a_process_that_never_made_a_defense_still_loads_its_cached_objects(tmp_
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0] == "DawnServe", out.stdout
+
+
+def test_an_entry_naming_a_module_is_refused_and_imports_nothing():
+    """The tag of a cached object is looked up among registered codecs only: a tag that names an importable
+    module (here ``this``, which prints when imported) is refused, and the module is not imported."""
+    import sys
+
+    from bench.codec import CodecError, decode
+
+    assert "this" not in sys.modules
+    for tag in ("this", "bench.cli", ["x"]):
+        with pytest.raises(CodecError, match="unknown kind|malformed"):
+            decode({"__obj__": tag, "state": {"__dict__": {}}}, {})
+    assert "this" not in sys.modules
