@@ -109,11 +109,13 @@ BOARDS: dict[str, Board] = {
 
 
 def spec_match(label: str, pattern: str) -> bool:
-    """Whether a card's spec label matches a study's pattern: ``*`` matches any run of characters, everything
-    else (brackets included: a spec's ``[...]`` is a config, not a character class) matches itself."""
+    """Whether a card's spec label matches a study's pattern: ``*`` matches any run of characters and ``?`` any
+    one character, as in fnmatch; everything else (brackets included: a spec's ``[...]`` is a config, not a
+    character class) matches itself."""
     import re
 
-    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), label) is not None
+    regex = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.fullmatch(regex, label) is not None
 
 
 @dataclass(frozen=True)

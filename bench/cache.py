@@ -27,7 +27,7 @@ from bench.codec import CodecError, from_bytes, to_bytes
 from bench.cost import measure
 from bench.errors import WmbenchError
 
-__all__ = ["Cache", "artifact_key", "CacheStats"]
+__all__ = ["Cache", "artifact_key", "CacheStats", "entry_exists"]
 
 
 def artifact_key(**parts: Any) -> str:
@@ -49,6 +49,13 @@ class CacheStats:
         """The rebuilt entries recorded since the last call (a worker hands them to the parent per job)."""
         out, self.rebuilt = self.rebuilt, []
         return out
+
+
+def entry_exists(root: str | Path, key: str) -> bool:
+    """Whether the cache at ``root`` holds a complete entry for ``key`` (its file and its digest); creates,
+    sweeps and reads nothing (``wmbench run --dry-run`` looks at a cache it may not write)."""
+    folder = Path(root) / key[:2]
+    return (folder / f"{key}.wm").exists() and (folder / f"{key}.wm.sha256").exists()
 
 
 class Cache:
@@ -75,7 +82,7 @@ class Cache:
         return self.root / key[:2] / f"{key}.wm.sha256"
 
     def has(self, key: str) -> bool:
-        return self.path(key).exists() and self._digest_path(key).exists()
+        return entry_exists(self.root, key)
 
     def load(self, key: str) -> tuple[Any, dict] | None:
         """The stored (object, meta), or None when absent or unusable (an unusable entry is removed and the

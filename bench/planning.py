@@ -139,7 +139,7 @@ def cap_jobs(settings: Settings, matrix: Matrix, backend: str | None) -> tuple[S
 def describe(matrix: Matrix, has: Callable[[str], bool]) -> list[str]:
     """What running ``matrix`` would do, as lines for a person (``wmbench run --dry-run``): the cells to score,
     the models to train and those already in the cache (``has(key)``), and the attack steps still to run by
-    column, most first."""
+    attack (a chain's steps count under their own attack), most first."""
     victims = [k for k in matrix.victims if not has(k)]
     attacks = [job for k, job in matrix.attacks.items() if not has(k)]
     lines = [f"{len(matrix.cells)} cell{'s' if len(matrix.cells) != 1 else ''} to run, "

@@ -69,7 +69,10 @@ def verify_card(path: str | Path, settings: Settings, *, cache_dir: str | None =
                 **run_options) -> tuple[dict, dict, list[Difference]]:
     """Re-run the cell of the card at ``path`` (its data set, architecture, profile, scheme, column and seed) into
     a temporary results folder, in ``cache_dir`` or else an empty temporary cache, with ``settings``'s device,
-    jobs, data root and plugins; return (published card, re-run card, differences)."""
+    jobs, data root and plugins; return (published card, re-run card, differences). A card the registered
+    components would not make again (another configuration or version: its run id differs) is refused before
+    anything is trained."""
+    from bench.planning import plan_matrix
     from bench.runner import run
 
     published = read_card(path)
@@ -79,13 +82,14 @@ def verify_card(path: str | Path, settings: Settings, *, cache_dir: str | None =
         plan = replace(settings, dataset=published["dataset"], arch=published["arch"],
                        profile=_profile(published["profile"]), results_dir=str(Path(tmp) / "results"),
                        cache_dir=cache_dir or str(Path(tmp) / "cache"))
-        summary = run(plan, published["defense"], published["attack"], [int(published["seed"])], force=True,
-                      **run_options)
-        rerun = read_card(summary.cards[0])
-    if rerun["run_id"] != published["run_id"]:
-        raise ConfigError(f"{path}: the card was made by another configuration or component version than the "
-                          "registered one (its run id differs), so a re-run need not match it; run the cell again "
-                          "with `wmbench run` to replace it")
+        seeds = [int(published["seed"])]
+        cells = plan_matrix(plan, published["defense"], published["attack"], seeds, force=True).cells
+        if len(cells) != 1 or cells[0].run_id != published["run_id"]:
+            raise ConfigError(f"{path}: the card was made by another configuration or component version than the "
+                              "registered one (its run id differs), so a re-run need not match it; run the cell "
+                              "again with `wmbench run` to replace it")
+        run(plan, published["defense"], published["attack"], seeds, force=True, **run_options)
+        rerun = read_card(cells[0].card)
     return published, rerun, compare(published, rerun)
 
 

@@ -97,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--reuse-cache", action="store_true",
                      help="train in --cache-dir (models cached there are reused) instead of an empty temporary cache")
     _work_args(ver)
-    ver.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help=argparse.SUPPRESS)
+    ver.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                     help="a plugin the card's scheme or attack needs (repeatable)")
 
     show = sub.add_parser("show", help="print one result card")
     show.add_argument("card", help="path to a seed-<k>.json card")
@@ -195,15 +196,14 @@ def cmd_run(args) -> int:
     defenses, attacks, seeds = _board_run(args)
     settings = _settings(args, args.dataset, arch=args.arch, verbose=args.verbose)
     if args.dry_run:
-        from bench.cache import Cache
+        from bench.cache import entry_exists
         from bench.planning import describe, plan_matrix
 
         matrix = plan_matrix(settings, defenses, attacks, seeds, force=args.force)
-        cache = Cache(settings.cache_dir) if os.path.isdir(settings.cache_dir) else None
         what = f"board {args.board}" if args.board else "the run"
         print(f"wmbench: dry run of {what} ({settings.dataset} / {settings.arch} / {settings.profile.name}, "
               f"seeds {','.join(map(str, seeds))}); nothing was run")
-        for line in describe(matrix, cache.has if cache is not None else lambda key: False):
+        for line in describe(matrix, lambda key: entry_exists(settings.cache_dir, key)):
             print(f"  {line}")
         return 0
     summary = run(settings, defenses, attacks, seeds, force=args.force, **_run_options(args))
@@ -297,16 +297,25 @@ def cmd_verify(args) -> int:
     failed = 0
     for path in args.cards:
         print(f"wmbench: verify {path}: re-running the cell from {'the cache' if args.reuse_cache else 'scratch'}")
-        published, _, diffs = verify_card(path, settings, cache_dir=args.cache_dir if args.reuse_cache else None,
-                                          **_run_options(args))
+        try:
+            published, rerun, diffs = verify_card(path, settings, cache_dir=args.cache_dir if args.reuse_cache
+                                                  else None, **_run_options(args))
+        except WmbenchError as exc:  # this card cannot be verified; the others still are
+            failed += 1
+            print(f"wmbench: error: {exc}", file=sys.stderr)
+            continue
+        what = f"{published['defense']} x {published['attack']} seed {published['seed']}"
+        if rerun["status"] == "error":
+            failed += 1
+            print(f"wmbench: {what}: the re-run failed, so nothing was compared: {rerun['error']}", file=sys.stderr)
+            continue
         for d in diffs:
             print(f"  {d.line()}")
         bad = [d.field for d in diffs if not d.ok]
-        what = f"{published['defense']} x {published['attack']} seed {published['seed']}"
         if bad:
             failed += 1
-            print(f"wmbench: {what}: {', '.join(bad)} differ{'s' if len(bad) == 1 else ''} from a re-run beyond the "
-                  "tolerance; the card does not hold what its cell produces")
+            print(f"wmbench: {what}: {', '.join(bad)} differ{'s' if len(bad) == 1 else ''} from a re-run (numbers "
+                  "beyond their tolerance, verdicts not equal); the card does not hold what its cell produces")
         else:
             print(f"wmbench: {what}: the card agrees with a re-run ({len(diffs)} fields)")
     return 1 if failed else 0

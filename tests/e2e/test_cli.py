@@ -106,7 +106,7 @@ def test_dry_run_says_what_would_run_and_runs_nothing(capsys, tmp_path):
     # two victims, and on the null model for content's cells
     assert "3 victims and null models (0 cached), 9 attack steps (0 cached)" in out
     assert "attack steps to run: identity 3, prune 3, soft_label 3" in out
-    assert not (tmp_path / "r").exists() and not list((tmp_path / "c").rglob("*.wm"))
+    assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()  # nothing written, not even folders
     one = [*argv]
     one[one.index("--defense") + 1], one[one.index("--attack") + 1] = "none", "identity"
     code, out, _ = _err(capsys, one)
@@ -192,16 +192,21 @@ def test_verify_reruns_a_card_and_catches_an_edited_number(capsys, tmp_path):
     code, out, _ = _err(capsys, ["verify", str(card), "--device", "cpu", "-q", "--reuse-cache", "--cache-dir",
                                  str(tmp_path / "c")])
     assert code == 1
-    assert "wsr_suspect differs from a re-run beyond the tolerance" in out
+    assert "wsr_suspect differs from a re-run (numbers beyond their tolerance" in out
     line = next(x for x in out.splitlines() if x.strip().startswith("wsr_suspect"))
     assert "DIFFERS (|Δ| <= 0.02)" in line and f"{edited['wsr_suspect']:.4f}" in line
 
 
-def test_verify_refuses_an_error_card_in_one_line(capsys, tmp_path):
+def test_verify_says_which_cards_it_cannot_verify_and_goes_on(capsys, tmp_path):
     from cardfactory import make_card
 
     from bench.results import write_card
 
-    path = write_card(tmp_path / "seed-0.json", make_card(status="error"))
-    code, _, err = _err(capsys, ["verify", str(path), "-q"])
-    assert code == 2 and "an error card has no numbers to verify" in err and len(err.strip().splitlines()) == 1
+    error = write_card(tmp_path / "a" / "seed-0.json", make_card(status="error"))
+    stale = write_card(tmp_path / "b" / "seed-0.json", make_card(run_id="0" * 32))  # not what the registry makes
+    code, out, err = _err(capsys, ["verify", str(error), str(stale), "-q", "--device", "cpu"])
+    assert code == 1 and out.count("re-running the cell") == 2  # the first card's refusal did not stop the second
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and "an error card has no numbers to verify" in lines[0]
+    assert "its run id differs" in lines[1] and "Traceback" not in err
+    assert not list(tmp_path.rglob("*.wm"))  # refused before anything was trained

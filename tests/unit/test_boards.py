@@ -79,6 +79,8 @@ def test_a_study_with_a_typo_is_one_line():
     ("soft_label>prune", "*", True),
     ("content", "content[*", False),  # brackets are literal, not a character class
     ("c", "[abc]", False),
+    ("nad", "na?", True),  # ? is one character, as in fnmatch
+    ("nad", "n?", False),
 ])
 def test_study_patterns_match_spec_labels(label, pattern, hit):
     assert spec_match(label, pattern) is hit
