@@ -234,7 +234,8 @@ def reference_model(target: Target, ctx: Context, epochs: int) -> nn.Module:
 
 
 # The reference norms of one attacker (pool, seed, settings) are the same for every target it inspects: every
-# defense of a run, and the null models of each cell. Kept per process (a run's workers live through it).
+# defense of a run, and the null models of each cell. Kept per process, and in the run's cache through
+# Context.remember, so that later jobs, worker processes and runs load them instead of training the references.
 _REFERENCE_NORMS: dict[tuple, torch.Tensor] = {}
 
 
@@ -245,19 +246,27 @@ def _digest(t: torch.Tensor) -> str:
 def reference_norms(target: Target, ctx: Context, config: CleanseConfig, x: torch.Tensor, settings: dict
                     ) -> torch.Tensor:
     """Geometric mean over ``config.references`` clean reference models of their trigger norms on ``x``
-    (computed once per process for a given pool, images, seed and settings)."""
+    (computed once for a given pool, images, seed and settings: per process, and per cache through
+    :meth:`bench.api.Context.remember`)."""
     c, p = config, ctx.profile
     epochs = c.reference_epochs or p.attack_epochs
-    key = (target.arch, _digest(target.x_pool), _digest(target.y_pool), _digest(x), ctx.seed, str(ctx.device),
-           c.references, epochs, p.batch_size, p.lr, tuple(sorted(settings.items())))
-    if key not in _REFERENCE_NORMS:
+    parts = {"what": "neural_cleanse reference norms", "arch": target.arch, "pool": _digest(target.x_pool),
+             "labels": _digest(target.y_pool), "images": _digest(x), "seed": ctx.seed,
+             "device": torch.device(ctx.device).type, "references": c.references, "epochs": epochs,
+             "batch_size": p.batch_size, "lr": p.lr, "settings": dict(sorted(settings.items()))}
+    key = tuple(sorted((k, str(v)) for k, v in parts.items()))
+
+    def build() -> torch.Tensor:
         logs = []
         for i in range(c.references):
             ref_ctx = ctx.child("reference") if i == 0 else ctx.child("reference", i)
             ref = reference_model(target, ref_ctx, epochs)
             logs.append(neural_cleanse(ref, x, target.info.num_classes, ctx=ref_ctx, **settings)
                         .norms.clamp_min(1e-6).log())
-        _REFERENCE_NORMS[key] = torch.stack(logs).mean(0).exp()
+        return torch.stack(logs).mean(0).exp()
+
+    if key not in _REFERENCE_NORMS:
+        _REFERENCE_NORMS[key] = ctx.remember(parts, build)
     return _REFERENCE_NORMS[key].clone()
 
 

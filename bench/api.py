@@ -83,12 +83,14 @@ def derive_seed(*parts: Any) -> int:
 
 @dataclass
 class Context:
-    """What a component may use besides its inputs: device, profile, seeded generators, verbosity."""
+    """What a component may use besides its inputs: device, profile, seeded generators, verbosity, and
+    :meth:`remember` for a value worth keeping across jobs."""
 
     device: torch.device
     seed: int
     profile: Profile
     verbose: bool = False
+    store: Any = field(default=None, repr=False, compare=False)  # the run's artifact cache (bench.cache.Cache)
     generator: torch.Generator = field(init=False)
     rng: np.random.Generator = field(init=False)
     pyrng: random.Random = field(init=False)
@@ -100,7 +102,15 @@ class Context:
 
     def child(self, *tag: Any) -> Context:
         """An independent context for a sub-step, seeded from this one and the tag."""
-        return Context(self.device, derive_seed(self.seed, *tag), self.profile, self.verbose)
+        return Context(self.device, derive_seed(self.seed, *tag), self.profile, self.verbose, self.store)
+
+    def remember(self, parts: dict[str, Any], build: Callable[[], Any]) -> Any:
+        """``build()``, kept in the run's cache under ``parts`` (a JSON-able dict naming everything the value
+        depends on) so that every later job and run sharing that cache loads it instead of building it again;
+        outside a run (no cache) it is simply built. The value must be cacheable (tensors, numbers, containers)."""
+        if self.store is None:
+            return build()
+        return self.store.remember(parts, build)
 
     def manual_seed(self) -> None:
         """Seed torch's default generator too (weight init uses it); call before building a model."""

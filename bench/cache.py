@@ -121,6 +121,10 @@ class Cache:
         atomic_write(p, data)
         atomic_write(self._digest_path(key), hashlib.sha256(data).hexdigest().encode())
 
+    def remember(self, parts: dict[str, Any], build: Callable[[], Any]) -> Any:
+        """A component's value (:meth:`bench.api.Context.remember`): built once per ``parts``, then loaded."""
+        return self.get_or_build(artifact_key(kind="remembered", **parts), build, meta={"remembered": parts})[0]
+
     def get_or_build(self, key: str, build: Callable[[], Any], meta: dict | None = None) -> tuple[Any, dict]:
         """Load the artifact, or build it (timed, memory-measured), store it and return it. While one process
         builds a key, another that asks for it waits for that artifact instead of building it again."""

@@ -91,7 +91,7 @@ def worker_cache(settings: Settings) -> Cache:
 def job_context(settings: Settings, seed: int) -> Context:
     """The Context of a job seeded with ``seed``."""
     return Context(device=resolve_device(settings.device), seed=seed, profile=settings.profile,
-                   verbose=settings.verbose)
+                   verbose=settings.verbose, store=worker_cache(settings))
 
 
 def _to_cpu(obj):

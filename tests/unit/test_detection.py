@@ -92,6 +92,26 @@ def test_reference_models_are_trained_once_per_attacker(patch_victim, task, prof
     assert len(built) == 4  # another attacker seed trains its own
 
 
+def test_reference_norms_are_kept_in_the_run_cache_for_other_processes(patch_victim, task, profile, monkeypatch,
+                                                                         tmp_path):
+    """A new worker process (its per-process norms empty) with the run's cache loads the norms an earlier job
+    computed instead of training the references again; without a cache it trains them."""
+    import attacks._cleanse as common
+    from bench.cache import Cache
+
+    built = []
+    real = common.reference_model
+    monkeypatch.setattr(common, "reference_model", lambda *a, **k: built.append(1) or real(*a, **k))
+    attack = create_attack("neural_cleanse", reference=True)
+    runs = []
+    for store in (Cache(tmp_path), Cache(tmp_path), None):
+        monkeypatch.setattr(common, "_REFERENCE_NORMS", {})  # a fresh process
+        ctx = Context(device=torch.device("cpu"), seed=0, profile=profile, store=store)
+        runs.append(attack(make_target(patch_victim, attack, task), ctx).extras["reference_l1_norms"])
+    assert len(built) == 2 + 0 + 2  # built, loaded from the cache, built again without one
+    assert runs[0] == runs[1] == runs[2]
+
+
 def test_neural_cleanse_finds_the_patch_target(patch_victim, task, profile):
     assert patch_victim.verify(patch_victim.model)[0] > 0.95
     out = _attack("neural_cleanse", patch_victim, task, profile)
