@@ -51,11 +51,16 @@ class CacheStats:
         return out
 
 
+def _entry_files(root: str | Path, key: str) -> tuple[Path, Path]:
+    """Where the cache at ``root`` keeps ``key``: its entry and the entry's digest."""
+    folder = Path(root) / key[:2]
+    return folder / f"{key}.wm", folder / f"{key}.wm.sha256"
+
+
 def entry_exists(root: str | Path, key: str) -> bool:
     """Whether the cache at ``root`` holds a complete entry for ``key`` (its file and its digest); creates,
     sweeps and reads nothing (``wmbench run --dry-run`` looks at a cache it may not write)."""
-    folder = Path(root) / key[:2]
-    return (folder / f"{key}.wm").exists() and (folder / f"{key}.wm.sha256").exists()
+    return all(p.exists() for p in _entry_files(root, key))
 
 
 class Cache:
@@ -76,10 +81,10 @@ class Cache:
         sweep_temporaries(self.root, age_s)
 
     def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.wm"
+        return _entry_files(self.root, key)[0]
 
     def _digest_path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.wm.sha256"
+        return _entry_files(self.root, key)[1]
 
     def has(self, key: str) -> bool:
         return entry_exists(self.root, key)

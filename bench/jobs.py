@@ -88,10 +88,10 @@ def worker_cache(settings: Settings) -> Cache:
     return _WORKER["cache"]
 
 
-def job_context(settings: Settings, seed: int) -> Context:
-    """The Context of a job seeded with ``seed``."""
+def job_context(settings: Settings, seed: int, cache: Cache) -> Context:
+    """The Context of a job seeded with ``seed``, remembering in ``cache`` (the job's :func:`worker_cache`)."""
     return Context(device=resolve_device(settings.device), seed=seed, profile=settings.profile,
-                   verbose=settings.verbose, store=worker_cache(settings))
+                   verbose=settings.verbose, store=cache)
 
 
 def _to_cpu(obj):
@@ -165,7 +165,7 @@ class VictimJob:
             return False
         task = load_task(settings, self.seed)
         defense = DEFENSES.create(self.defense.name, **self.defense.config)
-        ctx = job_context(settings, self.train_seed)
+        ctx = job_context(settings, self.train_seed, cache)
 
         def build() -> Protected:
             prot = defense.embed(task, ctx)
@@ -209,7 +209,7 @@ class AttackJob:
             protected = Protected(model=protected.model)
         task = load_task(settings, self.seed)
         attack = ATTACKS.create(self.attack.name, **self.attack.config)
-        ctx = job_context(settings, self.attack_seed)
+        ctx = job_context(settings, self.attack_seed, cache)
 
         def build():
             target = make_target(protected, attack, task, ctx.device)

@@ -8,9 +8,9 @@ run and stored in the content-addressed cache (:mod:`bench.planning` says which)
 2. attacks on those models (one per attack spec and parent model);
 3. scoring: one card per cell, written atomically (:mod:`bench.cells`).
 
-On this machine (the loky backend) a cell is scored as soon as the last model it needs exists, between the
-results of phases 1 and 2, so its card is on disk long before the run ends; on a cluster backend the cells are
-scored by the workers after phase 2. A job that raises becomes an error card for every cell that depends on it;
+With the default loky backend a cell is scored, in this process, as soon as the last model it needs exists,
+so its card is on disk long before the run ends; with the threading, Dask and Ray backends the workers score
+every cell after phase 2. A job that raises becomes an error card for every cell that depends on it;
 the sweep goes on. Re-running skips cells whose card exists with the same run id, and rebuilds nothing that is
 cached, so a killed run loses at most the jobs in flight.
 """
@@ -99,13 +99,12 @@ def execute(settings: Settings, matrix: Matrix, *, progress: bool = True, backen
     # Dask or Ray the workers score, after the attacks. A card's attack wall_s may include the moments this
     # process scored beside it.
     inline = backend in (None, "loky")
-    waiting: dict[str, list[int]] = {}  # job key -> the cells that still wait for it
-    missing: list[set[str]] = []
-    for i, cell in enumerate(matrix.cells):
+    waiting: dict[str, list[int]] = {}  # job key -> the cells that still wait for it (inline scoring only)
+    missing: list[set[str]] = []  # per cell, the job keys it still waits for
+    for i, cell in enumerate(matrix.cells if inline else ()):
         missing.append({cell.victim_key, *cell.attack_keys, *cell.null_keys})
         for k in missing[-1]:
             waiting.setdefault(k, []).append(i)
-    scored: set[int] = set()
 
     def upstream(cell: Cell) -> str | None:
         for k in (cell.victim_key, *cell.attack_keys, *cell.null_keys):
@@ -119,7 +118,6 @@ def execute(settings: Settings, matrix: Matrix, *, progress: bool = True, backen
         if status.startswith("unwritable:"):
             raise WmbenchError(f"cannot write the card {cell.card}: {status.split(':', 1)[1].strip()}; free space "
                                f"or pass a writable --results (finished cards are kept; re-run to do the rest)")
-        scored.add(i)
         summary.counts[status] += 1
         summary.cards.append(cell.card)
         if status == "error":
@@ -144,7 +142,7 @@ def execute(settings: Settings, matrix: Matrix, *, progress: bool = True, backen
             missing[i].discard(key)
             if not missing[i]:
                 ready.append(i)
-        if inline and ready:
+        if ready:
             score_here(ready)
 
     def run_phase(jobs: dict[str, Any], label: str, phase: str) -> None:
@@ -171,36 +169,30 @@ def execute(settings: Settings, matrix: Matrix, *, progress: bool = True, backen
                 close()
 
     try:
-        _phases(matrix, errors, bar, run_phase, done)
-        left = [i for i in range(len(matrix.cells)) if i not in scored]
-        if left:
+        run_phase(matrix.victims, "training victims", "victims")
+        # chain steps run in order of depth; an attack on a model that failed fails the same way without running
+        for depth in sorted({job.depth for job in matrix.attacks.values()}):
+            attack_jobs = {}
+            for k, job in matrix.attacks.items():
+                if job.depth != depth:
+                    continue
+                if job.parent_key in errors:
+                    errors[k] = errors[job.parent_key]
+                    bar.update(1)
+                    done(k)
+                else:
+                    attack_jobs[k] = job
+            run_phase(attack_jobs, "attacking" if depth == 0 else f"attacking (chain step {depth + 1})", "attacks")
+        if not inline:  # every cell was scored above as its last model arrived, or is scored here by the workers
             bar.set_postfix_str("scoring")
-            calls = (delayed(keyed)(i, n_cells, guard_cell, matrix.cells[i], settings, upstream(matrix.cells[i]))
-                     for i in left)
+            calls = (delayed(keyed)(i, n_cells, guard_cell, c, settings, upstream(c))
+                     for i, c in enumerate(matrix.cells))
             for i, status, rebuilt in parallel(calls):
                 record(i, status, rebuilt)
     finally:
         bar.close()
     summary.wall_s = time.perf_counter() - t0
     return summary
-
-
-def _phases(matrix: Matrix, errors: dict[str, str], bar, run_phase, done) -> None:
-    """Victims and null models, then the attacks in order of chain depth; an attack on a model that failed
-    fails the same way without running."""
-    run_phase(matrix.victims, "training victims", "victims")
-    for depth in sorted({job.depth for job in matrix.attacks.values()}):
-        attack_jobs = {}
-        for k, job in matrix.attacks.items():
-            if job.depth != depth:
-                continue
-            if job.parent_key in errors:
-                errors[k] = errors[job.parent_key]
-                bar.update(1)
-                done(k)
-            else:
-                attack_jobs[k] = job
-        run_phase(attack_jobs, "attacking" if depth == 0 else f"attacking (chain step {depth + 1})", "attacks")
 
 
 def run(settings: Settings, defenses: str | list[Spec], attacks: str | list[Spec], seeds: list[int], *,

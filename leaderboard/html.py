@@ -35,8 +35,8 @@ from leaderboard.htmlkit import (
     td,
     th,
 )
-from leaderboard.summary import CONTROL_DEFENSE, NOT_RUN, CellSummary, Group, Stat, card_verdict
-from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, VERDICT_MARKS, pct, scientific, truncate
+from leaderboard.summary import CONTROL_DEFENSE, NOT_RUN, CellSummary, Group, Stat
+from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, pct, scientific, truncate, verdict_text
 
 __all__ = ["escape_html", "wsr_colour", "cell_colour", "cell_title", "md_to_html", "render_html"]
 
@@ -192,10 +192,7 @@ SEED_HEAD = ("Column", "Seed", "Verdict", "WSR", "Null WSR", "p-value", "Suspect
 
 
 def _seed_verdict(c: dict) -> str:
-    word = card_verdict(c)
-    if word in VERDICT_MARKS:
-        return f"{VERDICT_MARKS[word]} {word}"
-    return {"error": "ERR", "": DASH}.get(word, word)
+    return "ERR" if c["status"] == "error" else verdict_text(c)
 
 
 def _card_href(card_base: str, c: dict) -> str:

@@ -22,6 +22,7 @@ from bench.errors import WmbenchError
 from bench.spec import base_name, is_configured
 from leaderboard.summary import ROBUSTNESS_KINDS, CellSummary, DefenseRow, Group
 from leaderboard.text import (
+    DASH,
     detected_by_text,
     embedding_text,
     first_difference,
@@ -125,7 +126,7 @@ def ranked_rows(group: Group) -> list[tuple[str, Standing, list[str]]]:
     for rank, s in [*ranked, *((None, s) for s in unranked)]:
         low, high = s.seeds
         seeds = str(low) if low == high else f"{low}-{high}"
-        out.append(("—" if rank is None else str(rank), s, [
+        out.append((DASH if rank is None else str(rank), s, [
             paper_of(s.row.name), pts_stat(s.row.acc_cost), victim_wsr_text(s.row),
             f"{s.survived}/{s.judged}" + ("" if s.complete else f" ({s.columns - s.judged} not run)"),
             worst_text(s.row.worst.get("extraction")), worst_text(s.row.worst.get("removal")),
@@ -201,7 +202,7 @@ def ranked_table(group: Group) -> list[str]:
     for rank, s, vals in rows:
         mark = " ⚠" if s.row.name in group.gate else ""
         lines.append(f"| {rank} | {code(s.row.name)}{mark} | " + " | ".join(escape_md(v) for v in vals) + " |")
-    unranked = [s for rank, s, _ in rows if rank == "—"]
+    unranked = [s for rank, s, _ in rows if rank == DASH]
     if unranked:
         lines += ["", "Not ranked: " + ", ".join(f"{code(s.row.name)} ({why_unranked(s)})" for s in unranked) + "."]
     provisional = provisional_text(group)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from bench.spec import is_configured
 from leaderboard.markdown import MAX_COLUMNS, chunks, code, escape_md, kind_tables, md_table
-from leaderboard.summary import CONTROL_DEFENSE, KIND_ORDER, ROBUSTNESS_KINDS, Group, Stat, card_verdict
+from leaderboard.summary import CONTROL_DEFENSE, KIND_ORDER, ROBUSTNESS_KINDS, Group, Stat
 from leaderboard.sweeps import Sweep, find_sweeps, sweep_fields
 from leaderboard.text import (
     DASH,
-    VERDICT_MARKS,
     detected_by_text,
     pct,
     pct_stat,
@@ -24,6 +23,7 @@ from leaderboard.text import (
     share,
     sweep_rows,
     sweep_title,
+    verdict_text,
 )
 
 __all__ = ["OTHER_NAME", "study_name", "study_figure_name", "study_sweeps", "render_study", "render_other",
@@ -163,8 +163,7 @@ def render_other(cards: list[dict]) -> str:
         return "\n".join(lines + ["None: every card is on the board or in a study."]) + "\n"
     rows = []
     for c in cards:
-        word = card_verdict(c)
-        verdict = f"{VERDICT_MARKS[word]} {word}" if word in VERDICT_MARKS else word or DASH
+        verdict = verdict_text(c)
         rows.append([escape_md(f"{c['dataset']} / {c['arch']}"), escape_md(c["profile"]), code(c["defense"]),
                      code(c["attack"]), str(c["seed"]), pct(c.get("clean_acc_victim")), pct(c.get("wsr_suspect")),
                      verdict, code(str(card_path("results", c["dataset"], c["arch"], c["defense"], c["attack"],

@@ -9,7 +9,7 @@ import re
 from collections import Counter
 
 from bench.spec import base_name
-from leaderboard.summary import NOT_RUN, AttackRow, CellSummary, DefenseRow, Group, Stat
+from leaderboard.summary import NOT_RUN, AttackRow, CellSummary, DefenseRow, Group, Stat, card_verdict
 from leaderboard.sweeps import QUERIES_FIELD, Sweep
 
 ERROR_CHARS = 80
@@ -21,6 +21,13 @@ DASH = "—"
 VERDICT_MARKS = {"retained": MARK_OK, "undetected": MARK_OK, "wrong class flagged": MARK_OK, "removed": MARK_BAD,
                  "removed cheaply": MARK_BAD, "detected": MARK_BAD}
 NOT_RUN_MARK = "·"
+
+
+def verdict_text(card: dict) -> str:
+    """One card's verdict for a page: its mark and word (``✓ retained``, ``✗ removed cheaply``), its status when
+    it judges nothing (``n/a``, ``error``), or a dash."""
+    word = card_verdict(card)
+    return f"{VERDICT_MARKS[word]} {word}" if word in VERDICT_MARKS else word or DASH
 
 
 def rounded(x: float, nd: int = 1) -> float:
