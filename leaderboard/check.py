@@ -7,7 +7,9 @@ the numbers no longer match what the renderer makes of the cards. A card made by
 defense or attack than the registered one is stale (its numbers describe code that is gone) and fails too;
 names the registries do not know (a plugin not loaded) are not judged. A card whose verdict does not follow
 from its own numbers by the scorer's rules (:func:`verdict_mismatch`) fails as well, so a flipped verdict
-cannot pass by re-rendering the leaderboard after the edit.
+cannot pass by re-rendering the leaderboard after the edit; a detection card's flag is checked against its
+own record of what was flagged (a flag removed by hand fails; one added by hand to a card that named nothing
+does not, see :func:`_detection_mismatch`).
 """
 
 from __future__ import annotations
@@ -96,9 +98,26 @@ def stale_versions(card: dict) -> str | None:
     return "; ".join(found) or None
 
 
+def _detection_mismatch(card: dict) -> str | None:
+    """Why a detection card's ``detected`` contradicts its own record of what the detector flagged: an
+    unflagged model with a named class or a judgement of whether the flag names the watermark (a flag turned
+    into "undetected" by hand). A flag added by hand to a card that never named anything cannot be told from a
+    detector that flags without naming a class; only a re-run catches that."""
+    if card["status"] != "ok" or card["detected"] is None or card["detected"]:
+        return None
+    named = (card.get("extras") or {}).get("detection_correct")
+    if card["detected_target"] is not None or named is not None:
+        return (f"detected is False, but it records a flag (detected_target {card['detected_target']}, "
+                f"detection_correct {named})")
+    return None
+
+
 def verdict_mismatch(card: dict) -> str | None:
     """Why ``retained`` or ``removed_cheaply`` of an ok card is not what :mod:`bench.score` derives from the
-    card's own WSR, label rate, threshold, p-value and accuracies; None when they agree or there is no verdict."""
+    card's own WSR, label rate, threshold, p-value and accuracies, or why a detection card's ``detected``
+    contradicts its own record (:func:`_detection_mismatch`); None when they agree or there is no verdict."""
+    if card["attack_kind"] == "detection":
+        return _detection_mismatch(card)
     if card["status"] != "ok" or card["retained"] is None:
         return None
     try:

@@ -67,7 +67,8 @@ def _axes(ax) -> dict:
     from matplotlib.patches import Rectangle
 
     out: dict[str, Any] = {
-        "title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+        "title": [ax.get_title(loc) for loc in ("left", "center", "right")], "xlabel": ax.get_xlabel(),
+        "ylabel": ax.get_ylabel(),
         "xscale": ax.get_xscale(), "yscale": ax.get_yscale(),
         "xlim": _nums(ax.get_xlim()), "ylim": _nums(ax.get_ylim()),
         "xticklabels": _ticks(ax.xaxis), "yticklabels": _ticks(ax.yaxis),

@@ -21,9 +21,12 @@ __all__ = ["CSV_NAME", "Z95", "wilson", "cells_csv"]
 
 CSV_NAME = "cells.csv"
 COLUMNS = ("dataset", "arch", "profile", "defense", "attack", "attack_kind", "seed", "status", "has_watermark",
-           "wsr_suspect", "wsr_low", "wsr_high", "n_verify", "wsr_null", "p_value", "threshold", "verdict",
-           "clean_acc_victim", "clean_acc_suspect", "fidelity", "queries", "epochs", "wall_s", "peak_mem_mb",
-           "error", "card")
+           "wsr_suspect", "wsr_low", "wsr_high", "n_verify", "suspect_label_rate", "wsr_null", "p_value",
+           "threshold", "verdict", "wsr_victim", "clean_acc_victim", "clean_acc_suspect", "fidelity", "queries",
+           "epochs", "wall_s", "victim_wall_s", "peak_mem_mb", "error", "card")
+# read from the card's ``extras``: the suspect's own rate of giving the watermark's labels to clean inputs (the
+# verdict needs WSR above it) and the victim's training wall seconds (the embedding cost)
+_EXTRAS = ("suspect_label_rate", "victim_wall_s")
 
 
 _INTEGERS = {"seed", "n_verify", "queries", "epochs"}
@@ -53,6 +56,8 @@ def cells_csv(cards: list[dict]) -> str:
     key = lambda c: (c["dataset"], c["arch"], c["defense"], c["attack"], c["seed"], c["profile"])  # noqa: E731
     for card in sorted(cards, key=key):
         row = dict(card)
+        extras = card.get("extras") or {}
+        row.update({k: _plain(extras.get(k)) for k in _EXTRAS})
         wsr, n = card.get("wsr_suspect"), card.get("n_verify")
         low = high = None
         if wsr is not None and n:

@@ -36,7 +36,17 @@ from leaderboard.htmlkit import (
     th,
 )
 from leaderboard.summary import CONTROL_DEFENSE, NOT_RUN, CellSummary, Group, Stat
-from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, pct, scientific, truncate, verdict_text
+from leaderboard.text import (
+    DASH,
+    MARK_BAD,
+    MARK_OK,
+    NOT_RUN_MARK,
+    label_rate,
+    pct,
+    scientific,
+    truncate,
+    verdict_text,
+)
 
 __all__ = ["escape_html", "wsr_colour", "cell_colour", "cell_title", "md_to_html", "render_html"]
 
@@ -188,7 +198,7 @@ def _threat_html(g: Group, kind: str, rows: list[str], card_base: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ seed detail
-SEED_HEAD = ("Column", "Seed", "Verdict", "WSR", "Null WSR", "p-value", "Suspect acc", "Card")
+SEED_HEAD = ("Column", "Seed", "Verdict", "WSR", "Label rate", "Null WSR", "p-value", "Suspect acc", "Card")
 
 
 def _seed_verdict(c: dict) -> str:
@@ -210,14 +220,14 @@ def _seed_details(g: Group, d: str, cols: list[str], card_base: str) -> str:
             note = truncate(c["error"], 120) if c["status"] != "ok" and c["error"] else ""
             verdict = td(_seed_verdict(c), title=c["error"] if note and note != c["error"] else None)
             rows.append(f"<tr><td>{escape_html(a)}</td><td>{c['seed']}</td>{verdict}"
-                        f"<td>{pct(c['wsr_suspect'])}</td><td>{pct(c['wsr_null'])}</td>"
+                        f"<td>{pct(c['wsr_suspect'])}</td><td>{pct(label_rate(c))}</td><td>{pct(c['wsr_null'])}</td>"
                         f"<td>{scientific(c['p_value'])}</td><td>{pct(c['clean_acc_suspect'])}</td>"
                         f'<td><a href="{escape_html(_card_href(card_base, c))}">card</a>'
                         + (f" {escape_html(note)}" if note else "") + "</td></tr>")
         if cell.missing_seeds:
             n_missing += len(cell.missing_seeds)
             rows.append(f'<tr class="nr"><td>{escape_html(a)}</td><td>{", ".join(map(str, cell.missing_seeds))}</td>'
-                        f'<td colspan="6">{NOT_RUN_MARK} not run</td></tr>')
+                        f'<td colspan="{len(SEED_HEAD) - 2}">{NOT_RUN_MARK} not run</td></tr>')
     summary = f"{code_tag(d)}: {n_cards} card{'s' * (n_cards != 1)}" + (f", {n_missing} not run" if n_missing else "")
     table = table_html([th(h) for h in SEED_HEAD], rows, "detail", scroll=False)
     return f"<details><summary>{summary}</summary>\n{table}\n</details>"
@@ -225,7 +235,7 @@ def _seed_details(g: Group, d: str, cols: list[str], card_base: str) -> str:
 
 # -------------------------------------------------------------------------------------------- attacks
 def _attacks_html(g: Group) -> str:
-    from leaderboard.text import ATTACK_HEAD, attack_values
+    from leaderboard.text import ATTACK_HEAD, ATTACK_NOTE, attack_values
 
     rows = []
     for r in g.attack_rows:  # already in class order, as g.attacks
@@ -237,7 +247,8 @@ def _attacks_html(g: Group) -> str:
                         for i, (v, key) in enumerate(zip(vals, keys, strict=True)))
         rows.append(f'<tr><td class="name">{code_tag(r.name)}</td>{cells}</tr>')
     head = [th(h, cls="name" if i < 2 else None) for i, h in enumerate(ATTACK_HEAD)]
-    return "<h3>Attacks</h3>\n" + table_html(head, rows, "sortable attacks")
+    return ("<h3>Attacks</h3>\n" + table_html(head, rows, "sortable attacks")
+            + f'\n<p class="note">{inline_md(ATTACK_NOTE)}</p>')
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -262,7 +273,15 @@ def _cost_html() -> str:
 
 def _studies_html(sec) -> str:
     from leaderboard.plots import sweep_section
-    from leaderboard.studypages import OTHER_NAME, study_figure_name, study_name, study_summary, study_sweeps
+    from leaderboard.studypages import (
+        OTHER_NAME,
+        study_figure_name,
+        study_name,
+        study_scheme_sweeps,
+        study_settings_figure_name,
+        study_summary,
+        study_sweeps,
+    )
 
     out = ["<section>", "<h2>Studies</h2>",
            "<p>Every sweep and ablation, each on its own page (declared in <code>bench/boards.py</code>):</p>"]
@@ -278,6 +297,10 @@ def _studies_html(sec) -> str:
             _heading, alt, _note = sweep_section(fld)
             name = escape_html(study_figure_name(st.name, fld))
             figs.append(f'<a href="{name}"><img src="{name}" alt="{escape_html(alt)}" loading="lazy"></a>')
+        if study_scheme_sweeps(view):
+            name = escape_html(study_settings_figure_name(st.name))
+            figs.append(f'<a href="{name}"><img src="{name}" alt="Victim and suspect WSR versus the schemes\' '
+                        'settings" loading="lazy"></a>')
         if figs:
             out.append('<div class="thumbs">' + "".join(figs) + "</div>")
         out.append("</div>")
@@ -291,7 +314,7 @@ def _studies_html(sec) -> str:
 def _board_html(g: Group, card_base: str) -> str:
     from leaderboard.markdown import board_rows
     from leaderboard.ranking import RANK_RULE, flips_text
-    from leaderboard.text import CELL_NOTE, CONTROL_NOTE, GATE_NOTE, board_line
+    from leaderboard.text import CELL_NOTE, CONTROL_NOTE, GATE_NOTE, board_line, retrained_text
 
     out = ["<section>", f"<h2>{escape_html(board_line(g))}</h2>", "<h3>Ranked summary</h3>", _ranked_html(g),
            f'<p class="note">{inline_md(RANK_RULE)}</p>']
@@ -301,6 +324,8 @@ def _board_html(g: Group, card_base: str) -> str:
                                                 for d, why in sorted(g.gate.items())) + "</ul>")
     flips = flips_text(g)
     out += [f'<p class="note">{inline_md(flips)}</p>'] if flips else []
+    retrained = retrained_text(g)
+    out += [f'<p class="note">{inline_md(retrained)}</p>'] if retrained else []
     out += [f'<p class="note">{inline_md(CELL_NOTE)}</p>', _LEGEND, f'<p class="note">{inline_md(CONTROL_NOTE)}</p>']
     rows = board_rows(g)
     out += [_threat_html(g, kind, rows, card_base) for kind in THREAT_KINDS if kind in g.kinds.values()]

@@ -93,7 +93,16 @@ def render_markdown(sections, title: str, cost: bool = False) -> str:
     from leaderboard.plots import COST_NAME, COST_NOTE, HEATMAP_NOTE, heatmap_name
     from leaderboard.ranking import RANK_RULE, flips_text, ranked_table
     from leaderboard.studypages import OTHER_NAME, study_name
-    from leaderboard.text import ATTACK_HEAD, CELL_NOTE, CONTROL_NOTE, GATE_NOTE, attack_values, board_line
+    from leaderboard.text import (
+        ATTACK_HEAD,
+        ATTACK_NOTE,
+        CELL_NOTE,
+        CONTROL_NOTE,
+        GATE_NOTE,
+        attack_values,
+        board_line,
+        retrained_text,
+    )
 
     lines = [f"# {escape_md(title)}", "", "Rendered by `wmbench leaderboard` from the result cards alone; do not edit.",
              ""]
@@ -109,11 +118,14 @@ def render_markdown(sections, title: str, cost: bool = False) -> str:
             lines += [f"- {code(d)}: {escape_md(why)}" for d, why in sorted(g.gate.items())] + [""]
         flips = flips_text(g)
         lines += [escape_md(flips), ""] if flips else []
+        retrained = retrained_text(g)
+        lines += [escape_md(retrained), ""] if retrained else []
         lines += [escape_md(CELL_NOTE), "", escape_md(CONTROL_NOTE), ""]
         lines += kind_tables(g, board_rows(g))
         lines += ["### Attacks", ""]
         rows = [[code(r.name)] + [escape_md(v) for v in attack_values(r)] for r in g.attack_rows]  # in class order
         lines += md_table(ATTACK_HEAD, rows, "ll" + "r" * (len(ATTACK_HEAD) - 2))
+        lines += [escape_md(ATTACK_NOTE), ""]
         lines += [f"### WSR after attack ({escape_md(g.label)})", "",
                   f"[![WSR after attack, rows in rank order]({heatmap_name(g)})]({heatmap_name(g)})", "",
                   escape_md(HEATMAP_NOTE), ""]

@@ -1,5 +1,6 @@
 """The figures, drawn with matplotlib: WSR after attack as a heatmap (:func:`render_heatmap`), WSR and the
-suspect's accuracy versus each swept field (:func:`render_sweeps`) and attack cost versus WSR
+suspect's accuracy versus each swept field (:func:`render_sweeps`), the victim and its copies versus a scheme's
+own swept setting (:func:`render_scheme_sweeps`) and attack cost versus WSR
 (:func:`render_cost`), with their file names under the output folder and the captions the pages print with
 them. Named ``plots`` so that it does not read as the ``figures/`` folder of PNGs it writes. Each PNG is saved
 without a Software entry, so the same cards give the same bytes under a given matplotlib version, and with a
@@ -15,8 +16,8 @@ from bench.errors import WmbenchError
 from bench.spec import is_configured
 from leaderboard.drawn import save_figure
 from leaderboard.summary import KIND_ORDER, NOT_RUN, Group, defense_sort_key
-from leaderboard.sweeps import QUERIES_FIELD, Sweep, cost_points, sweep_axis, sweep_fields
-from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, point_text, rounded, sweep_title
+from leaderboard.sweeps import QUERIES_FIELD, SchemeSweep, Sweep, cost_points, sweep_axis, sweep_fields
+from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, point_text, rounded, sweep_title, tick_text
 
 HEATMAP_DPI = 100
 HEATMAP_NOTE = ("Text: the suspect's WSR (mean over ok seeds) and the verdict. Colour: what the verdict rests on, "
@@ -249,6 +250,84 @@ def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
                 handles = [Line2D([], [], marker="o", color=c, label=d) for d, c in colours.items()]
                 ax_acc.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
                               frameon=False)
+        save_figure(fig, path, QUERIES_DPI)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ scheme sweeps
+SCHEME_SWEEP_NOTE = (
+    "One row per scheme whose own settings were swept (all else equal): left, the victim's clean accuracy and "
+    "WSR; right, the WSR the suspect model keeps under each attack column run at two or more of the settings. "
+    "Means over the seeds every setting was run at (named in each row's title). Filled markers: ownership "
+    "still provable (✓); hollow: removed (✗); dashed: the WSR threshold."
+)
+
+
+def render_scheme_sweeps(sweeps: list[SchemeSweep], path: Path) -> Path:
+    """One row per scheme sweep of a study (:class:`leaderboard.sweeps.SchemeSweep`): the victim's accuracy and
+    WSR versus the setting, and the WSR each attack column leaves in the suspect model versus the setting."""
+    import matplotlib
+    import matplotlib.ticker
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 10,
+                                "text.parse_math": False}):  # a '$' in a component name is text, not math
+        fig = Figure(figsize=(12.5, 3.4 * len(sweeps)), layout="constrained")
+        axes = fig.subplots(len(sweeps), 2, squeeze=False)
+        for (ax_victim, ax_copy), sw in zip(axes, sweeps, strict=True):
+            xs = [x for x, _ in sw.points]
+            seeds = ", ".join(map(str, sw.seeds)) or "each setting's own"
+            ax_victim.set_title(f"{sw.group.label}: {sw.family} by {sw.field} (seeds {seeds})", loc="left")
+            for name, label, colour in (("clean_acc_victim", "victim clean accuracy", "#24292f"),
+                                        ("wsr_victim", "victim WSR", "#0969da")):
+                pts = [(x, st.mean) for x, d in sw.points if (st := sw.victim(d, name)) is not None]
+                if pts:
+                    ax_victim.plot(*zip(*pts, strict=True), marker="o", color=colour, label=label)
+            columns = [a for a in sw.columns() if sum(bool(sw.cards(d, a)) for _, d in sw.points) >= 2]
+            colours = _palette(columns)
+            thresholds = set()
+            for a in columns:
+                pts = []
+                for x, d in sw.points:
+                    cards = [c for c in sw.cards(d, a) if c["wsr_suspect"] is not None]
+                    if cards:
+                        kept = [bool(c["retained"]) for c in cards if c["retained"] is not None]
+                        pts.append((x, sum(c["wsr_suspect"] for c in cards) / len(cards),
+                                    2 * sum(kept) > len(kept) if kept else None))
+                        thresholds.update(c["threshold"] for c in cards if c["threshold"] is not None)
+                ax_copy.plot([x for x, _, _ in pts], [w for _, w, _ in pts], marker="o", color=colours[a], label=a)
+                removed = [(x, w) for x, w, kept in pts if kept is False]
+                if removed:
+                    ax_copy.plot(*zip(*removed, strict=True), linestyle="none", marker="o", color=colours[a],
+                                 markerfacecolor="white")
+            for t in sorted(thresholds):
+                ax_copy.axhline(t, color="#57606a", linestyle="--", linewidth=1.0)
+            log = min(xs) > 0 and max(xs) / min(xs) >= 10  # 0.02 to 0.5 would crowd the left of a linear axis
+            for ax, what, empty in ((ax_victim, "victim: accuracy and WSR", "no victim card"),
+                                    (ax_copy, "WSR of the suspect model", "no attack column at two settings")):
+                if log:
+                    ax.set_xscale("log")
+                    ax.set_xlim(min(xs) / 1.4, max(xs) * 1.4)
+                else:
+                    pad = 0.06 * (max(xs) - min(xs))
+                    ax.set_xlim(min(xs) - pad, max(xs) + pad)
+                ax.set_xticks(xs, [tick_text(x) for x in xs])
+                ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+                ax.set_xlabel(sw.axis)
+                ax.set_ylabel(what)
+                ax.set_ylim(-0.03, 1.03)
+                ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+                ax.grid(True, color="#e5e5e5", linewidth=0.8)
+                if not ax.get_lines():
+                    ax.set_axis_off()
+                    ax.text(0.5, 0.5, empty, ha="center", transform=ax.transAxes, color="#57606a")
+            if ax_victim.get_lines():  # beside the panel, never over a line
+                ax_victim.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+            if columns:
+                handles = [Line2D([], [], marker="o", color=c, label=a) for a, c in colours.items()]
+                ax_copy.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                               frameon=False, ncols=2 if len(columns) > 12 else 1)
         save_figure(fig, path, QUERIES_DPI)
     return path
 

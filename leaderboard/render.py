@@ -26,10 +26,26 @@ from leaderboard.drawn import sidecar
 from leaderboard.export import CSV_NAME, cells_csv
 from leaderboard.html import render_html
 from leaderboard.markdown import render_markdown
-from leaderboard.plots import COST_NAME, heatmap_name, render_cost, render_heatmap, render_sweeps
+from leaderboard.plots import (
+    COST_NAME,
+    heatmap_name,
+    render_cost,
+    render_heatmap,
+    render_scheme_sweeps,
+    render_sweeps,
+)
 from leaderboard.ranking import sync_readme
 from leaderboard.sections import sections
-from leaderboard.studypages import OTHER_NAME, render_other, render_study, study_figure_name, study_name, study_sweeps
+from leaderboard.studypages import (
+    OTHER_NAME,
+    render_other,
+    render_study,
+    study_figure_name,
+    study_name,
+    study_scheme_sweeps,
+    study_settings_figure_name,
+    study_sweeps,
+)
 from leaderboard.sweeps import cost_points
 
 __all__ = ["render", "card_base_of"]
@@ -43,7 +59,8 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
     ``index.html`` (the board: ranked summary, one table per threat class, attack costs, figures, the study
     index), ``figures/wsr_heatmap.png`` (one per board), ``figures/cost_vs_wsr.png`` when some board cell has a
     suspect model, ``studies/<study>.md`` for every declared study with a card and its figures
-    (``figures/study-<study>-wsr_vs_<field>.png``), ``studies/other-runs.md`` and ``cells.csv``. A figure or
+    (``figures/study-<study>-wsr_vs_<field>.png`` per swept attack field, ``figures/study-<study>-settings.png``
+    for the schemes' own swept settings), ``studies/other-runs.md`` and ``cells.csv``. A figure or
     page these cards no longer call for is removed if an earlier render left it.
 
     ``index.html`` links every card relative to itself: by ``card_base`` when given (the results folder relative
@@ -53,7 +70,7 @@ def render(results_dir: str | Path, out_dir: str | Path, *, title: str | None = 
     (:func:`leaderboard.ranking.sync_readme`; a README without the markers is left alone).
     Returns the paths written, under the keys ``markdown``, ``html``, ``csv``, ``other``, ``heatmap`` (the first
     board's), ``heatmap:<file>`` (any other board's), ``cost`` (when drawn), ``study:<name>`` and
-    ``study:<name>:<field>`` (a study's page and figures).
+    ``study:<name>:<field>`` and ``study:<name>:settings`` (a study's page and figures).
     Raises :class:`bench.errors.CardError` for a missing directory or an invalid card, and
     :class:`bench.errors.WmbenchError` when there is no card at all.
     """
@@ -132,6 +149,10 @@ def _render_into(sec, title: str, out: Path, *, card_base: str) -> dict[str, Pat
         name = view.study.name
         for fld, sweeps in study_sweeps(view).items():
             paths[f"study:{name}:{fld}"] = render_sweeps(sweeps, out / study_figure_name(name, fld))
+        scheme_sweeps = study_scheme_sweeps(view)
+        if scheme_sweeps:
+            paths[f"study:{name}:settings"] = render_scheme_sweeps(scheme_sweeps,
+                                                                   out / study_settings_figure_name(name))
         paths[f"study:{name}"] = out / study_name(name)
         paths[f"study:{name}"].write_text(render_study(view), encoding="utf-8", newline="\n")
     paths["other"] = out / OTHER_NAME

@@ -60,8 +60,10 @@ def gate_marks(tuning) -> dict[tuple[str, str], dict[str, str]]:
             profile = part.profile[part.defense == name].iloc[0]
             r = gate(part, name, embedding=embedding, profile=profile)
             if r.complete and not r.passes:
-                why = [w for w, ok in ((f"cost {100 * r.cost:+.2f} points", r.passes_cost),
-                                       (f"victim WSR {100 * r.wsr:.2f}%", r.passes_wsr)) if not ok]
+                # the board's sign: accuracy against none (a cost of 9.81 points reads -9.81 pts, as Acc Δ)
+                why = [w for w, ok in ((f"accuracy {-100 * r.cost:+.2f} pts against none on the tuning seeds",
+                                        r.passes_cost),
+                                       (f"victim WSR {100 * r.wsr:.2f}% on the tuning seeds", r.passes_wsr)) if not ok]
                 out.setdefault((dataset, arch), {})[name] = "; ".join(why)
     return out
 

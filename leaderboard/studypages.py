@@ -10,11 +10,14 @@ mean WSR over seeds, 95% interval, majority verdict with its votes).
 from __future__ import annotations
 
 from bench.spec import is_configured
+from bench.tuning import TUNING_SEEDS
 from leaderboard.markdown import MAX_COLUMNS, chunks, code, escape_md, kind_tables, md_table
-from leaderboard.summary import CONTROL_DEFENSE, KIND_ORDER, ROBUSTNESS_KINDS, Group, Stat
-from leaderboard.sweeps import Sweep, find_sweeps, sweep_fields
+from leaderboard.summary import CONTROL_DEFENSE, KIND_ORDER, ROBUSTNESS_KINDS, Group
+from leaderboard.sweeps import SchemeSweep, Sweep, find_scheme_sweeps, find_sweeps, sweep_fields
 from leaderboard.text import (
     DASH,
+    MARK_BAD,
+    MARK_OK,
     detected_by_text,
     pct,
     pct_stat,
@@ -23,11 +26,13 @@ from leaderboard.text import (
     share,
     sweep_rows,
     sweep_title,
+    tick_text,
     verdict_text,
+    victim_wsr_text,
 )
 
-__all__ = ["OTHER_NAME", "study_name", "study_figure_name", "study_sweeps", "render_study", "render_other",
-           "study_summary"]
+__all__ = ["OTHER_NAME", "study_name", "study_figure_name", "study_settings_figure_name", "study_sweeps",
+           "study_scheme_sweeps", "render_study", "render_other", "study_summary"]
 
 OTHER_NAME = "studies/other-runs.md"
 
@@ -40,6 +45,51 @@ def study_name(name: str) -> str:
 def study_figure_name(name: str, field: str) -> str:
     """``figures/study-<name>-wsr_vs_<field>.png``, relative to the output folder."""
     return f"figures/study-{name}-wsr_vs_{field}.png"
+
+
+def study_settings_figure_name(name: str) -> str:
+    """``figures/study-<name>-settings.png``: the figure of a study's scheme sweeps, relative to the output folder."""
+    return f"figures/study-{name}-settings.png"
+
+
+def study_scheme_sweeps(view) -> list[SchemeSweep]:
+    """The sweeps over the schemes' own settings in one study (:func:`leaderboard.sweeps.find_scheme_sweeps`)."""
+    return find_scheme_sweeps(view.groups)
+
+
+def _scheme_sweep_line(sw: SchemeSweep) -> str:
+    """How the victim's WSR and accuracy move from the first setting to the last."""
+    (x0, d0), (x1, d1) = sw.points[0], sw.points[-1]
+
+    def move(name: str) -> str:
+        a, b = sw.victim(d0, name), sw.victim(d1, name)
+        return f"{pct(a.mean if a else None)} → {pct(b.mean if b else None)}"
+
+    seeds = ", ".join(map(str, sw.seeds)) or "each setting's own"
+    return (f"{code(sw.family)} by {escape_md(sw.field)} {tick_text(x0)} → {tick_text(x1)} (seeds {seeds}): "
+            f"victim WSR {move('wsr_victim')}, victim accuracy {move('clean_acc_victim')}")
+
+
+def _scheme_sweep_table(sw: SchemeSweep) -> list[str]:
+    """The rows of one scheme sweep: the victim's accuracy and WSR, then each column's cell, per setting."""
+    from leaderboard.summary import CellSummary
+    from leaderboard.text import board_cell_text
+
+    def cell_text(d: str, a: str) -> str:
+        cell = sw.group.cells[(d, a)]
+        cards = [c for c in cell.cards if not sw.seeds or c["seed"] in sw.seeds]
+        seeds = tuple(s for s in cell.seeds if not sw.seeds or s in sw.seeds)
+        return board_cell_text(CellSummary(d, a, cell.kind, seeds, cards), True)
+
+    rows = [("Victim acc", [pct_stat(sw.victim(d, "clean_acc_victim")) for _, d in sw.points]),
+            ("Victim WSR", [pct_stat(sw.victim(d, "wsr_victim")) for _, d in sw.points])]
+    rows += [(code(a), [cell_text(d, a) for _, d in sw.points]) for a in sw.columns(detection=True)]
+    head = [tick_text(x) for x, _ in sw.points]
+    lines = [f"### {code(sw.family)} by {escape_md(sw.axis)}", ""]
+    for part in chunks(list(range(len(head))), MAX_COLUMNS - 1):
+        lines += md_table([escape_md(sw.field)] + [head[i] for i in part],
+                          [[name] + [escape_md(vals[i]) for i in part] for name, vals in rows], "l" + "r" * len(part))
+    return lines
 
 
 def study_sweeps(view) -> dict[str, list[Sweep]]:
@@ -59,7 +109,7 @@ def _scheme_line(g: Group, d: str) -> str:
     if row.acc_cost is not None:
         parts[0] += f" ({pts_stat(row.acc_cost)} against none)"
     if row.victim_wsr is not None:
-        parts.append(f"victim WSR {pct_stat(row.victim_wsr)}")
+        parts.append(f"victim WSR {victim_wsr_text(row)}")
     judged = [c for c in g.cells.values() if c.defense == d and c.kind in ROBUSTNESS_KINDS
               and not is_configured(c.attack) and c.status == "ok" and c.survived is not None]
     if judged:
@@ -67,13 +117,19 @@ def _scheme_line(g: Group, d: str) -> str:
                      "extraction and removal columns at their default configuration")
     if row.det_total:
         parts.append(f"detected by {detected_by_text(row)}")
+    return f"{code(d)} (seeds {_seeds_text(g, d)}): " + "; ".join(parts)
+
+
+def _seeds_text(g: Group, d: str) -> str:
+    """The seeds of a scheme's ok cards in the group: ``0, 1, 2``."""
     seeds = sorted({c["seed"] for cell in g.cells.values() if cell.defense == d for c in cell.ok})
-    return f"{code(d)} (seeds {', '.join(map(str, seeds)) or DASH}): " + "; ".join(parts)
+    return ", ".join(map(str, seeds)) or DASH
 
 
 def _sweep_line(sw: Sweep) -> str | None:
-    """How the WSR of the watermarked schemes run at both ends of the sweep moves from its first point to its
-    last (the same schemes at both ends, so that the two means compare); None when no scheme has both."""
+    """How the WSR and verdict of each watermarked scheme run at both ends of the sweep move from its first
+    point to its last (a mean over schemes would average a watermark that holds with one that never took);
+    None when no scheme has both ends."""
     g = sw.group
     (_, first), (_, last) = sw.points[0], sw.points[-1]
 
@@ -83,16 +139,15 @@ def _sweep_line(sw: Sweep) -> str | None:
     both = [d for d in g.defenses if g.has_watermark[d] and ok(d, first) and ok(d, last)]
     if not both:
         return None
-    ends = []
-    for a in (first, last):
-        cells = [g.cells[(d, a)] for d in both]
-        kept = [c.survived for c in cells if c.survived is not None]
-        ends.append((Stat.of(c.stat("wsr_suspect").mean for c in cells), sum(kept), len(kept)))
-    (w0, k0, n0), (w1, k1, n1) = ends
-    who = code(both[0]) if len(both) == 1 else f"the {len(both)} watermarked schemes run at both ends"
+
+    def end(d: str, a: str) -> str:
+        cell = g.cells[(d, a)]
+        mark = "" if cell.survived is None else f" {MARK_OK if cell.survived else MARK_BAD}"
+        return pct(cell.stat("wsr_suspect").mean) + mark
+
+    moves = ", ".join(f"{code(d)} {end(d, first)} → {end(d, last)}" for d in both)
     return (f"{code(sw.family)} ({sw.kind}), {sw.axis} {point_text(sw.points[0][0], sw, first)} → "
-            f"{point_text(sw.points[-1][0], sw, last)}: mean WSR of {who} {pct(w0.mean)} → {pct(w1.mean)}; "
-            f"ownership provable for {k0}/{n0} → {k1}/{n1}")
+            f"{point_text(sw.points[-1][0], sw, last)}: mean WSR over seeds {moves}")
 
 
 def study_summary(view) -> list[str]:
@@ -102,15 +157,21 @@ def study_summary(view) -> list[str]:
         ok = sum(len(c.ok) for c in g.cells.values())
         lines.append(f"- {escape_md(g.label)}: {g.n_cards} cards ({ok} ok), profiles {', '.join(g.profiles)}, "
                      f"seeds {', '.join(map(str, g.seeds))}.")
+        tuning = [s for s in g.seeds if s in TUNING_SEEDS]
+        if tuning:
+            lines.append(f"- Seeds {', '.join(map(str, tuning))} are the tuning seeds (`bench/tuning.py`), which "
+                         "the main board never shows; each row's numbers are over the seeds in its Seeds column, "
+                         "so rows on different seeds compare only roughly.")
         lines += [f"- {_scheme_line(g, d)}." for d in g.defenses if g.has_watermark[d]]
     for sweeps in study_sweeps(view).values():
         lines += [f"- {line}." for sw in sweeps if (line := _sweep_line(sw))]
+    lines += [f"- {_scheme_sweep_line(sw)}." for sw in study_scheme_sweeps(view)]
     return lines
 
 
 def render_study(view) -> str:
     """One study's page (it lives in ``studies/``; links go up one folder)."""
-    from leaderboard.plots import sweep_section
+    from leaderboard.plots import SCHEME_SWEEP_NOTE, sweep_section
 
     st = view.study
     lines = [f"# {escape_md(st.title)}", "", "Rendered by `wmbench leaderboard` from the result cards alone; do "
@@ -135,9 +196,18 @@ def render_study(view) -> str:
                 table = [[code(d)] + [escape_md(vals[i]) for i in part] for d, vals in rows]
                 lines += md_table([f"Scheme ({escape_md(sw.axis)})"] + [head[i] for i in part], table,
                                   "l" + "r" * len(part))
+    scheme_sweeps = study_scheme_sweeps(view)
+    if scheme_sweeps:
+        name = study_settings_figure_name(st.name)
+        alt = "Victim and suspect WSR versus the schemes' settings"
+        lines += ["## The schemes' own settings", "", f"[![{alt}](../{name})](../{name})", "",
+                  escape_md(SCHEME_SWEEP_NOTE), ""]
+        for sw in scheme_sweeps:
+            lines += _scheme_sweep_table(sw)
     for g in view.groups:
         lines += [f"## {escape_md(g.label)}", ""]
-        head_cols = (("Victim acc", lambda d, g=g: _row_text(g, d, "victim_acc")),
+        head_cols = (("Seeds", lambda d, g=g: _seeds_text(g, d)),
+                     ("Victim acc", lambda d, g=g: _row_text(g, d, "victim_acc")),
                      ("Victim WSR", lambda d, g=g: _row_text(g, d, "victim_wsr")))
         kinds = [k for k in KIND_ORDER if k != "control"] + sorted({*g.kinds.values()} - set(KIND_ORDER))
         if all(g.kinds[a] == "control" for a in g.attacks):
@@ -148,7 +218,7 @@ def render_study(view) -> str:
 
 def _row_text(g: Group, d: str, name: str) -> str:
     row = next(r for r in g.defense_rows if r.name == d)
-    return pct_stat(getattr(row, name))
+    return victim_wsr_text(row) if name == "victim_wsr" else pct_stat(getattr(row, name))
 
 
 def render_other(cards: list[dict]) -> str:

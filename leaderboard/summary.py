@@ -11,11 +11,13 @@ Aggregation rules (one *cell* = one defense x attack pair, over the seeds of its
   no card is "not run"; a cell's WSR is the mean over its ``ok`` seeds with a 95% interval
   (:mod:`leaderboard.intervals`);
 * a cell is *retained* (✓) when more than half of its ``ok`` seeds are retained, else removed (✗; a tie is not
-  a majority), and says how many seeds gave its verdict (:class:`Votes`); a detection cell *survives* when the
-  majority of its ``ok`` seeds did not find the watermark;
+  a majority), and says how many seeds gave its verdict (:class:`Votes`); a detection cell *survives* when
+  more than half of its ``ok`` seeds did not find the watermark (a tie counts as detected: no tie counts in the
+  scheme's favour);
 * a scheme's robustness = extraction and removal attacks it survives / those with an ``ok`` cell
   (``n/a``, errors and missing cells are left out of the denominator, which is shown);
-* accuracy cost = the scheme's victim clean accuracy minus that of ``none``, seed by seed, in points;
+* accuracy cost = the scheme's victim clean accuracy minus that of ``none``, seed by seed, in points; a seed's
+  victim numbers are those most of its cards report (:func:`seed_victims`);
 * an attack's cost (wall seconds of the attack alone, oracle queries, training epochs, peak memory) is the
   median and the mean over its ``ok`` cards, every scheme and seed.
 """
@@ -88,7 +90,7 @@ def _majority(votes) -> bool | None:
 @dataclass(frozen=True)
 class Votes:
     """The seeds behind a majority verdict: ``agree`` of ``n`` ok seeds gave the cell's verdict ``survived``;
-    ``tie`` when exactly half did each (the verdict is then the conservative one, :func:`_majority`)."""
+    ``tie`` when exactly half did each (the verdict is then the one against the scheme, :func:`_majority`)."""
 
     agree: int
     n: int
@@ -138,9 +140,11 @@ class CellSummary:
         return _majority(bool(c[name]) for c in self.ok if c[name] is not None)
 
     def found(self) -> bool | None:
-        """Detection: True when more than half of the ok seeds flagged the model *and* named the watermark
-        (:func:`flag_found`)."""
-        return _majority(flag_found(c) for c in self.ok if c["detected"] is not None)
+        """Detection: True unless more than half of the ok seeds did not find the watermark (flagged the model
+        *and* named it, :func:`flag_found`): a tie counts as found, as a tie counts as removed elsewhere, so no
+        tie ever counts in the scheme's favour."""
+        unfound = _majority(not flag_found(c) for c in self.ok if c["detected"] is not None)
+        return None if unfound is None else not unfound
 
     def interval(self):
         """The 95% interval of the mean suspect WSR (:func:`leaderboard.intervals.wsr_interval`)."""
@@ -208,6 +212,16 @@ class AttackRow:
     peak_mem_mb: Stat | None = None
 
 
+@dataclass(frozen=True)
+class Retrained:
+    """The cards of one scheme and seed scored against a retrained victim whose numbers differ from the victim
+    standing for the seed (:func:`seed_victims`): how many, and the largest differences (fractions)."""
+
+    cards: int
+    acc_gap: float | None
+    wsr_gap: float | None
+
+
 @dataclass
 class Group:
     dataset: str
@@ -225,6 +239,8 @@ class Group:
     gate: dict[str, str] = field(default_factory=dict)  # scheme -> why it did not meet the tuning gate
     board: str | None = None  # the declared board this group shows (bench/boards.py), if it is one
     heatmap: str = "figures/wsr_heatmap.png"  # where a board's heatmap goes (leaderboard.sections names it)
+    # (scheme, seed) -> its cards scored against a victim whose numbers differ from the seed's (seed_victims)
+    retrained: dict[tuple[str, int], Retrained] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -306,37 +322,66 @@ def _group(dataset: str, arch: str, cards: list[dict], *, defenses: tuple[str, .
         for a in attacks
     }
     g = Group(dataset, arch, seeds, profiles, defenses, attacks, kinds, has_wm, cells, [], [], len(cards))
-    victim_acc = {d: _per_seed(cards, d, "clean_acc_victim") for d in defenses}
-    g.defense_rows = [_defense_row(g, d, cards, victim_acc) for d in defenses]
+    victims = {d: seed_victims(cards, d) for d in defenses}
+    g.retrained = {(d, seed): _retrained(rep, odd) for d in defenses for seed, (rep, odd) in victims[d].items()
+                   if odd}
+    g.defense_rows = [_defense_row(g, d, cards, victims) for d in defenses]
     g.attack_rows = [_attack_row(g, a) for a in attacks]
     return g
 
 
-def _per_seed(cards: list[dict], defense: str, name: str) -> dict[int, float]:
-    """Per seed, the mean of a victim-level field over every card of the defense that reports it."""
-    vals: dict[int, list[float]] = {}
-    for c in cards:
-        if c["defense"] == defense and c[name] is not None:
-            vals.setdefault(c["seed"], []).append(float(c[name]))
-    return {s: math.fsum(v) / len(v) for s, v in sorted(vals.items())}
+def _victim_signature(card: dict) -> tuple:
+    return (card["clean_acc_victim"], card["wsr_victim"])
 
 
-def _victim_seconds(cards: list[dict], defense: str) -> dict[int, float]:
-    """Per seed, the victim's training wall seconds (``extras.victim_wall_s``; the first card that has it:
-    every card of a seed shares one victim)."""
-    out: dict[int, float] = {}
+def seed_victims(cards: list[dict], defense: str) -> dict[int, tuple[dict, list[dict]]]:
+    """Per seed, (the card that stands for the seed's victim, the seed's cards whose victim numbers differ
+    from it). Every card of a seed is normally scored against one victim; a card whose victim was retrained
+    (the cached model was gone) can differ from the rest by CPU numerics. The victim most of the seed's cards
+    report stands for the seed (ties: the earliest card), so a scheme's accuracy cost, victim WSR and
+    embedding time do not depend on which cards a page shows."""
+    by_seed: dict[int, list[dict]] = {}
     for c in cards:
-        wall = (c.get("extras") or {}).get("victim_wall_s")
-        if c["defense"] == defense and wall is not None and c["seed"] not in out:
-            out[c["seed"]] = float(wall)
+        if c["defense"] == defense and c["clean_acc_victim"] is not None:
+            by_seed.setdefault(c["seed"], []).append(c)
+    out = {}
+    for seed, group in sorted(by_seed.items()):
+        group = sorted(group, key=lambda c: (c.get("created_utc") or "", c["attack"]))
+        counts = Counter(_victim_signature(c) for c in group)
+        top = max(counts.values())
+        first = next(c for c in group if counts[_victim_signature(c)] == top)
+        out[seed] = (first, [c for c in group if _victim_signature(c) != _victim_signature(first)])
     return out
 
 
-def _defense_row(g: Group, d: str, cards: list[dict], victim_acc: dict[str, dict[int, float]]) -> DefenseRow:
-    acc = victim_acc[d]
+def _retrained(rep: dict, odd: list[dict]) -> Retrained:
+    def gap(name: str) -> float | None:
+        diffs = [abs(c[name] - rep[name]) for c in odd if c[name] is not None and rep[name] is not None]
+        return max(diffs) if diffs else None
+
+    return Retrained(len(odd), gap("clean_acc_victim"), gap("wsr_victim"))
+
+
+def _per_seed(victims: dict[int, tuple[dict, list[dict]]], name: str) -> dict[int, float]:
+    """Per seed, a victim-level field of the card standing for the seed's victim (:func:`seed_victims`)."""
+    return {s: float(c[name]) for s, (c, _) in victims.items() if c[name] is not None}
+
+
+def _victim_seconds(victims: dict[int, tuple[dict, list[dict]]]) -> dict[int, float]:
+    """Per seed, the victim's training wall seconds (``extras.victim_wall_s``) of the card standing for it."""
+    out: dict[int, float] = {}
+    for s, (c, _) in victims.items():
+        wall = (c.get("extras") or {}).get("victim_wall_s")
+        if wall is not None:
+            out[s] = float(wall)
+    return out
+
+
+def _defense_row(g: Group, d: str, cards: list[dict], victims: dict[str, dict]) -> DefenseRow:
+    acc = _per_seed(victims[d], "clean_acc_victim")
     cost = None
-    if d != CONTROL_DEFENSE and CONTROL_DEFENSE in victim_acc:
-        base = victim_acc[CONTROL_DEFENSE]
+    if d != CONTROL_DEFENSE and CONTROL_DEFENSE in victims:
+        base = _per_seed(victims[CONTROL_DEFENSE], "clean_acc_victim")
         cost = Stat.of(100.0 * (acc[s] - base[s]) for s in sorted(acc) if s in base)
     thresholds = [c["threshold"] for c in cards if c["defense"] == d and c["threshold"] is not None]
     identity = [a for a in g.attacks if g.kinds[a] == "control"]
@@ -345,14 +390,14 @@ def _defense_row(g: Group, d: str, cards: list[dict], victim_acc: dict[str, dict
         null = g.cells[(d, a)].stat("wsr_null")
         if null is not None:
             break
-    embed = _victim_seconds(cards, d)
-    base_embed = _victim_seconds(cards, CONTROL_DEFENSE)
+    embed = _victim_seconds(victims[d])
+    base_embed = _victim_seconds(victims.get(CONTROL_DEFENSE, {}))
     row = DefenseRow(
         name=d,
         has_watermark=g.has_watermark[d],
         victim_acc=Stat.of(acc.values()),
         acc_cost=cost,
-        victim_wsr=Stat.of(_per_seed(cards, d, "wsr_victim").values()),
+        victim_wsr=Stat.of(_per_seed(victims[d], "wsr_victim").values()),
         null_wsr=null,
         threshold=(min(thresholds), max(thresholds)) if thresholds else None,
         embed_s=Stat.of(embed.values()),

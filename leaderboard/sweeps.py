@@ -1,5 +1,7 @@
 """The studies drawn beside the tables: the sweeps among the attack columns (:func:`find_sweeps`,
-:class:`Sweep`) and the points of the attack-cost-versus-WSR figure (:func:`cost_points`, :class:`CostPoint`).
+:class:`Sweep`), the sweeps among the schemes' own settings (:func:`find_scheme_sweeps`,
+:class:`SchemeSweep`) and the points of the attack-cost-versus-WSR figure (:func:`cost_points`,
+:class:`CostPoint`).
 
 A *sweep* is a set of at least two attack columns of one dataset/arch group and one attack kind whose
 ``attack_config`` differ in exactly one numeric field (booleans are not numbers), and whose labels differ only
@@ -115,6 +117,83 @@ def find_sweeps(groups: list[Group]) -> list[Sweep]:
             if len(points) >= 2:
                 sweeps.append(Sweep(g, key[1], key[2], points, wholes.get(key), key[0]))
     return sorted(sweeps, key=lambda s: (s.field != QUERIES_FIELD, s.field))  # stable: group order kept
+
+
+# readable names of swept defense_config fields; any other field is shown by its own name
+SCHEME_AXIS = {
+    "kl_weight": "combination-loss weight (kl_weight)",
+    "com_extra": "extra KL weight of the public code (com_extra)",
+    "aux_weight": "auxiliary-loss weight (aux_weight)",
+    "patch_frac": "patch side (share of the image side)",
+    "epochs": "victim training epochs",
+    "anchor_batch": "anchor watermarks per batch (anchor_batch)",
+}
+
+
+@dataclass
+class SchemeSweep:
+    """Schemes (rows) of one group whose ``defense_config`` differ only in one numeric ``field``: ``points`` is
+    (the field's value, scheme label) sorted by value; ``family`` is the label with its ``field=`` item removed;
+    ``seeds`` are the seeds every point has ok cards at (what :meth:`cards` compares on; all of a point's seeds
+    when the points share none)."""
+
+    group: Group
+    family: str
+    field: str
+    points: list[tuple[float, str]]
+    seeds: tuple[int, ...] = ()
+
+    @property
+    def axis(self) -> str:
+        return SCHEME_AXIS.get(self.field, self.field)
+
+    def cards(self, defense: str, attack: str | None = None) -> list[dict]:
+        """The ok cards of ``defense`` (in ``attack``'s column, or every column) at the sweep's common seeds."""
+        cells = [self.group.cells[(defense, attack)]] if attack else [
+            c for c in self.group.cells.values() if c.defense == defense]
+        return [card for c in cells for card in c.ok if not self.seeds or card["seed"] in self.seeds]
+
+    def victim(self, defense: str, name: str) -> Stat | None:
+        """A victim-level field (``clean_acc_victim``, ``wsr_victim``) over the common seeds, one value per seed
+        (:func:`leaderboard.summary.seed_victims`)."""
+        from leaderboard.summary import seed_victims
+
+        return Stat.of(c[name] for c, _ in seed_victims(self.cards(defense), defense).values())
+
+    def columns(self, detection: bool = False) -> list[str]:
+        """The group's columns with an ok card at some point of the sweep: those that leave a suspect model,
+        plus the detection columns when ``detection`` (never the control)."""
+        skip = ("control",) if detection else ("control", "detection")
+        return [a for a in self.group.attacks if self.group.kinds[a] not in skip
+                and any(self.cards(d, a) for _, d in self.points)]
+
+
+def find_scheme_sweeps(groups: list[Group]) -> list[SchemeSweep]:
+    """Every scheme sweep of every group (watermarked schemes at two or more values of one numeric
+    ``defense_config`` field, all else equal), by group, field and family."""
+    sweeps = []
+    for g in groups:
+        families: dict[tuple[str, str, str], dict[float, str]] = {}
+        for d in g.defenses:
+            card = next((c for cell in g.cells.values() if cell.defense == d for c in cell.ok
+                         if c["defense_config"]), None)
+            if card is None or not g.has_watermark[d]:
+                continue
+            config = card["defense_config"]
+            for name, value in sorted(config.items()):
+                if not (_FIELD_NAME.match(name) and _is_number(value)):
+                    continue
+                rest = json.dumps({k: v for k, v in config.items() if k != name}, sort_keys=True, default=str)
+                families.setdefault((name, family_label(d, name), rest), {}).setdefault(value, d)
+        for (name, family, _rest), by_value in sorted(families.items()):
+            if len(by_value) < 2:
+                continue
+            points = sorted(by_value.items())
+            per_point = [{c["seed"] for cell in g.cells.values() if cell.defense == d for c in cell.ok}
+                         for _, d in points]
+            common = set.intersection(*per_point)
+            sweeps.append(SchemeSweep(g, family, name, points, tuple(sorted(common))))
+    return sweeps
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import re
 from collections import Counter
 
 from bench.spec import base_name
-from leaderboard.summary import NOT_RUN, AttackRow, CellSummary, DefenseRow, Group, Stat, card_verdict
+from leaderboard.summary import NOT_RUN, ROBUSTNESS_KINDS, AttackRow, CellSummary, DefenseRow, Group, Stat, card_verdict
 from leaderboard.sweeps import QUERIES_FIELD, Sweep
 
 ERROR_CHARS = 80
@@ -97,7 +97,9 @@ def truncate(text: str | None, n: int = ERROR_CHARS) -> str:
 
 
 def partial_suffix(cell: CellSummary) -> str:
-    return "" if cell.complete else f" ({len(cell.ok)}/{len(cell.seeds)})"
+    """`` (2 of 3 seeds)`` after a cell that rests on fewer ok seeds than it expects (not ``2/3``: that is how a
+    verdict's votes read)."""
+    return "" if cell.complete else f" ({len(cell.ok)} of {len(cell.seeds)} seeds)"
 
 
 def cell_text(cell: CellSummary, has_watermark: bool) -> str:
@@ -142,6 +144,12 @@ def false_alarms(cell: CellSummary) -> tuple[int, int] | None:
     return (sum(flags), len(flags)) if flags else None
 
 
+def label_rate(card: dict) -> float | None:
+    """The suspect's own rate of giving the watermark's labels to clean inputs of other classes (the verdict
+    needs the WSR above it by the threshold), from the card's extras; None where the card has none."""
+    return (card.get("extras") or {}).get("suspect_label_rate")
+
+
 def cell_detail(cell: CellSummary) -> str:
     """One line per seed for tooltips: WSR, null WSR, p-value and accuracy, or the error / n/a note."""
     parts = []
@@ -158,7 +166,8 @@ def cell_detail(cell: CellSummary) -> str:
             parts.append(f"seed {c['seed']}: detected={c['detected']} target={c['detected_target']}{named}{alarm}")
         else:
             parts.append(
-                f"seed {c['seed']}: WSR {pct(c['wsr_suspect'])}, null {pct(c['wsr_null'])}, "
+                f"seed {c['seed']}: WSR {pct(c['wsr_suspect'])}, label rate {pct(label_rate(c))}, "
+                f"null {pct(c['wsr_null'])}, "
                 f"p {scientific(c['p_value'])}, acc {pct(c['clean_acc_suspect'])}"
             )
     parts += [f"seed {s}: not run" for s in cell.missing_seeds]
@@ -242,6 +251,17 @@ def detected_by_text(row: DefenseRow) -> str:
     return ", ".join(row.detected_by) if row.detected_by else f"none of {row.det_total}"
 
 
+def victim_wsr_text(row: DefenseRow) -> str:
+    """The victim's WSR; for a scheme whose watermark lives in the served answers (``embedding = "api"``:
+    DAWN) the API serves it by construction, and the model's own WSR is shown beside."""
+    from bench.registry import DEFENSES
+
+    base = base_name(row.name)
+    if base in DEFENSES and DEFENSES.get(base).embedding == "api":
+        return f"served by the API (model {pct_stat(row.victim_wsr)})"
+    return pct_stat(row.victim_wsr)
+
+
 def embedding_text(row: DefenseRow) -> str:
     """The victim's training time against the clean control's: ``×1.9 (480 s)``."""
     if row.embed_s is None:
@@ -267,6 +287,27 @@ def board_line(g: Group) -> str:
             f"{n} cards ({status}), {not_run} cell-seeds not run")
 
 
+def retrained_text(g: Group) -> str | None:
+    """One sentence on the scheme-seeds whose cards rest on more than one victim (:attr:`Group.retrained`), or
+    None when every seed's cards share one."""
+    if not g.retrained:
+        return None
+    by_seed: dict[int, list[str]] = {}
+    for d, seed in sorted(g.retrained):
+        by_seed.setdefault(seed, []).append(d)
+    where = "; ".join(f"seed {seed}: {', '.join(names)}" for seed, names in sorted(by_seed.items()))
+    counts = sorted({r.cards for r in g.retrained.values()})
+    many = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    gaps = [(name, [getattr(r, attr) for r in g.retrained.values() if getattr(r, attr) is not None])
+            for name, attr in (("victim accuracy", "acc_gap"), ("victim WSR", "wsr_gap"))]
+    by = ", ".join(f"{name} by up to {rounded(100 * max(v), 2):g} points" for name, v in gaps if v)
+    return (f"Retrained victims: for {len(g.retrained)} scheme-seeds ({where}), {many} of the seed's cards were "
+            "scored against a victim trained again because the cached one was gone (same seed and settings; CPU "
+            f"numerics differ{': ' + by if by else ''}). Each card's verdict rests on its own victim and null "
+            "models; a scheme's accuracy cost, victim WSR and embedding time use the victim most of the seed's "
+            "cards share.")
+
+
 GATE_NOTE = ("⚠ after a scheme's name: its registered defaults did not meet the victim-side gate on the "
              "tuning seeds (accuracy cost against none <= 2 points and victim WSR >= 90%, docs/protocol.md); the "
              "tuning seeds' cards are on the tuning study page, not on this board.")
@@ -283,9 +324,10 @@ CELL_NOTE = (
     "seeds; ¹ = one seed only: a Wilson interval on that model's verification hits, which omits the spread "
     "between training runs), and the verdict as the majority of the seeds with how many gave it: ✓ 2/3 = "
     "ownership still provable on 2 of 3 seeds (WSR above the suspect's own rate of giving that label to clean "
-    "inputs by at least the threshold, and p < 0.01 against the null models); ✗ = removed; a tie counts as "
-    "removed. Detection: ✓ undetected or a wrong class flagged, ✗ detected. ERR error, n/a not applicable, · not "
-    "run. Per-seed p-values: index.html's detail rows and cells.csv."
+    "inputs by at least the threshold, and p < 0.01 against the null models); ✗ = removed. Detection: "
+    "✓ undetected or a wrong class flagged, ✗ detected. A tie between seeds counts against the scheme (removed, "
+    "detected). ERR error, n/a not applicable, · not run. a ± b: mean ± sample standard deviation over seeds. "
+    "Per-seed WSR, label rate and p-value: index.html's detail rows and cells.csv."
 )
 
 ATTACK_HEAD = (
@@ -297,6 +339,13 @@ ATTACK_HEAD = (
     "Suspect acc",
     "Fidelity",
 )
+ATTACK_NOTE = (
+    "Removed cheaply: of the watermarked schemes with a verdict, those the attack removed (✗) while costing the "
+    "suspect at most 5 points of clean accuracy against the victim (the WRT SoK's rule; `identity` changes "
+    "nothing, so it has no such count). Detected: of the watermarked schemes, those whose watermark the "
+    "detector found (on most seeds; a tie counts as found). Cost columns: median / mean over the attack's ok "
+    "cards, every scheme and seed; wall seconds are of the attack alone."
+)
 COST_HEAD = ("Wall s", "Queries", "Epochs", "Peak mem MB")
 COST_SUB = "median / mean"
 ATTACK_HEAD = ATTACK_HEAD + tuple(f"{h} ({COST_SUB})" for h in COST_HEAD)
@@ -307,7 +356,7 @@ def attack_values(r: AttackRow) -> list[str]:
     return [
         r.kind,
         f"{c['ok']} / {c['error']} / {c['n/a']} / {c[NOT_RUN]}",
-        share(*r.removed_cheaply) if r.kind != "detection" else DASH,
+        share(*r.removed_cheaply) if r.kind in ROBUSTNESS_KINDS else DASH,
         share(*r.detected) if r.kind == "detection" else DASH,
         pct(r.suspect_acc.mean if r.suspect_acc else None),
         pct(r.fidelity.mean if r.fidelity else None),
@@ -326,6 +375,11 @@ def value_text(x: float) -> str:
     """A swept value as short as it reads back: ``0.1``, ``2``, ``30,000``, ``1e-05``."""
     text = f"{x:,g}"
     return text if float(text.replace(",", "")) == x else f"{x:,}"
+
+
+def tick_text(x: float) -> str:
+    """A scheme's setting as a short label: ``0.02``, ``1000``, ``0.333``."""
+    return f"{x:g}" if len(f"{x:g}") <= 6 else f"{x:.3g}"
 
 
 def point_text(x: float, sweep: Sweep, label: str) -> str:

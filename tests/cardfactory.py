@@ -94,5 +94,7 @@ def make_card(**overrides) -> dict:
             card[k] = None
         if status == "error":
             card["error"] = "RuntimeError: boom"
+    elif card["has_watermark"] and overrides.get("attack_kind", card["attack_kind"]) != "detection":
+        card["extras"] = {"suspect_label_rate": 0.02}  # as the scorer records it beside every WSR verdict
     card.update(copy.deepcopy(overrides))
     return validate_card(card, "make_card")

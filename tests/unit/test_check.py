@@ -75,6 +75,22 @@ def test_a_flipped_verdict_fails_even_after_a_re_render(tmp_path: Path):
     assert any("retained is True, but its numbers give False" in p for p in check_leaderboard(results, out))
 
 
+def test_a_detection_flag_removed_by_hand_fails_even_after_a_re_render(tmp_path: Path):
+    results, out = _publish(tmp_path)
+    card = make_card(attack="neural_cleanse", attack_kind="detection", wsr_suspect=None, retained=None,
+                     removed_cheaply=None, detected=True, detected_target=0, extras={"detection_correct": True})
+    path = card_path(results, card["dataset"], card["arch"], card["defense"], card["attack"], card["seed"])
+    write_card(path, card)
+    render(results, out)
+    assert check_leaderboard(results, out) == []
+    card["detected"] = False  # "the detector missed it", by hand
+    path.write_text(json.dumps(card))
+    render(results, out)
+    assert check_leaderboard(results, out) == [
+        f"{path}: edited? detected is False, but it records a flag (detected_target 0, detection_correct True); "
+        "re-score it (`wmbench run --force` on its cell)"]
+
+
 def test_a_hand_edited_leaderboard_fails_the_check(tmp_path: Path):
     results, out = _publish(tmp_path)
     md = out / "LEADERBOARD.md"
@@ -199,6 +215,20 @@ def test_a_figure_that_draws_other_data_fails_whatever_the_version(tmp_path: Pat
     _redraw(out, "wsr_heatmap", version="0.0-another", edit=relabel)
     (problem,) = check_leaderboard(results, out)
     assert "wsr_heatmap.json" in problem and "draws other data" in problem and "someone_else" in problem
+
+
+def test_a_figure_whose_left_title_changed_fails(tmp_path: Path):
+    results, out = _publish(tmp_path)
+    record = json.loads((out / "figures" / "wsr_heatmap.json").read_text(encoding="utf-8"))
+    left, centre, right = record["drawn"]["axes"][0]["title"]
+    assert left  # the heatmap's title is drawn on the left
+
+    def retitle(drawn):
+        drawn["axes"][0]["title"][0] = "a title nobody drew"
+
+    _redraw(out, "wsr_heatmap", version="0.0-another", edit=retitle)
+    (problem,) = check_leaderboard(results, out)
+    assert "draws other data" in problem and "a title nobody drew" in problem
 
 
 def test_with_the_same_matplotlib_the_png_bytes_are_compared(tmp_path: Path):

@@ -213,7 +213,7 @@ def test_each_cell_has_its_seeds_and_each_card_its_link(results: Path, tmp_path:
     extraction = {row[0][1]: row[1] for row in threat[0]["body"]}
     title = extraction["content"][0]["title"]
     assert title.splitlines()[0] == "content × soft_label"
-    assert "seed 0: WSR 60.0%, null 5.0%, p 1.5e-20, acc 90.0%" in title
+    assert "seed 0: WSR 60.0%, label rate 2.0%, null 5.0%, p 1.5e-20, acc 90.0%" in title
     assert "seed 1: WSR 70.0%" in title
     assert "95% interval [" in title and "Student-t over 2 seeds" in title
     removal = {row[0][1]: row[1] for row in threat[1]["body"]}
@@ -229,7 +229,7 @@ def test_each_cell_has_its_seeds_and_each_card_its_link(results: Path, tmp_path:
     details = re.findall(r"<details><summary><code>([^<]*)</code>", page)
     assert details.count("content") == 3 and details.count("none") == 3  # one per threat table
     assert "<td>1.5e-20</td>" in page and "<td>2.5e-30</td>" in page
-    assert re.search(r"<td>fine_tune</td><td>1</td><td colspan=\"6\">· not run</td>", page)
+    assert re.search(r"<td>fine_tune</td><td>1</td><td colspan=\"7\">· not run</td>", page)
 
 
 def test_card_links_default_to_the_results_folder_relative_to_the_page(results: Path, tmp_path: Path):

@@ -20,6 +20,7 @@ from bench.errors import CardError, WmbenchError
 from bench.results import card_path, load_results, validate_card, write_card
 from leaderboard import render
 from leaderboard.sections import summarize
+from leaderboard.summary import Votes
 
 GOLDEN = Path(__file__).parent / "golden"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -219,7 +220,7 @@ def test_markdown_shows_control_legend_and_marks(golden_results: Path, tmp_path:
     assert "| `content` | 12.0% \\[7, 20\\]¹ ✗ 1/1 |" in text  # Wilson: 12 of 100 verification inputs
     assert "| ERR |" in text and "| n/a |" in text and "| · |" in text
     assert "[![WSR after attack, rows in rank order](figures/wsr_heatmap.png)](figures/wsr_heatmap.png)" in text
-    assert "Per-seed p-values" in text and "cells.csv" in text
+    assert "Per-seed WSR, label rate and p-value" in text and "cells.csv" in text
     assert max(len(line.split(" | ")) for line in text.splitlines() if line.startswith("|")) <= 12
 
 
@@ -297,7 +298,7 @@ def test_robustness_and_cost_by_hand(tmp_path: Path):
     # does not apply to it and is out of its n
     summary = next(line for line in text.splitlines() if line.startswith("| — | `wm` |"))
     assert summary == ("| — | `wm` | — | -2.5 ± 0.7 pts | 95.0 ± 0.0% | 1/3 (1 not run) | ext2 10.0% ✗ 1/1 "
-                       "| rem1 40.0% ✗ 1/2 tie | det1 | — | 1-3 |")
+                       "| rem1 40.0% ✗ 1/2 tie | det1 | — | 1–3 of 3 |")
     rows = [line for line in text.splitlines() if line.startswith("| `wm` |")]
     # ext1: three seeds, t interval 56.7 ± 4.303 * 32.1 / sqrt(3), clipped at 0; retained on 2 of 3
     assert rows[0] == "| `wm` | 56.7% [0, 100] ✓ 2/3 | 10.0% [6, 17]¹ ✗ 1/1 |".replace("[", "\\[").replace("]", "\\]")
@@ -426,8 +427,8 @@ def test_wsr_versus_queries_figure_and_tables(tmp_path: Path):
     assert "### synthetic / small\\_cnn: soft\\_label (extraction)" in text
     assert "| Scheme (queries) | 1,000 | 5,000 | 30,000 (all) |" in text
     # the summary's numbers come from the cards: content is the one watermarked scheme at both ends
-    assert ("`soft_label` (extraction), queries 1,000 → 30,000 (all): mean WSR of `content` 15.0% → 70.0%; "
-            "ownership provable for 0/1 → 1/1.") in text
+    assert ("`soft_label` (extraction), queries 1,000 → 30,000 (all): mean WSR over seeds `content` 15.0% ✗ → "
+            "70.0% ✓.") in text
     row = next(line for line in text.splitlines() if line.startswith("| `content` | WSR 15.0%"))
     # seed 1 exists only at 5,000 queries and only for `content`: every other point ran at its one seed
     assert row == ("| `content` | WSR 15.0% ✗ · acc 70.0% | WSR 45.0 ± 7.1% ✓ · acc 81.0 ± 1.4% "
@@ -712,6 +713,105 @@ def test_a_flag_on_the_wrong_class_is_not_a_detection(tmp_path: Path):
     assert "names the watermark: no" in cell_detail(cell) and "names the watermark: yes" in cell_detail(cell)
     row = next(r for r in g.attack_rows if r.name == "neural_cleanse")
     assert row.detected == (0, 1)
+
+
+def test_a_detection_tie_counts_as_detected_as_a_removal_tie_counts_as_removed(tmp_path: Path):
+    from leaderboard.text import board_cell_text
+
+    def card(seed, detected):
+        return make_card(attack="neural_cleanse", attack_kind="detection", wsr_suspect=None, retained=None,
+                         removed_cheaply=None, detected=detected, detected_target=0 if detected else None,
+                         seed=seed)
+
+    root = write_cards(tmp_path / "results", [make_card(defense="none"), card(0, False), card(1, True)])
+    (g,) = summarize(load_results(root))
+    cell = g.cells[("content", "neural_cleanse")]
+    assert cell.found() is True and cell.survived is False
+    assert cell.votes() == Votes(1, 2, False, tie=True)
+    assert board_cell_text(cell, True) == "✗ detected 1/2 tie"
+    row = next(r for r in g.defense_rows if r.name == "content")
+    assert (row.det_undetected, row.det_total, row.detected_by) == (0, 1, ("neural_cleanse",))
+    # two of three seeds undetected is a majority for the scheme
+    root = write_cards(tmp_path / "more", [card(0, False), card(1, True), card(2, False)])
+    (g,) = summarize(load_results(root))
+    assert g.cells[("content", "neural_cleanse")].survived is True
+
+
+def test_the_victim_most_of_a_seeds_cards_share_stands_for_the_seed(tmp_path: Path):
+    """A card scored against a retrained victim (the cached one was gone; CPU numerics differ) neither moves the
+    scheme's accuracy cost, victim WSR or embedding time nor goes unmentioned."""
+    from leaderboard.text import retrained_text
+
+    def card(defense, attack, acc, wsr=0.95, wall=100.0, created="2024-01-01T00:00:00Z", **kw):
+        return make_card(defense=defense, attack=attack, clean_acc_victim=acc, wsr_victim=wsr,
+                         created_utc=created, extras={"victim_wall_s": wall, "suspect_label_rate": 0.02}, **kw)
+
+    later = "2024-02-01T00:00:00Z"
+    cards = [card("none", "identity", 0.90, wsr=None, has_watermark=False, wsr_suspect=None, wsr_null=None,
+                  p_value=None, retained=None, removed_cheaply=None, threshold=None),
+             card("content", "identity", 0.88, wall=200.0),
+             card("content", "fine_tune", 0.88, wall=200.0, attack_kind="removal"),
+             card("content", "prune", 0.8850, wsr=0.97, wall=300.0, created=later, attack_kind="removal")]
+    root = write_cards(tmp_path / "results", cards)
+    (g,) = summarize(load_results(root))
+    row = next(r for r in g.defense_rows if r.name == "content")
+    # the two cards of the first victim outvote the retrained one: cost (0.88 - 0.90) = -2 points, not -1.83
+    assert row.acc_cost.mean == pytest.approx(-2.0) and row.victim_wsr.mean == pytest.approx(0.95)
+    assert row.embed_s.mean == pytest.approx(200.0) and row.embed_ratio.mean == pytest.approx(2.0)
+    (key, rec), = g.retrained.items()
+    assert key == ("content", 0) and rec.cards == 1
+    assert (rec.acc_gap, rec.wsr_gap) == pytest.approx((0.005, 0.02))
+    text = retrained_text(g)
+    assert text.startswith("Retrained victims: for 1 scheme-seeds (seed 0: content), 1 of the seed's cards")
+    assert "victim accuracy by up to 0.5 points, victim WSR by up to 2 points" in text
+    # a tie between two victims: the earliest card's stands
+    root = write_cards(tmp_path / "tie", cards[:2] + cards[3:])
+    (g,) = summarize(load_results(root))
+    assert next(r for r in g.defense_rows if r.name == "content").victim_acc.mean == pytest.approx(0.88)
+    # one victim per seed: no note
+    root = write_cards(tmp_path / "one", cards[:3])
+    (g,) = summarize(load_results(root))
+    assert g.retrained == {} and retrained_text(g) is None
+
+
+def test_a_schemes_own_swept_setting_gets_a_figure_a_table_and_a_summary_line(tmp_path: Path):
+    """Two patch sizes of `content` (the detection study): compared on the seed both were run at, victim and
+    copies per setting, detection columns in the table."""
+    from leaderboard.sweeps import find_scheme_sweeps
+
+    def card(defense, patch, attack="identity", kind="control", seed=0, **kw):
+        return make_card(defense=defense, defense_config={"patch_frac": patch, "epochs": None}, attack=attack,
+                         attack_kind=kind, seed=seed, **kw)
+
+    cards = [card("content", 0.25, clean_acc_victim=0.90, wsr_victim=1.0),
+             card("content", 0.25, seed=1, clean_acc_victim=0.80, wsr_victim=0.5),  # the 0.15 point lacks seed 1
+             card("content", 0.25, "nc_unlearn", "removal", wsr_suspect=0.95, clean_acc_victim=0.90, wsr_victim=1.0),
+             card("content[patch_frac=0.15]", 0.15, clean_acc_victim=0.88, wsr_victim=0.99),
+             card("content[patch_frac=0.15]", 0.15, "nc_unlearn", "removal", wsr_suspect=0.085, retained=False,
+                  clean_acc_victim=0.88, wsr_victim=0.99),
+             card("content[patch_frac=0.15]", 0.15, "neural_cleanse", "detection", wsr_suspect=None, retained=None,
+                  removed_cheaply=None, detected=True, detected_target=0, clean_acc_victim=0.88, wsr_victim=0.99)]
+    root = write_cards(tmp_path / "results", cards)
+    (g,) = summarize(load_results(root))
+    (sw,) = find_scheme_sweeps([g])
+    assert (sw.family, sw.field, sw.seeds) == ("content", "patch_frac", (0,))
+    assert sw.points == [(0.15, "content[patch_frac=0.15]"), (0.25, "content")]
+    assert sw.victim("content", "clean_acc_victim").mean == pytest.approx(0.90)  # seed 1 (0.80) left out
+    assert sw.columns() == ["nc_unlearn"] and sw.columns(detection=True) == ["nc_unlearn", "neural_cleanse"]
+
+    paths = render(root, tmp_path / "out")
+    assert_png(paths["study:detection:settings"])
+    text = paths["study:detection"].read_text(encoding="utf-8")
+    fig = "../figures/study-detection-settings.png"
+    assert f"[![Victim and suspect WSR versus the schemes' settings]({fig})]({fig})" in text
+    assert r"| patch\_frac | 0.15 | 0.25 |" in text
+    assert "| Victim acc | 88.0% | 90.0% |" in text and "| Victim WSR | 99.0% | 100.0% |" in text
+    # Wilson on 8 of 100 (round(8.5)) and 95 of 100 verification hits: [4.1, 15.0]% and [88.8, 97.8]%
+    assert r"| `nc_unlearn` | 8.5% \[4, 15\]¹ ✗ 1/1 | 95.0% \[89, 98\]¹ ✓ 1/1 |" in text
+    assert "| `neural_cleanse` | ✗ detected 1/1 | · |" in text
+    assert (r"- `content` by patch\_frac 0.15 → 0.25 (seeds 0): victim WSR 99.0% → 100.0%, victim accuracy "
+            "88.0% → 90.0%.") in text
+    assert "study-detection-settings.png" in paths["html"].read_text(encoding="utf-8")
 
 
 def test_heatmap_colour_is_what_the_verdict_rests_on_and_never_green_when_rejected():

@@ -61,7 +61,8 @@ def test_robustness_first_then_cost_and_ties_share_a_rank(group):
 
 def test_the_table_says_what_is_not_ranked_and_how_many_seeds_a_verdict_rests_on(group):
     lines = ranked_table(group)
-    assert lines[2] == "| 1 | `strong` | — | -2.0 pts | 95.0% | 2/2 | ext 90.0% ✓ 1/1 | rem 90.0% ✓ 1/1 | — | — | 1 |"
+    assert lines[2] == ("| 1 | `strong` | — | -2.0 pts | 95.0% | 2/2 | ext 90.0% ✓ 1/1 | rem 90.0% ✓ 1/1 | — | — "
+                        "| 1 of 1 |")
     assert not any("queries=10" in line for line in lines)  # a configured column is not on an ad-hoc board
     assert lines[-4].startswith("| — | `partial` |") and "| 1/1 (1 not run) |" in lines[-4]
     assert lines[-3].startswith("| — | `strong[rate=0.5]` |")
@@ -144,7 +145,7 @@ def test_the_page_says_which_verdicts_the_other_seeds_changed(tmp_path):
 
 
 def test_a_watermark_served_by_the_api_says_so_in_the_victim_column(tmp_path):
-    from leaderboard.ranking import victim_wsr_text
+    from leaderboard.text import victim_wsr_text
 
     where = {"dataset": "fashion-mnist", "arch": "small_cnn", "profile": "quick"}
     cards = [make_card(defense="none", attack="identity", **where),

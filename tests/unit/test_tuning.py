@@ -180,11 +180,12 @@ def test_the_board_leaves_the_tuning_seeds_out_and_marks_a_failed_gate():
     sec = sections(df)
     (group,) = sec.boards
     assert group.seeds == (0,) and group.n_cards == 4  # the six tuning-seed cards are not on the board
-    assert group.gate == {"weak": "cost +8.00 points; victim WSR 5.00%"}
+    why = "accuracy -8.00 pts against none on the tuning seeds; victim WSR 5.00% on the tuning seeds"
+    assert group.gate == {"weak": why}
     (tuning,) = [v for v in sec.studies if v.study.name == "tuning"]  # they are the tuning study
     assert tuning.n_cards == 6
     text = render_markdown(sec, "t")
-    assert "| `weak` ⚠ |" in text and "- `weak`: cost +8.00 points; victim WSR 5.00%" in text
+    assert "| `weak` ⚠ |" in text and f"- `weak`: {why}" in text
     assert "`good` ⚠" not in text
     assert GATE_NOTE.split(":")[0].replace("_", "\\_") in text or "⚠ after a scheme" in text
 
