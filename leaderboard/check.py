@@ -8,8 +8,8 @@ defense or attack than the registered one is stale (its numbers describe code th
 names the registries do not know (a plugin not loaded) are not judged. A card whose verdict does not follow
 from its own numbers by the scorer's rules (:func:`verdict_mismatch`) fails as well, so a flipped verdict
 cannot pass by re-rendering the leaderboard after the edit; a detection card's flag is checked against its
-own record of what was flagged (a flag removed by hand fails; one added by hand to a card that named nothing
-does not, see :func:`_detection_mismatch`).
+own record of what was flagged (a flag removed by hand from a card that recorded what it flagged fails; see
+:func:`_detection_mismatch` for what it cannot tell).
 """
 
 from __future__ import annotations
@@ -99,16 +99,18 @@ def stale_versions(card: dict) -> str | None:
 
 
 def _detection_mismatch(card: dict) -> str | None:
-    """Why a detection card's ``detected`` contradicts its own record of what the detector flagged: an
-    unflagged model with a named class or a judgement of whether the flag names the watermark (a flag turned
-    into "undetected" by hand). A flag added by hand to a card that never named anything cannot be told from a
-    detector that flags without naming a class; only a re-run catches that."""
-    if card["status"] != "ok" or card["detected"] is None or card["detected"]:
+    """Why a detection card's ``detected`` contradicts its own record of what the detector flagged: a model
+    not flagged (False, or no answer: None) with a named class, a named source pair or a judgement of whether
+    the flag names the watermark, i.e. a flag removed by hand from a card that recorded what it flagged. A flag
+    added by hand, or removed from a card that recorded nothing beside it (a detector that names no class, on
+    a model without a watermark), cannot be told from the detector's own answer; only a re-run catches that."""
+    if card["status"] != "ok" or card["detected"]:
         return None
-    named = (card.get("extras") or {}).get("detection_correct")
-    if card["detected_target"] is not None or named is not None:
-        return (f"detected is False, but it records a flag (detected_target {card['detected_target']}, "
-                f"detection_correct {named})")
+    extras = card.get("extras") or {}
+    named, pair = extras.get("detection_correct"), extras.get("detected_pair")
+    if card["detected_target"] is not None or named is not None or pair is not None:
+        return (f"detected is {card['detected']}, but it records a flag (detected_target "
+                f"{card['detected_target']}, detection_correct {named}, detected_pair {pair})")
     return None
 
 

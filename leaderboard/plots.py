@@ -17,7 +17,17 @@ from bench.spec import is_configured
 from leaderboard.drawn import save_figure
 from leaderboard.summary import KIND_ORDER, NOT_RUN, Group, defense_sort_key
 from leaderboard.sweeps import QUERIES_FIELD, SchemeSweep, Sweep, cost_points, sweep_axis, sweep_fields
-from leaderboard.text import DASH, MARK_BAD, MARK_OK, NOT_RUN_MARK, point_text, rounded, sweep_title, tick_text
+from leaderboard.text import (
+    DASH,
+    MARK_BAD,
+    MARK_OK,
+    NOT_RUN_MARK,
+    api_embedded,
+    point_text,
+    rounded,
+    sweep_title,
+    tick_text,
+)
 
 HEATMAP_DPI = 100
 HEATMAP_NOTE = ("Text: the suspect's WSR (mean over ok seeds) and the verdict. Colour: what the verdict rests on, "
@@ -279,8 +289,9 @@ def render_scheme_sweeps(sweeps: list[SchemeSweep], path: Path) -> Path:
             xs = [x for x, _ in sw.points]
             seeds = ", ".join(map(str, sw.seeds)) or "each setting's own"
             ax_victim.set_title(f"{sw.group.label}: {sw.family} by {sw.field} (seeds {seeds})", loc="left")
+            wsr_label = "model WSR (the API serves the mark)" if api_embedded(sw.family) else "victim WSR"
             for name, label, colour in (("clean_acc_victim", "victim clean accuracy", "#24292f"),
-                                        ("wsr_victim", "victim WSR", "#0969da")):
+                                        ("wsr_victim", wsr_label, "#0969da")):
                 pts = [(x, st.mean) for x, d in sw.points if (st := sw.victim(d, name)) is not None]
                 if pts:
                     ax_victim.plot(*zip(*pts, strict=True), marker="o", color=colour, label=label)

@@ -89,9 +89,11 @@ def _mark(g: Group, marks) -> Group:
     return g
 
 
-def _board_group(board, schemes: list[str], columns: list[tuple[str, str]], cards: list[dict], marks) -> Group:
+def _board_group(board, schemes: list[str], columns: list[tuple[str, str]], cards: list[dict], marks,
+                 reference: list[dict]) -> Group:
     g = _group(board.dataset, board.arch, cards, defenses=tuple(schemes), columns=columns, seeds=tuple(board.seeds),
-               has_watermark={d: d != CONTROL_DEFENSE for d in schemes}, profiles=(board.profile,))
+               has_watermark={d: d != CONTROL_DEFENSE for d in schemes}, profiles=(board.profile,),
+               reference=reference)
     g.board = board.name
     return _mark(g, marks)
 
@@ -119,7 +121,7 @@ def sections(df) -> Sections:
         mine = [i for i, c in enumerate(cards) if board.holds(c, in_schemes, labels)]
         if mine:
             on_board.update(mine)
-            out.boards.append(_board_group(board, schemes, columns, [cards[i] for i in mine], marks))
+            out.boards.append(_board_group(board, schemes, columns, [cards[i] for i in mine], marks, cards))
     if not out.boards:  # no declared board's cell: rank what was run at default configurations
         out.declared = False
         by_key: dict[tuple, list[int]] = {}
@@ -128,7 +130,7 @@ def sections(df) -> Sections:
                 by_key.setdefault((c["dataset"], c["arch"], c["profile"]), []).append(i)
         for (dataset, arch, _profile), idx in sorted(by_key.items()):
             on_board.update(idx)
-            out.boards.append(_mark(_group(dataset, arch, [cards[i] for i in idx]), marks))
+            out.boards.append(_mark(_group(dataset, arch, [cards[i] for i in idx], reference=cards), marks))
     for g in out.boards:
         if g.board != "main" and (out.declared or len(out.boards) > 1):
             g.heatmap = f"figures/wsr_heatmap-{slug(g.board or '-'.join((g.dataset, g.arch, *g.profiles)))}.png"
@@ -145,7 +147,8 @@ def sections(df) -> Sections:
         by_group: dict[tuple[str, str], list[dict]] = {}
         for i in mine:
             by_group.setdefault((cards[i]["dataset"], cards[i]["arch"]), []).append(cards[i])
-        groups = [_mark(_group(dataset, arch, part), marks) for (dataset, arch), part in sorted(by_group.items())]
+        groups = [_mark(_group(dataset, arch, part, reference=cards), marks)
+                  for (dataset, arch), part in sorted(by_group.items())]
         out.studies.append(StudyView(study, groups))
     out.other = sorted((c for i, c in enumerate(cards) if i not in on_board and i not in in_study),
                        key=lambda c: (c["dataset"], c["arch"], c["profile"], c["defense"], c["attack"], c["seed"]))

@@ -18,11 +18,13 @@ from leaderboard.text import (
     DASH,
     MARK_BAD,
     MARK_OK,
+    api_embedded,
     detected_by_text,
     pct,
     pct_stat,
     point_text,
     pts_stat,
+    retrained_text,
     share,
     sweep_rows,
     sweep_title,
@@ -66,8 +68,9 @@ def _scheme_sweep_line(sw: SchemeSweep) -> str:
         return f"{pct(a.mean if a else None)} → {pct(b.mean if b else None)}"
 
     seeds = ", ".join(map(str, sw.seeds)) or "each setting's own"
+    wsr = "the model's WSR (the API serves the watermark)" if api_embedded(sw.family) else "victim WSR"
     return (f"{code(sw.family)} by {escape_md(sw.field)} {tick_text(x0)} → {tick_text(x1)} (seeds {seeds}): "
-            f"victim WSR {move('wsr_victim')}, victim accuracy {move('clean_acc_victim')}")
+            f"{wsr} {move('wsr_victim')}, victim accuracy {move('clean_acc_victim')}")
 
 
 def _scheme_sweep_table(sw: SchemeSweep) -> list[str]:
@@ -82,7 +85,7 @@ def _scheme_sweep_table(sw: SchemeSweep) -> list[str]:
         return board_cell_text(CellSummary(d, a, cell.kind, seeds, cards), True)
 
     rows = [("Victim acc", [pct_stat(sw.victim(d, "clean_acc_victim")) for _, d in sw.points]),
-            ("Victim WSR", [pct_stat(sw.victim(d, "wsr_victim")) for _, d in sw.points])]
+            ("Victim WSR", [victim_wsr_text(None, d, sw.victim(d, "wsr_victim")) for _, d in sw.points])]
     rows += [(code(a), [cell_text(d, a) for _, d in sw.points]) for a in sw.columns(detection=True)]
     head = [tick_text(x) for x, _ in sw.points]
     lines = [f"### {code(sw.family)} by {escape_md(sw.axis)}", ""]
@@ -184,6 +187,7 @@ def render_study(view) -> str:
     if st.see_also:
         lines += ["See also: " + ", ".join(f"[{escape_md(p)}](../../{p})" for p in st.see_also) + ".", ""]
     lines += ["## Summary", "", *study_summary(view), ""]
+    lines += [escape_md(text) + "\n" for g in view.groups if (text := retrained_text(g))]
     for fld, sweeps in study_sweeps(view).items():
         heading, alt, note = sweep_section(fld)
         name = study_figure_name(st.name, fld)

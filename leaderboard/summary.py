@@ -241,6 +241,8 @@ class Group:
     heatmap: str = "figures/wsr_heatmap.png"  # where a board's heatmap goes (leaderboard.sections names it)
     # (scheme, seed) -> its cards scored against a victim whose numbers differ from the seed's (seed_victims)
     retrained: dict[tuple[str, int], Retrained] = field(default_factory=dict)
+    # scheme -> seed -> the card standing for that seed's victim (seed_victims)
+    victims: dict[str, dict[int, dict]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -291,9 +293,12 @@ def _summarize(df) -> list[Group]:
 
 def _group(dataset: str, arch: str, cards: list[dict], *, defenses: tuple[str, ...] | None = None,
            columns: list[tuple[str, str]] | None = None, seeds: tuple[int, ...] | None = None,
-           has_watermark: dict[str, bool] | None = None, profiles: tuple[str, ...] | None = None) -> Group:
+           has_watermark: dict[str, bool] | None = None, profiles: tuple[str, ...] | None = None,
+           reference: list[dict] | None = None) -> Group:
     """One group of cards. Without the keywords its rows, columns and seeds are those the cards have; a declared
-    board passes its own (``columns`` as (label, kind)), and then every cell is expected at every seed."""
+    board passes its own (``columns`` as (label, kind)), and then every cell is expected at every seed.
+    ``reference``: every card of the results (the group's are a part), from which the victim standing for each
+    seed is chosen (:func:`victim_choice`)."""
     cards = sorted(cards, key=lambda c: (c["defense"], c["attack"], c["seed"]))
     kinds: dict[str, str] = dict(columns or [])
     has_wm: dict[str, bool] = dict(has_watermark or {})
@@ -322,7 +327,9 @@ def _group(dataset: str, arch: str, cards: list[dict], *, defenses: tuple[str, .
         for a in attacks
     }
     g = Group(dataset, arch, seeds, profiles, defenses, attacks, kinds, has_wm, cells, [], [], len(cards))
-    victims = {d: seed_victims(cards, d) for d in defenses}
+    choice = victim_choice(reference if reference is not None else cards)
+    victims = {d: seed_victims(cards, d, choice) for d in defenses}
+    g.victims = {d: {seed: rep for seed, (rep, _) in v.items()} for d, v in victims.items()}
     g.retrained = {(d, seed): _retrained(rep, odd) for d in defenses for seed, (rep, odd) in victims[d].items()
                    if odd}
     g.defense_rows = [_defense_row(g, d, cards, victims) for d in defenses]
@@ -334,23 +341,44 @@ def _victim_signature(card: dict) -> tuple:
     return (card["clean_acc_victim"], card["wsr_victim"])
 
 
-def seed_victims(cards: list[dict], defense: str) -> dict[int, tuple[dict, list[dict]]]:
-    """Per seed, (the card that stands for the seed's victim, the seed's cards whose victim numbers differ
-    from it). Every card of a seed is normally scored against one victim; a card whose victim was retrained
-    (the cached model was gone) can differ from the rest by CPU numerics. The victim most of the seed's cards
-    report stands for the seed (ties: the earliest card), so a scheme's accuracy cost, victim WSR and
-    embedding time do not depend on which cards a page shows."""
+def _victim_key(card: dict) -> tuple:
+    return (card["dataset"], card["arch"], card["profile"], card["defense"], card["seed"])
+
+
+def victim_choice(cards: list[dict]) -> dict[tuple, dict]:
+    """For each (dataset, arch, profile, scheme, seed), the card standing for its victim: the earliest card
+    with the victim numbers (accuracy, WSR) most of its cards report. Every card of a seed is normally scored
+    against one victim; a card whose victim was retrained (the cached model was gone) can differ from the rest
+    by CPU numerics. Chosen once over all the cards, so a page showing some of them stands on the same victim
+    as the board."""
+    by_key: dict[tuple, list[dict]] = {}
+    for c in cards:
+        if c["clean_acc_victim"] is not None:
+            by_key.setdefault(_victim_key(c), []).append(c)
+    out = {}
+    for key, group in by_key.items():
+        group = sorted(group, key=lambda c: (c.get("created_utc") or "", c["attack"]))
+        counts = Counter(_victim_signature(c) for c in group)
+        top = max(counts.values())
+        out[key] = next(c for c in group if counts[_victim_signature(c)] == top)
+    return out
+
+
+def seed_victims(cards: list[dict], defense: str,
+                 choice: dict[tuple, dict] | None = None) -> dict[int, tuple[dict, list[dict]]]:
+    """Per seed of ``defense`` in ``cards``, (the card standing for the seed's victim, chosen by
+    :func:`victim_choice` over every card in ``choice``, else over ``cards``; those of ``cards`` whose victim
+    numbers differ from it), so a scheme's accuracy cost, victim WSR and embedding time do not depend on which
+    cards a page shows."""
+    choice = victim_choice(cards) if choice is None else choice
     by_seed: dict[int, list[dict]] = {}
     for c in cards:
         if c["defense"] == defense and c["clean_acc_victim"] is not None:
             by_seed.setdefault(c["seed"], []).append(c)
     out = {}
     for seed, group in sorted(by_seed.items()):
-        group = sorted(group, key=lambda c: (c.get("created_utc") or "", c["attack"]))
-        counts = Counter(_victim_signature(c) for c in group)
-        top = max(counts.values())
-        first = next(c for c in group if counts[_victim_signature(c)] == top)
-        out[seed] = (first, [c for c in group if _victim_signature(c) != _victim_signature(first)])
+        rep = choice.get(_victim_key(group[0])) or victim_choice(group)[_victim_key(group[0])]
+        out[seed] = (rep, [c for c in group if _victim_signature(c) != _victim_signature(rep)])
     return out
 
 
@@ -433,6 +461,15 @@ def _worst_key(cell: CellSummary):
     return (bool(cell.survived), wsr.mean if wsr else math.inf, cell.attack)
 
 
+def _cheaply(cell: CellSummary) -> bool | None:
+    """Removed cheaply: the cell is removed (✗) and at least half of its ok seeds say removed cheaply (a tie
+    counts against the scheme, as everywhere); None without a verdict or outside extraction and removal."""
+    if cell.survived is None or cell.kind not in ROBUSTNESS_KINDS:
+        return None
+    votes = [bool(c["removed_cheaply"]) for c in cell.ok if c["removed_cheaply"] is not None]
+    return cell.survived is False and bool(votes) and 2 * sum(votes) >= len(votes)
+
+
 def _attack_row(g: Group, a: str) -> AttackRow:
     cells = [g.cells[(d, a)] for d in g.defenses]
     counts = Counter()
@@ -440,7 +477,7 @@ def _attack_row(g: Group, a: str) -> AttackRow:
         counts.update(card["status"] for card in c.cards)
         counts[NOT_RUN] += len(c.missing_seeds)
     wm_ok = [c for c in cells if g.has_watermark[c.defense] and c.status == "ok"]
-    cheap = [c.majority("removed_cheaply") for c in wm_ok]
+    cheap = [_cheaply(c) for c in wm_ok]
     cheap = [v for v in cheap if v is not None]
     det = [c.found() for c in wm_ok]
     det = [v for v in det if v is not None]

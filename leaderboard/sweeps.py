@@ -154,11 +154,10 @@ class SchemeSweep:
         return [card for c in cells for card in c.ok if not self.seeds or card["seed"] in self.seeds]
 
     def victim(self, defense: str, name: str) -> Stat | None:
-        """A victim-level field (``clean_acc_victim``, ``wsr_victim``) over the common seeds, one value per seed
-        (:func:`leaderboard.summary.seed_victims`)."""
-        from leaderboard.summary import seed_victims
-
-        return Stat.of(c[name] for c, _ in seed_victims(self.cards(defense), defense).values())
+        """A victim-level field (``clean_acc_victim``, ``wsr_victim``) over the common seeds, one value per seed:
+        the group's victim for that seed (:func:`leaderboard.summary.seed_victims`)."""
+        reps = self.group.victims.get(defense, {})
+        return Stat.of(rep[name] for seed, rep in sorted(reps.items()) if not self.seeds or seed in self.seeds)
 
     def columns(self, detection: bool = False) -> list[str]:
         """The group's columns with an ok card at some point of the sweep: those that leave a suspect model,
@@ -180,10 +179,14 @@ def find_scheme_sweeps(groups: list[Group]) -> list[SchemeSweep]:
             if card is None or not g.has_watermark[d]:
                 continue
             config = card["defense_config"]
+            profile = card["profile_config"] or {}
             for name, value in sorted(config.items()):
+                if value is None and _is_number(profile.get(name)):
+                    value = profile[name]  # None = the profile's setting (``epochs``): the default point
                 if not (_FIELD_NAME.match(name) and _is_number(value)):
                     continue
-                rest = json.dumps({k: v for k, v in config.items() if k != name}, sort_keys=True, default=str)
+                rest = json.dumps({"profile": card["profile"], **{k: v for k, v in config.items() if k != name}},
+                                  sort_keys=True, default=str)
                 families.setdefault((name, family_label(d, name), rest), {}).setdefault(value, d)
         for (name, family, _rest), by_value in sorted(families.items()):
             if len(by_value) < 2:

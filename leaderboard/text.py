@@ -251,15 +251,24 @@ def detected_by_text(row: DefenseRow) -> str:
     return ", ".join(row.detected_by) if row.detected_by else f"none of {row.det_total}"
 
 
-def victim_wsr_text(row: DefenseRow) -> str:
-    """The victim's WSR; for a scheme whose watermark lives in the served answers (``embedding = "api"``:
-    DAWN) the API serves it by construction, and the model's own WSR is shown beside."""
+def api_embedded(name: str) -> bool:
+    """Whether the scheme's watermark lives in the served answers (``embedding = "api"``: DAWN), not in the
+    model's weights."""
     from bench.registry import DEFENSES
 
-    base = base_name(row.name)
-    if base in DEFENSES and DEFENSES.get(base).embedding == "api":
-        return f"served by the API (model {pct_stat(row.victim_wsr)})"
-    return pct_stat(row.victim_wsr)
+    base = base_name(name)
+    return base in DEFENSES and DEFENSES.get(base).embedding == "api"
+
+
+def victim_wsr_text(row: DefenseRow | None, name: str | None = None, wsr: Stat | None = None) -> str:
+    """The victim's WSR (of ``row``, or ``wsr`` of the scheme ``name``); for a scheme whose watermark lives in
+    the served answers (:func:`api_embedded`) the API serves it by construction, and the model's own WSR is
+    shown beside."""
+    if row is not None:
+        name, wsr = row.name, row.victim_wsr
+    if api_embedded(name):
+        return f"served by the API (model {pct_stat(wsr)})"
+    return pct_stat(wsr)
 
 
 def embedding_text(row: DefenseRow) -> str:
@@ -301,8 +310,9 @@ def retrained_text(g: Group) -> str | None:
     gaps = [(name, [getattr(r, attr) for r in g.retrained.values() if getattr(r, attr) is not None])
             for name, attr in (("victim accuracy", "acc_gap"), ("victim WSR", "wsr_gap"))]
     by = ", ".join(f"{name} by up to {rounded(100 * max(v), 2):g} points" for name, v in gaps if v)
-    return (f"Retrained victims: for {len(g.retrained)} scheme-seeds ({where}), {many} of the seed's cards were "
-            "scored against a victim trained again because the cached one was gone (same seed and settings; CPU "
+    return (f"Retrained victims: for {len(g.retrained)} scheme-seed{'s' * (len(g.retrained) != 1)} ({where}), "
+            f"{many} of the seed's cards {'was' if counts == [1] else 'were'} scored against a victim trained "
+            "again because the cached one was gone (same seed and settings; CPU "
             f"numerics differ{': ' + by if by else ''}). Each card's verdict rests on its own victim and null "
             "models; a scheme's accuracy cost, victim WSR and embedding time use the victim most of the seed's "
             "cards share.")

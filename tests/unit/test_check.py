@@ -87,7 +87,8 @@ def test_a_detection_flag_removed_by_hand_fails_even_after_a_re_render(tmp_path:
     path.write_text(json.dumps(card))
     render(results, out)
     assert check_leaderboard(results, out) == [
-        f"{path}: edited? detected is False, but it records a flag (detected_target 0, detection_correct True); "
+        f"{path}: edited? detected is False, but it records a flag (detected_target 0, detection_correct True, "
+        "detected_pair None); "
         "re-score it (`wmbench run --force` on its cell)"]
 
 

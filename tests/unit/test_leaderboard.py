@@ -762,7 +762,7 @@ def test_the_victim_most_of_a_seeds_cards_share_stands_for_the_seed(tmp_path: Pa
     assert key == ("content", 0) and rec.cards == 1
     assert (rec.acc_gap, rec.wsr_gap) == pytest.approx((0.005, 0.02))
     text = retrained_text(g)
-    assert text.startswith("Retrained victims: for 1 scheme-seeds (seed 0: content), 1 of the seed's cards")
+    assert text.startswith("Retrained victims: for 1 scheme-seed (seed 0: content), 1 of the seed's cards was")
     assert "victim accuracy by up to 0.5 points, victim WSR by up to 2 points" in text
     # a tie between two victims: the earliest card's stands
     root = write_cards(tmp_path / "tie", cards[:2] + cards[3:])
@@ -772,6 +772,50 @@ def test_the_victim_most_of_a_seeds_cards_share_stands_for_the_seed(tmp_path: Pa
     root = write_cards(tmp_path / "one", cards[:3])
     (g,) = summarize(load_results(root))
     assert g.retrained == {} and retrained_text(g) is None
+
+
+def test_a_tie_between_removed_cheaply_and_retained_counts_as_removed_cheaply(tmp_path: Path):
+    cards = [make_card(defense="none"),
+             make_card(attack="prune", attack_kind="removal", seed=0),
+             make_card(attack="prune", attack_kind="removal", seed=1, wsr_suspect=0.05, retained=False,
+                       removed_cheaply=True)]
+    (g,) = summarize(load_results(write_cards(tmp_path / "results", cards)))
+    assert g.cells[("content", "prune")].survived is False
+    assert next(r for r in g.attack_rows if r.name == "prune").removed_cheaply == (1, 1)
+    assert next(r for r in g.attack_rows if r.name == "identity").removed_cheaply == (0, 0)  # never counted
+
+
+def test_a_page_showing_some_cards_stands_on_the_boards_victim(tmp_path: Path):
+    """A study whose cards are mostly the retrained victim's still reports the victim most cards of the seed
+    share, and names its own cards that differ."""
+    from leaderboard.summary import _group, _records
+
+    def card(attack, acc, created):
+        return make_card(attack=attack, attack_kind="removal", clean_acc_victim=acc, created_utc=created)
+
+    every = [card("fine_tune", 0.88, "2024-01-01T00:00:00Z"), card("prune", 0.88, "2024-01-01T00:00:01Z"),
+             card("nad", 0.8850, "2024-02-01T00:00:00Z")]
+    every = _records(load_results(write_cards(tmp_path / "results", every)).drop(columns="path"))
+    part = [c for c in every if c["attack"] == "nad"]
+    alone = _group("synthetic", "small_cnn", part)
+    assert alone.defense_rows[0].victim_acc.mean == pytest.approx(0.885) and alone.retrained == {}
+    g = _group("synthetic", "small_cnn", part, reference=every)
+    assert g.defense_rows[0].victim_acc.mean == pytest.approx(0.88)
+    assert g.victims["content"][0]["attack"] == "fine_tune" and g.retrained[("content", 0)].cards == 1
+
+
+def test_a_scheme_setting_left_to_the_profile_is_the_sweeps_default_point(tmp_path: Path):
+    from leaderboard.sweeps import find_scheme_sweeps
+    from leaderboard.text import victim_wsr_text
+
+    cards = [make_card(defense=d, defense_config={"epochs": e}, profile_config={"epochs": 6})
+             for d, e in (("content", None), ("content[epochs=12]", 12))]
+    (g,) = summarize(load_results(write_cards(tmp_path / "results", cards)))
+    (sw,) = find_scheme_sweeps([g])
+    assert (sw.family, sw.field, sw.points) == ("content", "epochs", [(6, "content"), (12, "content[epochs=12]")])
+    # a watermark served by the API says so wherever its victim WSR is shown
+    assert victim_wsr_text(None, "dawn[epochs=12]", sw.victim("content", "wsr_victim")).startswith(
+        "served by the API (model ")
 
 
 def test_a_schemes_own_swept_setting_gets_a_figure_a_table_and_a_summary_line(tmp_path: Path):
