@@ -27,7 +27,7 @@ from bench.codec import CodecError, from_bytes, to_bytes
 from bench.cost import measure
 from bench.errors import WmbenchError
 
-__all__ = ["Cache", "artifact_key", "CacheStats", "entry_exists"]
+__all__ = ["Cache", "artifact_key", "CacheStats", "entry_exists", "entry_meta"]
 
 
 def artifact_key(**parts: Any) -> str:
@@ -61,6 +61,14 @@ def entry_exists(root: str | Path, key: str) -> bool:
     """Whether the cache at ``root`` holds a complete entry for ``key`` (its file and its digest); creates,
     sweeps and reads nothing (``wmbench run --dry-run`` looks at a cache it may not write)."""
     return all(p.exists() for p in _entry_files(root, key))
+
+
+def entry_meta(root: str | Path, key: str) -> dict | None:
+    """The recorded meta (``wall_s``, ...) of ``key``'s entry in the cache at ``root``, read from its header
+    alone, or None (:func:`bench.codec.read_meta`); reads nothing else and writes nothing."""
+    from bench.codec import read_meta
+
+    return read_meta(_entry_files(root, key)[0])
 
 
 class Cache:

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,7 +33,7 @@ from torch import nn
 
 from bench.errors import WmbenchError
 
-__all__ = ["CodecError", "cache_codec", "encode", "decode", "to_bytes", "from_bytes", "MAGIC"]
+__all__ = ["CodecError", "cache_codec", "encode", "decode", "to_bytes", "from_bytes", "read_meta", "MAGIC"]
 
 MAGIC = b"WMBENCH-CACHE\x002\n"  # format 2: JSON header + safetensors body (format 1 was torch.save)
 
@@ -228,6 +229,25 @@ def to_bytes(header: dict, obj: Any) -> bytes:
     tree, tensors = encode(obj)
     head = json.dumps({**header, "tree": tree}, sort_keys=True, allow_nan=False).encode()
     return MAGIC + len(head).to_bytes(8, "little") + head + save(tensors)
+
+
+def read_meta(path: str | Path) -> dict | None:
+    """The ``meta`` of the entry at ``path`` from its header alone (no body read, no digest checked: for
+    reports such as ``wmbench run --dry-run``'s time estimate, never for loading); None when it is absent or
+    not an entry of this format."""
+    try:
+        with open(path, "rb") as f:
+            lead = f.read(len(MAGIC) + 8)
+            if not lead.startswith(MAGIC) or len(lead) < len(MAGIC) + 8:
+                return None
+            n = int.from_bytes(lead[len(MAGIC):], "little")
+            if n > 64 * 2**20:  # a header is JSON of a few kilobytes; anything this size is not one
+                return None
+            header = json.loads(f.read(n))
+    except (OSError, ValueError):
+        return None
+    meta = header.get("meta") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else None
 
 
 def from_bytes(data: bytes, key: str | None = None) -> tuple[dict, Any]:

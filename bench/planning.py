@@ -22,7 +22,8 @@ from bench.results import card_path, read_card
 from bench.settings import Settings
 from bench.spec import Chain, Spec, expand_chains, expand_specs
 
-__all__ = ["Matrix", "plan_matrix", "cap_jobs", "chain_kind", "describe", "NULL_DEFENSE"]
+__all__ = ["Matrix", "Estimate", "plan_matrix", "cap_jobs", "chain_kind", "describe", "estimate", "estimate_text",
+           "NULL_DEFENSE"]
 
 NULL_DEFENSE = Spec("none")
 
@@ -151,6 +152,78 @@ def describe(matrix: Matrix, has: Callable[[str], bool]) -> list[str]:
         lines.append("attack steps to run: " + ", ".join(f"{label} {n}" for label, n in
                                                            sorted(by_step.items(), key=lambda kv: (-kv[1], kv[0]))))
     return lines
+
+
+def _signatures(matrix: Matrix) -> dict[str, tuple]:
+    """A seed-free name of every job of ``matrix``: a victim by its scheme and whether it is a null model, an
+    attack step by its victim's name and the chain up to that step; the same job at another seed has the
+    same name."""
+    names: dict[str, tuple] = {k: ("victim", job.defense.label, job.train_seed == job.seed)
+                               for k, job in matrix.victims.items()}
+
+    def name(key: str) -> tuple | None:
+        if key not in names and key in matrix.attacks:
+            job = matrix.attacks[key]
+            parent = name(job.parent_key)
+            names[key] = None if parent is None else (*parent, job.attack.label)
+        return names.get(key)
+
+    for key in matrix.attacks:
+        name(key)
+    return {k: v for k, v in names.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What the models still to train took when the same jobs ran at other seeds: the summed single-job wall
+    seconds of the ``timed`` ones (each the mean of its recorded runs), and how many were never timed."""
+
+    seconds: float
+    timed: int
+    untimed: int
+
+
+def estimate(matrix: Matrix, reference: Matrix, has: Callable[[str], bool],
+             meta: Callable[[str], dict | None]) -> Estimate:
+    """:class:`Estimate` of ``matrix``'s uncached jobs from the recorded ``wall_s`` (``meta(key)``) of the
+    jobs of ``reference`` (the same run planned with ``force`` over more seeds) that have the same seed-free
+    name (:func:`_signatures`)."""
+    recorded: dict[tuple, list[float]] = {}
+    for key, sig in _signatures(reference).items():
+        wall = (meta(key) or {}).get("wall_s")
+        if isinstance(wall, (int, float)):
+            recorded.setdefault(sig, []).append(float(wall))
+    seconds, timed, untimed = 0.0, 0, 0
+    for key, sig in _signatures(matrix).items():
+        if has(key):
+            continue
+        if sig in recorded:
+            seconds += sum(recorded[sig]) / len(recorded[sig])
+            timed += 1
+        else:
+            untimed += 1
+    return Estimate(seconds, timed, untimed)
+
+
+def _duration(seconds: float) -> str:
+    """``7.9 h``, ``12 min`` or ``40 s``."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def estimate_text(est: Estimate, jobs: int) -> str:
+    """``time: about 7.9 h of single-job wall time for 420 of the 456 models to train (...)``."""
+    total = est.timed + est.untimed
+    if not total:
+        return "time: nothing to train"
+    if not est.timed:
+        return f"time: no estimate (none of the {total} models to train was timed at another seed)"
+    text = (f"time: about {_duration(est.seconds)} of single-job wall time for {est.timed} of the {total} models "
+            "to train (each the mean recorded time of the same job at other seeds")
+    if jobs > 1:
+        text += f"; about {_duration(est.seconds / jobs)} at --jobs {jobs} if the jobs keep every worker busy"
+    return text + ")" + (f"; {est.untimed} never timed" if est.untimed else "")
 
 
 def chain_kind(chain: Chain) -> str:

@@ -196,15 +196,29 @@ def cmd_run(args) -> int:
     defenses, attacks, seeds = _board_run(args)
     settings = _settings(args, args.dataset, arch=args.arch, verbose=args.verbose)
     if args.dry_run:
-        from bench.cache import entry_exists
-        from bench.planning import describe, plan_matrix
+        from bench.boards import get_board
+        from bench.cache import entry_exists, entry_meta
+        from bench.planning import describe, estimate, estimate_text, plan_matrix
+        from bench.results import card_path
 
         matrix = plan_matrix(settings, defenses, attacks, seeds, force=args.force)
         what = f"board {args.board}" if args.board else "the run"
         print(f"wmbench: dry run of {what} ({settings.dataset} / {settings.arch} / {settings.profile.name}, "
               f"seeds {','.join(map(str, seeds))}); nothing was run")
-        for line in describe(matrix, lambda key: entry_exists(settings.cache_dir, key)):
+
+        def has(key: str) -> bool:
+            return entry_exists(settings.cache_dir, key)
+
+        for line in describe(matrix, has):
             print(f"  {line}")
+        # the same jobs at the other seeds of the board or of the cards already in the results folder say how
+        # long they take
+        folder = card_path(args.results, settings.dataset, settings.arch, "-", "-", 0).parent.parent.parent
+        ran = {int(p.stem[5:]) for p in folder.glob("*/*/seed-*.json") if p.stem[5:].isdigit()}
+        every = sorted({*seeds, *ran, *(get_board(args.board).seeds if args.board else ())})
+        reference = plan_matrix(settings, defenses, attacks, every, force=True)
+        est = estimate(matrix, reference, has, lambda key: entry_meta(settings.cache_dir, key))
+        print(f"  {estimate_text(est, settings.jobs)}")
         return 0
     summary = run(settings, defenses, attacks, seeds, force=args.force, **_run_options(args))
     c = summary.counts

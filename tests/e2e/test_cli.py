@@ -1,6 +1,7 @@
 """CLI: every bad input exits 2 with one clear line and no traceback."""
 
 import json
+import re
 
 import pytest
 
@@ -113,6 +114,11 @@ def test_dry_run_says_what_would_run_and_runs_nothing(capsys, tmp_path):
     assert code == 0 and "1 cells: 1 ok" in out
     code, out, _ = _err(capsys, [*argv, "--dry-run"])
     assert "3 cells to run, 1 already done" in out and "(1 cached)" in out
+    assert "time: no estimate (none of the 10 models to train was timed at another seed)" in out
+    # the same two jobs at another seed: estimated from the ones just timed
+    code, out, _ = _err(capsys, [*one, "--seeds", "1", "--dry-run"])
+    assert re.search(r"time: about \d+ s of single-job wall time for 2 of the 2 models to train \(each the mean "
+                     r"recorded time of the same job at other seeds\)$", out.strip()), out
 
 
 def test_plugin_flag_registers_a_loose_file(capsys, tmp_path):

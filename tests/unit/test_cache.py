@@ -29,6 +29,21 @@ def test_cache_roundtrip_and_corruption(tmp_path):
     assert cache.stats.rebuilt_corrupt == [key]
 
 
+def test_an_entrys_recorded_meta_reads_from_its_header_alone(tmp_path):
+    from bench.cache import entry_meta
+
+    cache = Cache(tmp_path)
+    key = artifact_key(a=2)
+    assert entry_meta(tmp_path, key) is None  # absent
+    _, meta = cache.get_or_build(key, lambda: {"w": torch.zeros(4)}, meta={"what": "test"})
+    assert entry_meta(tmp_path, key) == {**meta}
+    p = cache.path(key)
+    p.write_bytes(b"not an entry at all")
+    assert entry_meta(tmp_path, key) is None
+    p.write_bytes(p.read_bytes()[:0] + b"WMBENCH-CACHE\x002\n" + (2**40).to_bytes(8, "little"))  # absurd length
+    assert entry_meta(tmp_path, key) is None
+
+
 def test_cache_unwritable_dir_is_clear(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
