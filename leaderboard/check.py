@@ -23,7 +23,7 @@ from bench.score import verdict
 from bench.spec import parse_spec, split_top_level
 from leaderboard.drawn import dumps, read_sidecar, sidecar
 from leaderboard.export import CSV_NAME
-from leaderboard.text import first_difference
+from leaderboard.text import first_difference, label_rate
 
 __all__ = ["check_leaderboard", "stale_versions", "verdict_mismatch"]
 
@@ -124,7 +124,7 @@ def verdict_mismatch(card: dict) -> str | None:
         return None
     try:
         retained, cheaply = verdict(wsr=card["wsr_suspect"], threshold=card["threshold"], p_value=card["p_value"],
-                                    label_rate=(card.get("extras") or {}).get("suspect_label_rate") or 0.0,
+                                    label_rate=label_rate(card) or 0.0,
                                     acc_victim=card["clean_acc_victim"], acc_suspect=card["clean_acc_suspect"])
     except TypeError:  # a number the verdict rests on is missing
         return "it has a verdict but not the WSR, threshold, p-value and accuracies it rests on"

@@ -23,6 +23,7 @@ from leaderboard.text import (
     MARK_OK,
     NOT_RUN_MARK,
     api_embedded,
+    label_rate,
     point_text,
     rounded,
     sweep_title,
@@ -84,7 +85,7 @@ def evidence(cell) -> float:
     (the share of clean inputs of other classes it gives the watermark's labels), which is what the verdict's
     threshold applies to; a rejected cell (✗) is held just under the lowest threshold of its cards, so a copy that
     answers the target to everything (WSR 100%, label rate 100%) is red, and no ✗ is ever green."""
-    excess = [max(0.0, c["wsr_suspect"] - ((c.get("extras") or {}).get("suspect_label_rate") or 0.0))
+    excess = [max(0.0, c["wsr_suspect"] - (label_rate(c) or 0.0))
               for c in cell.ok if c["wsr_suspect"] is not None]
     value = sum(excess) / len(excess) if excess else float("nan")
     if cell.survived is False:
@@ -192,12 +193,38 @@ def _palette(names: list[str]) -> dict[str, tuple]:
     return {d: colours[i % len(colours)] for i, d in enumerate(names)}
 
 
+def _verdict_line(ax, pts: list[tuple[float, float, bool | None]], colour, label: str) -> None:
+    """One scheme's or column's WSR line: (x, mean WSR, verdict) points, a hollow marker where removed."""
+    ax.plot([x for x, _, _ in pts], [w for _, w, _ in pts], marker="o", color=colour, label=label)
+    removed = [(x, w) for x, w, kept in pts if kept is False]
+    if removed:
+        ax.plot(*zip(*removed, strict=True), linestyle="none", marker="o", color=colour, markerfacecolor="white")
+
+
+def _share_axes(ax, xs: list[float], ticks: list[str], xlabel: str, ylabel: str, log: bool) -> None:
+    """A panel whose y axis is a share (0-100%) over the sweep's points ``xs``, log-scaled or padded linear."""
+    import matplotlib.ticker
+
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlim(min(xs) / 1.4, max(xs) * 1.4)
+    else:
+        pad = 0.06 * (max(xs) - min(xs))
+        ax.set_xlim(min(xs) - pad, max(xs) + pad)
+    ax.set_xticks(xs, ticks)
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xlabel(xlabel)
+    ax.set_ylim(-0.03, 1.03)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+    ax.grid(True, color="#e5e5e5", linewidth=0.8)
+
+
 def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
     """One row per sweep of one field: WSR (watermarked schemes) and the suspect's clean accuracy (every
     scheme) versus the field, one line per scheme; filled markers = retained, hollow = removed, dashed = the
     scheme's threshold. Query budgets are log-scaled (the stolen model's accuracy), any other field linear."""
     import matplotlib
-    import matplotlib.ticker
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -227,11 +254,7 @@ def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
                 wsr = [(q, st.mean, kept) for q, st, kept in wsr if st is not None]
                 if not wsr:
                     continue
-                ax_wsr.plot([q for q, _, _ in wsr], [w for _, w, _ in wsr], marker="o", color=colour, label=d)
-                removed = [(q, w) for q, w, kept in wsr if kept is False]
-                if removed:
-                    ax_wsr.plot(*zip(*removed, strict=True), linestyle="none", marker="o", color=colour,
-                                markerfacecolor="white")
+                _verdict_line(ax_wsr, wsr, colour, d)
                 thresholds.update(t for c in g.cells.values() if c.defense == d for t in
                                   [card["threshold"] for card in c.ok] if t is not None)
             if not thresholds and ax_wsr.get_lines():
@@ -241,19 +264,7 @@ def render_sweeps(sweeps: list[Sweep], path: Path) -> Path:
             ax_wsr.set_title(sweep_title(sw), loc="left")
             for ax, what, empty in ((ax_wsr, f"WSR of the {model}", "no watermarked scheme"),
                                     (ax_acc, f"clean accuracy of the {model}", "no ok card")):
-                ax.set_ylabel(what)
-                if log:
-                    ax.set_xscale("log")
-                    ax.set_xlim(min(xs) / 1.4, max(xs) * 1.4)
-                else:
-                    pad = 0.06 * (max(xs) - min(xs))
-                    ax.set_xlim(min(xs) - pad, max(xs) + pad)
-                ax.set_xticks(xs, [point_text(x, sw, a) for x, a in sw.points])
-                ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-                ax.set_xlabel(sw.axis)
-                ax.set_ylim(-0.03, 1.03)
-                ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
-                ax.grid(True, color="#e5e5e5", linewidth=0.8)
+                _share_axes(ax, xs, [point_text(x, sw, a) for x, a in sw.points], sw.axis, what, log)
                 if not ax.get_lines():
                     ax.text(0.5, 0.5, empty, ha="center", transform=ax.transAxes)
             if colours:  # one key per row, beside it: every scheme drawn in either panel, none over the data
@@ -277,7 +288,6 @@ def render_scheme_sweeps(sweeps: list[SchemeSweep], path: Path) -> Path:
     """One row per scheme sweep of a study (:class:`leaderboard.sweeps.SchemeSweep`): the victim's accuracy and
     WSR versus the setting, and the WSR each attack column leaves in the suspect model versus the setting."""
     import matplotlib
-    import matplotlib.ticker
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -295,41 +305,24 @@ def render_scheme_sweeps(sweeps: list[SchemeSweep], path: Path) -> Path:
                 pts = [(x, st.mean) for x, d in sw.points if (st := sw.victim(d, name)) is not None]
                 if pts:
                     ax_victim.plot(*zip(*pts, strict=True), marker="o", color=colour, label=label)
-            columns = [a for a in sw.columns() if sum(bool(sw.cards(d, a)) for _, d in sw.points) >= 2]
+            columns = [a for a in sw.columns() if sum(bool(sw.cell(d, a).ok) for _, d in sw.points) >= 2]
             colours = _palette(columns)
             thresholds = set()
             for a in columns:
                 pts = []
                 for x, d in sw.points:
-                    cards = [c for c in sw.cards(d, a) if c["wsr_suspect"] is not None]
-                    if cards:
-                        kept = [bool(c["retained"]) for c in cards if c["retained"] is not None]
-                        pts.append((x, sum(c["wsr_suspect"] for c in cards) / len(cards),
-                                    2 * sum(kept) > len(kept) if kept else None))
-                        thresholds.update(c["threshold"] for c in cards if c["threshold"] is not None)
-                ax_copy.plot([x for x, _, _ in pts], [w for _, w, _ in pts], marker="o", color=colours[a], label=a)
-                removed = [(x, w) for x, w, kept in pts if kept is False]
-                if removed:
-                    ax_copy.plot(*zip(*removed, strict=True), linestyle="none", marker="o", color=colours[a],
-                                 markerfacecolor="white")
+                    cell = sw.cell(d, a)
+                    wsr = cell.stat("wsr_suspect")
+                    if wsr is not None:
+                        pts.append((x, wsr.mean, cell.survived))
+                        thresholds.update(c["threshold"] for c in cell.ok if c["threshold"] is not None)
+                _verdict_line(ax_copy, pts, colours[a], a)
             for t in sorted(thresholds):
                 ax_copy.axhline(t, color="#57606a", linestyle="--", linewidth=1.0)
             log = min(xs) > 0 and max(xs) / min(xs) >= 10  # 0.02 to 0.5 would crowd the left of a linear axis
             for ax, what, empty in ((ax_victim, "victim: accuracy and WSR", "no victim card"),
                                     (ax_copy, "WSR of the suspect model", "no attack column at two settings")):
-                if log:
-                    ax.set_xscale("log")
-                    ax.set_xlim(min(xs) / 1.4, max(xs) * 1.4)
-                else:
-                    pad = 0.06 * (max(xs) - min(xs))
-                    ax.set_xlim(min(xs) - pad, max(xs) + pad)
-                ax.set_xticks(xs, [tick_text(x) for x in xs])
-                ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-                ax.set_xlabel(sw.axis)
-                ax.set_ylabel(what)
-                ax.set_ylim(-0.03, 1.03)
-                ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
-                ax.grid(True, color="#e5e5e5", linewidth=0.8)
+                _share_axes(ax, xs, [tick_text(x) for x in xs], sw.axis, what, log)
                 if not ax.get_lines():
                     ax.set_axis_off()
                     ax.text(0.5, 0.5, empty, ha="center", transform=ax.transAxes, color="#57606a")

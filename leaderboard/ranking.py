@@ -129,7 +129,7 @@ def ranked_rows(group: Group) -> list[tuple[str, Standing, list[str]]]:
         low, high = s.seeds
         seeds = (str(low) if low == high else f"{low}–{high}") + f" of {len(group.seeds)}"
         out.append((DASH if rank is None else str(rank), s, [
-            paper_of(s.row.name), pts_stat(s.row.acc_cost), victim_wsr_text(s.row),
+            paper_of(s.row.name), pts_stat(s.row.acc_cost), victim_wsr_text(s.row.name, s.row.victim_wsr),
             f"{s.survived}/{s.judged}" + ("" if s.complete else f" ({s.columns - s.judged} not run)"),
             worst_text(s.row.worst.get("extraction")), worst_text(s.row.worst.get("removal")),
             detected_by_text(s.row), embedding_text(s.row), seeds]))

@@ -75,18 +75,12 @@ def _scheme_sweep_line(sw: SchemeSweep) -> str:
 
 def _scheme_sweep_table(sw: SchemeSweep) -> list[str]:
     """The rows of one scheme sweep: the victim's accuracy and WSR, then each column's cell, per setting."""
-    from leaderboard.summary import CellSummary
     from leaderboard.text import board_cell_text
 
-    def cell_text(d: str, a: str) -> str:
-        cell = sw.group.cells[(d, a)]
-        cards = [c for c in cell.cards if not sw.seeds or c["seed"] in sw.seeds]
-        seeds = tuple(s for s in cell.seeds if not sw.seeds or s in sw.seeds)
-        return board_cell_text(CellSummary(d, a, cell.kind, seeds, cards), True)
-
     rows = [("Victim acc", [pct_stat(sw.victim(d, "clean_acc_victim")) for _, d in sw.points]),
-            ("Victim WSR", [victim_wsr_text(None, d, sw.victim(d, "wsr_victim")) for _, d in sw.points])]
-    rows += [(code(a), [cell_text(d, a) for _, d in sw.points]) for a in sw.columns(detection=True)]
+            ("Victim WSR", [victim_wsr_text(d, sw.victim(d, "wsr_victim")) for _, d in sw.points])]
+    rows += [(code(a), [board_cell_text(sw.cell(d, a), True) for _, d in sw.points])
+             for a in sw.columns(detection=True)]
     head = [tick_text(x) for x, _ in sw.points]
     lines = [f"### {code(sw.family)} by {escape_md(sw.axis)}", ""]
     for part in chunks(list(range(len(head))), MAX_COLUMNS - 1):
@@ -112,7 +106,7 @@ def _scheme_line(g: Group, d: str) -> str:
     if row.acc_cost is not None:
         parts[0] += f" ({pts_stat(row.acc_cost)} against none)"
     if row.victim_wsr is not None:
-        parts.append(f"victim WSR {victim_wsr_text(row)}")
+        parts.append(f"victim WSR {victim_wsr_text(d, row.victim_wsr)}")
     judged = [c for c in g.cells.values() if c.defense == d and c.kind in ROBUSTNESS_KINDS
               and not is_configured(c.attack) and c.status == "ok" and c.survived is not None]
     if judged:
@@ -125,8 +119,7 @@ def _scheme_line(g: Group, d: str) -> str:
 
 def _seeds_text(g: Group, d: str) -> str:
     """The seeds of a scheme's ok cards in the group: ``0, 1, 2``."""
-    seeds = sorted({c["seed"] for cell in g.cells.values() if cell.defense == d for c in cell.ok})
-    return ", ".join(map(str, seeds)) or DASH
+    return ", ".join(map(str, sorted(g.ok_seeds(d)))) or DASH
 
 
 def _sweep_line(sw: Sweep) -> str | None:
@@ -222,7 +215,7 @@ def render_study(view) -> str:
 
 def _row_text(g: Group, d: str, name: str) -> str:
     row = next(r for r in g.defense_rows if r.name == d)
-    return victim_wsr_text(row) if name == "victim_wsr" else pct_stat(getattr(row, name))
+    return victim_wsr_text(d, row.victim_wsr) if name == "victim_wsr" else pct_stat(getattr(row, name))
 
 
 def render_other(cards: list[dict]) -> str:

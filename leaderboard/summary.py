@@ -252,6 +252,10 @@ class Group:
     def not_run(self) -> int:
         return sum(len(c.missing_seeds) for c in self.cells.values())
 
+    def ok_seeds(self, defense: str) -> set[int]:
+        """The seeds at which ``defense`` has an ok card in some column of the group."""
+        return {card["seed"] for cell in self.cells.values() if cell.defense == defense for card in cell.ok}
+
 
 def defense_sort_key(name: str):
     return (name != CONTROL_DEFENSE, name)
@@ -364,20 +368,18 @@ def victim_choice(cards: list[dict]) -> dict[tuple, dict]:
     return out
 
 
-def seed_victims(cards: list[dict], defense: str,
-                 choice: dict[tuple, dict] | None = None) -> dict[int, tuple[dict, list[dict]]]:
-    """Per seed of ``defense`` in ``cards``, (the card standing for the seed's victim, chosen by
-    :func:`victim_choice` over every card in ``choice``, else over ``cards``; those of ``cards`` whose victim
-    numbers differ from it), so a scheme's accuracy cost, victim WSR and embedding time do not depend on which
-    cards a page shows."""
-    choice = victim_choice(cards) if choice is None else choice
+def seed_victims(cards: list[dict], defense: str, choice: dict[tuple, dict]) -> dict[int, tuple[dict, list[dict]]]:
+    """Per seed of ``defense`` in ``cards``, (the card standing for the seed's victim in ``choice``, the
+    :func:`victim_choice` over every card, ``cards`` among them; those of ``cards`` whose victim numbers differ
+    from it), so a scheme's accuracy cost, victim WSR and embedding time do not depend on which cards a page
+    shows."""
     by_seed: dict[int, list[dict]] = {}
     for c in cards:
         if c["defense"] == defense and c["clean_acc_victim"] is not None:
             by_seed.setdefault(c["seed"], []).append(c)
     out = {}
     for seed, group in sorted(by_seed.items()):
-        rep = choice.get(_victim_key(group[0])) or victim_choice(group)[_victim_key(group[0])]
+        rep = choice[_victim_key(group[0])]
         out[seed] = (rep, [c for c in group if _victim_signature(c) != _victim_signature(rep)])
     return out
 

@@ -147,11 +147,13 @@ class SchemeSweep:
     def axis(self) -> str:
         return SCHEME_AXIS.get(self.field, self.field)
 
-    def cards(self, defense: str, attack: str | None = None) -> list[dict]:
-        """The ok cards of ``defense`` (in ``attack``'s column, or every column) at the sweep's common seeds."""
-        cells = [self.group.cells[(defense, attack)]] if attack else [
-            c for c in self.group.cells.values() if c.defense == defense]
-        return [card for c in cells for card in c.ok if not self.seeds or card["seed"] in self.seeds]
+    def cell(self, defense: str, attack: str) -> CellSummary:
+        """The group's cell of ``defense`` and ``attack`` restricted to the sweep's common seeds."""
+        cell = self.group.cells[(defense, attack)]
+        if not self.seeds:
+            return cell
+        return CellSummary(defense, attack, cell.kind, tuple(s for s in cell.seeds if s in self.seeds),
+                           [c for c in cell.cards if c["seed"] in self.seeds])
 
     def victim(self, defense: str, name: str) -> Stat | None:
         """A victim-level field (``clean_acc_victim``, ``wsr_victim``) over the common seeds, one value per seed:
@@ -164,7 +166,7 @@ class SchemeSweep:
         plus the detection columns when ``detection`` (never the control)."""
         skip = ("control",) if detection else ("control", "detection")
         return [a for a in self.group.attacks if self.group.kinds[a] not in skip
-                and any(self.cards(d, a) for _, d in self.points)]
+                and any(self.cell(d, a).ok for _, d in self.points)]
 
 
 def find_scheme_sweeps(groups: list[Group]) -> list[SchemeSweep]:
@@ -192,9 +194,7 @@ def find_scheme_sweeps(groups: list[Group]) -> list[SchemeSweep]:
             if len(by_value) < 2:
                 continue
             points = sorted(by_value.items())
-            per_point = [{c["seed"] for cell in g.cells.values() if cell.defense == d for c in cell.ok}
-                         for _, d in points]
-            common = set.intersection(*per_point)
+            common = set.intersection(*(g.ok_seeds(d) for _, d in points))
             sweeps.append(SchemeSweep(g, family, name, points, tuple(sorted(common))))
     return sweeps
 

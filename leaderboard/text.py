@@ -260,12 +260,9 @@ def api_embedded(name: str) -> bool:
     return base in DEFENSES and DEFENSES.get(base).embedding == "api"
 
 
-def victim_wsr_text(row: DefenseRow | None, name: str | None = None, wsr: Stat | None = None) -> str:
-    """The victim's WSR (of ``row``, or ``wsr`` of the scheme ``name``); for a scheme whose watermark lives in
-    the served answers (:func:`api_embedded`) the API serves it by construction, and the model's own WSR is
-    shown beside."""
-    if row is not None:
-        name, wsr = row.name, row.victim_wsr
+def victim_wsr_text(name: str, wsr: Stat | None) -> str:
+    """The victim WSR ``wsr`` of the scheme ``name``; for a scheme whose watermark lives in the served answers
+    (:func:`api_embedded`) the API serves it by construction, and the model's own WSR is shown beside."""
     if api_embedded(name):
         return f"served by the API (model {pct_stat(wsr)})"
     return pct_stat(wsr)

@@ -196,10 +196,12 @@ def cmd_run(args) -> int:
     defenses, attacks, seeds = _board_run(args)
     settings = _settings(args, args.dataset, arch=args.arch, verbose=args.verbose)
     if args.dry_run:
+        from pathlib import Path
+
         from bench.boards import get_board
         from bench.cache import entry_exists, entry_meta
         from bench.planning import describe, estimate, estimate_text, plan_matrix
-        from bench.results import card_path
+        from bench.results import slug
 
         matrix = plan_matrix(settings, defenses, attacks, seeds, force=args.force)
         what = f"board {args.board}" if args.board else "the run"
@@ -213,7 +215,7 @@ def cmd_run(args) -> int:
             print(f"  {line}")
         # the same jobs at the other seeds of the board or of the cards already in the results folder say how
         # long they take
-        folder = card_path(args.results, settings.dataset, settings.arch, "-", "-", 0).parent.parent.parent
+        folder = Path(args.results) / slug(settings.dataset) / slug(settings.arch)
         ran = {int(p.stem[5:]) for p in folder.glob("*/*/seed-*.json") if p.stem[5:].isdigit()}
         every = sorted({*seeds, *ran, *(get_board(args.board).seeds if args.board else ())})
         reference = plan_matrix(settings, defenses, attacks, every, force=True)

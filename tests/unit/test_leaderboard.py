@@ -774,6 +774,13 @@ def test_the_victim_most_of_a_seeds_cards_share_stands_for_the_seed(tmp_path: Pa
     assert g.retrained == {} and retrained_text(g) is None
 
 
+def test_the_attack_note_states_the_scorers_cheap_removal_rule():
+    from bench.score import MAX_ACC_DROP
+    from leaderboard.text import ATTACK_NOTE
+
+    assert f"at most {100 * MAX_ACC_DROP:g} points of clean accuracy" in ATTACK_NOTE
+
+
 def test_a_tie_between_removed_cheaply_and_retained_counts_as_removed_cheaply(tmp_path: Path):
     cards = [make_card(defense="none"),
              make_card(attack="prune", attack_kind="removal", seed=0),
@@ -814,7 +821,7 @@ def test_a_scheme_setting_left_to_the_profile_is_the_sweeps_default_point(tmp_pa
     (sw,) = find_scheme_sweeps([g])
     assert (sw.family, sw.field, sw.points) == ("content", "epochs", [(6, "content"), (12, "content[epochs=12]")])
     # a watermark served by the API says so wherever its victim WSR is shown
-    assert victim_wsr_text(None, "dawn[epochs=12]", sw.victim("content", "wsr_victim")).startswith(
+    assert victim_wsr_text("dawn[epochs=12]", sw.victim("content", "wsr_victim")).startswith(
         "served by the API (model ")
 
 

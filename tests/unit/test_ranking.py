@@ -153,5 +153,5 @@ def test_a_watermark_served_by_the_api_says_so_in_the_victim_column(tmp_path):
              make_card(defense="content", attack="identity", wsr_victim=1.0, wsr_suspect=1.0, **where)]
     (g,) = sections(load_results(_write(tmp_path / "results", cards))).boards
     rows = {r.name: r for r in g.defense_rows}
-    assert victim_wsr_text(rows["dawn"]) == "served by the API (model 0.0%)"
-    assert victim_wsr_text(rows["content"]) == "100.0%"
+    assert victim_wsr_text("dawn", rows["dawn"].victim_wsr) == "served by the API (model 0.0%)"
+    assert victim_wsr_text("content", rows["content"].victim_wsr) == "100.0%"
