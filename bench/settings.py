@@ -107,8 +107,12 @@ def device_name(spec: str) -> str:
 
 
 def git_sha(path: str | Path = ".") -> str | None:
+    """The commit of the checkout at ``path``; where that is no git checkout (a copy of the source tree sent to
+    another machine, an unpacked archive), ``$WMBENCH_GIT_SHA`` if set, else None."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
+        pass
+    return os.environ.get("WMBENCH_GIT_SHA", "").strip() or None
