@@ -101,6 +101,7 @@ def render_markdown(sections, title: str, cost: bool = False) -> str:
         GATE_NOTE,
         attack_values,
         board_line,
+        devices_text,
         retrained_text,
     )
 
@@ -120,6 +121,8 @@ def render_markdown(sections, title: str, cost: bool = False) -> str:
         lines += [escape_md(flips), ""] if flips else []
         retrained = retrained_text(g)
         lines += [escape_md(retrained), ""] if retrained else []
+        devices = devices_text(g)
+        lines += [escape_md(devices), ""] if devices else []
         lines += [escape_md(CELL_NOTE), "", escape_md(CONTROL_NOTE), ""]
         lines += kind_tables(g, board_rows(g))
         lines += ["### Attacks", ""]

@@ -20,6 +20,7 @@ from leaderboard.text import (
     MARK_OK,
     api_embedded,
     detected_by_text,
+    devices_text,
     pct,
     pct_stat,
     point_text,
@@ -180,7 +181,7 @@ def render_study(view) -> str:
     if st.see_also:
         lines += ["See also: " + ", ".join(f"[{escape_md(p)}](../../{p})" for p in st.see_also) + ".", ""]
     lines += ["## Summary", "", *study_summary(view), ""]
-    lines += [escape_md(text) + "\n" for g in view.groups if (text := retrained_text(g))]
+    lines += [escape_md(text) + "\n" for g in view.groups for text in (retrained_text(g), devices_text(g)) if text]
     for fld, sweeps in study_sweeps(view).items():
         heading, alt, note = sweep_section(fld)
         name = study_figure_name(st.name, fld)

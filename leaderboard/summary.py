@@ -243,6 +243,9 @@ class Group:
     retrained: dict[tuple[str, int], Retrained] = field(default_factory=dict)
     # scheme -> seed -> the card standing for that seed's victim (seed_victims)
     victims: dict[str, dict[int, dict]] = field(default_factory=dict)
+    # device recorded on the cards -> seed -> the schemes with a card made there (device_use), most cards first
+    devices: dict[str, dict[int, tuple[str, ...]]] = field(default_factory=dict)
+    device_cards: dict[str, int] = field(default_factory=dict)  # device -> how many of the group's cards
 
     @property
     def label(self) -> str:
@@ -336,9 +339,22 @@ def _group(dataset: str, arch: str, cards: list[dict], *, defenses: tuple[str, .
     g.victims = {d: {seed: rep for seed, (rep, _) in v.items()} for d, v in victims.items()}
     g.retrained = {(d, seed): _retrained(rep, odd) for d in defenses for seed, (rep, odd) in victims[d].items()
                    if odd}
+    g.device_cards, g.devices = device_use(cards)
     g.defense_rows = [_defense_row(g, d, cards, victims) for d in defenses]
     g.attack_rows = [_attack_row(g, a) for a in attacks]
     return g
+
+
+def device_use(cards: list[dict]) -> tuple[dict[str, int], dict[str, dict[int, tuple[str, ...]]]]:
+    """How many of ``cards`` each recorded device made (most first; a card without one counts as
+    ``unrecorded``), and per device, per seed, the schemes with a card made there."""
+    counts = Counter(c.get("device") or "unrecorded" for c in cards)
+    order = sorted(counts, key=lambda dev: (-counts[dev], dev))
+    where: dict[str, dict[int, set[str]]] = {}
+    for c in cards:
+        where.setdefault(c.get("device") or "unrecorded", {}).setdefault(c["seed"], set()).add(c["defense"])
+    return ({dev: counts[dev] for dev in order},
+            {dev: {seed: tuple(sorted(where[dev][seed])) for seed in sorted(where[dev])} for dev in order})
 
 
 def _victim_signature(card: dict) -> tuple:
@@ -353,8 +369,8 @@ def victim_choice(cards: list[dict]) -> dict[tuple, dict]:
     """For each (dataset, arch, profile, scheme, seed), the card standing for its victim: the earliest card
     with the victim numbers (accuracy, WSR) most of its cards report. Every card of a seed is normally scored
     against one victim; a card whose victim was retrained (the cached model was gone) can differ from the rest
-    by CPU numerics. Chosen once over all the cards, so a page showing some of them stands on the same victim
-    as the board."""
+    by numerics (thread count, device). Chosen once over all the cards, so a page showing some of them stands
+    on the same victim as the board."""
     by_key: dict[tuple, list[dict]] = {}
     for c in cards:
         if c["clean_acc_victim"] is not None:

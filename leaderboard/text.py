@@ -309,10 +309,26 @@ def retrained_text(g: Group) -> str | None:
     by = ", ".join(f"{name} by up to {rounded(100 * max(v), 2):g} points" for name, v in gaps if v)
     return (f"Retrained victims: for {len(g.retrained)} scheme-seed{'s' * (len(g.retrained) != 1)} ({where}), "
             f"{many} of the seed's cards {'was' if counts == [1] else 'were'} scored against a victim trained "
-            "again because the cached one was gone (same seed and settings; CPU "
-            f"numerics differ{': ' + by if by else ''}). Each card's verdict rests on its own victim and null "
+            "again because the cached one was gone (same seed and settings; numerics differ with the thread "
+            f"count and the device{': ' + by if by else ''}). Each card's verdict rests on its own victim and null "
             "models; a scheme's accuracy cost, victim WSR and embedding time use the victim most of the seed's "
             "cards share.")
+
+
+def devices_text(g: Group) -> str | None:
+    """One sentence on the devices that made the group's cards (:attr:`Group.devices`), naming where each
+    device but the most used one ran; None when one device made them all."""
+    if len(g.device_cards) < 2:
+        return None
+    main, *others = g.device_cards
+    parts = []
+    for dev in others:
+        where = "; ".join(f"seed {seed}: {', '.join(names)}" for seed, names in g.devices[dev].items())
+        parts.append(f"{g.device_cards[dev]:,} on {dev} ({where})")
+    return (f"Devices: {g.device_cards[main]:,} of the {sum(g.device_cards.values()):,} cards ran on {main}, "
+            f"{'; '.join(parts)}. A card records the device of the run that wrote it; a model that run took "
+            "from the cache (a victim, a null model) may have been trained on another device, and the same seed "
+            "and settings give other numbers there.")
 
 
 GATE_NOTE = ("⚠ after a scheme's name: its registered defaults did not meet the victim-side gate on the "

@@ -738,7 +738,7 @@ def test_a_detection_tie_counts_as_detected_as_a_removal_tie_counts_as_removed(t
 
 
 def test_the_victim_most_of_a_seeds_cards_share_stands_for_the_seed(tmp_path: Path):
-    """A card scored against a retrained victim (the cached one was gone; CPU numerics differ) neither moves the
+    """A card scored against a retrained victim (the cached one was gone; numerics differ) neither moves the
     scheme's accuracy cost, victim WSR or embedding time nor goes unmentioned."""
     from leaderboard.text import retrained_text
 
@@ -772,6 +772,26 @@ def test_the_victim_most_of_a_seeds_cards_share_stands_for_the_seed(tmp_path: Pa
     root = write_cards(tmp_path / "one", cards[:3])
     (g,) = summarize(load_results(root))
     assert g.retrained == {} and retrained_text(g) is None
+
+
+def test_the_board_says_which_cards_ran_on_another_device(tmp_path: Path):
+    """Cards made on a GPU beside CPU cards are counted and placed (seed, schemes) in one note; one device: none."""
+    from leaderboard.text import devices_text
+
+    cpu, gpu = "cpu:x86_64x2", "cuda:NVIDIA H200"
+    cards = [make_card(defense="content", attack="identity", seed=0, device=cpu),
+             make_card(defense="content", attack="fine_tune", seed=0, device=cpu, attack_kind="removal"),
+             make_card(defense="content", attack="identity", seed=1, device=gpu),
+             make_card(defense="blend", attack="identity", seed=1, device=gpu),
+             make_card(defense="blend", attack="identity", seed=2, device=cpu),
+             make_card(defense="adi", attack="identity", seed=2, device=cpu)]
+    (g,) = summarize(load_results(write_cards(tmp_path / "results", cards)))
+    assert g.device_cards == {cpu: 4, gpu: 2}
+    assert g.devices[gpu] == {1: ("blend", "content")}
+    text = devices_text(g)
+    assert text.startswith(f"Devices: 4 of the 6 cards ran on {cpu}, 2 on {gpu} (seed 1: blend, content). ")
+    (g,) = summarize(load_results(write_cards(tmp_path / "one", [c for c in cards if c["device"] == cpu])))
+    assert devices_text(g) is None
 
 
 def test_the_attack_note_states_the_scorers_cheap_removal_rule():
