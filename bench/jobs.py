@@ -24,7 +24,7 @@ from bench.cache import Cache
 from bench.errors import WmbenchError
 from bench.oracle import Oracle
 from bench.registry import ATTACKS, DEFENSES, builtin_home, load_plugins
-from bench.settings import Settings, load_task
+from bench.settings import Settings, device_name, load_task
 from bench.spec import Spec
 from bench.train import resolve_device, set_threads
 
@@ -172,8 +172,8 @@ class VictimJob:
             prot.model = _to_cpu(prot.model)
             return prot
 
-        return cache.build_or_load(self.key, build, meta={"defense": self.defense.label,
-                                                          "seed": self.train_seed})[2]  # False: another run built it
+        meta = {"defense": self.defense.label, "seed": self.train_seed, "device": device_name(settings.device)}
+        return cache.build_or_load(self.key, build, meta=meta)[2]  # False: another run built it
 
 
 def make_target(protected: Protected, attack, task, device: torch.device | str = "cpu") -> Target:
@@ -219,7 +219,8 @@ class AttackJob:
                 out.queries = max(out.queries, target.oracle.queries)
             return out
 
-        return cache.build_or_load(self.key, build, meta={"attack": self.attack.label, "parent": self.parent_key})[2]
+        return cache.build_or_load(self.key, build, meta={"attack": self.attack.label, "parent": self.parent_key,
+                                                          "device": device_name(settings.device)})[2]
 
 
 def keyed(key, share: int | None, fn, *args):

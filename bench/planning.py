@@ -184,13 +184,17 @@ class Estimate:
 
 
 def estimate(matrix: Matrix, reference: Matrix, has: Callable[[str], bool],
-             meta: Callable[[str], dict | None]) -> Estimate:
+             meta: Callable[[str], dict | None], device: str | None = None) -> Estimate:
     """:class:`Estimate` of ``matrix``'s uncached jobs from the recorded ``wall_s`` (``meta(key)``) of the
     jobs of ``reference`` (the same run planned with ``force`` over more seeds) that have the same seed-free
-    name (:func:`_signatures`)."""
+    name (:func:`_signatures`). A record made on another device than ``device`` (a GPU's seconds say nothing
+    of a CPU run's) is left out; one that names no device (made before entries recorded it) is used."""
     recorded: dict[tuple, list[float]] = {}
     for key, sig in _signatures(reference).items():
-        wall = (meta(key) or {}).get("wall_s")
+        found = meta(key) or {}
+        wall = found.get("wall_s")
+        if device is not None and found.get("device") not in (None, device):
+            continue
         if isinstance(wall, (int, float)):
             recorded.setdefault(sig, []).append(float(wall))
     seconds, timed, untimed = 0.0, 0, 0

@@ -202,6 +202,7 @@ def cmd_run(args) -> int:
         from bench.cache import entry_exists, entry_meta
         from bench.planning import describe, estimate, estimate_text, plan_matrix
         from bench.results import slug
+        from bench.settings import device_name
 
         matrix = plan_matrix(settings, defenses, attacks, seeds, force=args.force)
         what = f"board {args.board}" if args.board else "the run"
@@ -219,7 +220,8 @@ def cmd_run(args) -> int:
         ran = {int(p.stem[5:]) for p in folder.glob("*/*/seed-*.json") if p.stem[5:].isdigit()}
         every = sorted({*seeds, *ran, *(get_board(args.board).seeds if args.board else ())})
         reference = plan_matrix(settings, defenses, attacks, every, force=True)
-        est = estimate(matrix, reference, has, lambda key: entry_meta(settings.cache_dir, key))
+        est = estimate(matrix, reference, has, lambda key: entry_meta(settings.cache_dir, key),
+                       device_name(settings.device))
         print(f"  {estimate_text(est, settings.jobs)}")
         return 0
     summary = run(settings, defenses, attacks, seeds, force=args.force, **_run_options(args))

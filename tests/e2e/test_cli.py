@@ -119,6 +119,29 @@ def test_dry_run_says_what_would_run_and_runs_nothing(capsys, tmp_path):
     code, out, _ = _err(capsys, [*one, "--seeds", "1", "--dry-run"])
     assert re.search(r"time: about \d+ s of single-job wall time for 2 of the 2 models to train \(each the mean "
                      r"recorded time of the same job at other seeds\)$", out.strip()), out
+    # the entries record where they were built; a record from another device times nothing here
+    from bench.cache import entry_exists, entry_meta
+    from bench.planning import estimate, plan_matrix
+    from bench.settings import device_name, make_settings
+
+    st = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+                       cache_dir=str(tmp_path / "c"), device="cpu")
+    todo, ref = (plan_matrix(st, "none", "identity", seeds, force=True) for seeds in ([1], [0, 1]))
+    here = device_name("cpu")
+    assert {entry_meta(st.cache_dir, k)["device"] for k in ref.victims if entry_exists(st.cache_dir, k)} == {here}
+
+    def has(key):
+        return entry_exists(st.cache_dir, key)
+
+    def meta(key):
+        return entry_meta(st.cache_dir, key)
+
+    assert estimate(todo, ref, has, meta, here).timed == 2
+    other = estimate(todo, ref, has, meta, "cuda:Some GPU")
+    assert (other.timed, other.untimed) == (0, 2)
+    old = estimate(todo, ref, has, lambda key: {k: v for k, v in (meta(key) or {}).items() if k != "device"},
+                   "cuda:Some GPU")
+    assert old.timed == 2  # an entry made before entries recorded their device still counts
 
 
 def test_plugin_flag_registers_a_loose_file(capsys, tmp_path):
