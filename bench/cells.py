@@ -61,6 +61,8 @@ class Cell:
         extras.update(outcome.extras)
         extras.update(victim_wall_s=victim_meta.get("wall_s"), victim_info=protected.info,
                       null_models=len(null_models))
+        if victim_meta.get("device"):  # where the victim was trained (it may come from another run's cache)
+            extras["victim_device"] = victim_meta["device"]
         # the numbers are bit-reproducible for the same torch thread count per job (--jobs N on C cores gives
         # each job C // N): what the victim and each attack step were trained with
         threads = [m.get("torch_threads") for m in (victim_meta, *(meta for _, meta in steps))]

@@ -15,7 +15,7 @@ import math
 
 from bench.results import card_path
 from leaderboard.intervals import Z95, wilson
-from leaderboard.summary import card_verdict
+from leaderboard.summary import card_verdict, victim_device
 
 __all__ = ["CSV_NAME", "Z95", "wilson", "cells_csv"]
 
@@ -23,9 +23,10 @@ CSV_NAME = "cells.csv"
 COLUMNS = ("dataset", "arch", "profile", "defense", "attack", "attack_kind", "seed", "status", "has_watermark",
            "wsr_suspect", "wsr_low", "wsr_high", "n_verify", "suspect_label_rate", "wsr_null", "p_value",
            "threshold", "verdict", "wsr_victim", "clean_acc_victim", "clean_acc_suspect", "fidelity", "queries",
-           "epochs", "wall_s", "victim_wall_s", "peak_mem_mb", "error", "card")
+           "epochs", "wall_s", "victim_wall_s", "peak_mem_mb", "device", "victim_device", "error", "card")
 # read from the card's ``extras``: the suspect's own rate of giving the watermark's labels to clean inputs (the
-# verdict needs WSR above it) and the victim's training wall seconds (the embedding cost)
+# verdict needs WSR above it) and the victim's training wall seconds (the embedding cost); ``device`` is where the
+# card's run ran, ``victim_device`` where its victim was trained (as recorded, else the card's device)
 _EXTRAS = ("suspect_label_rate", "victim_wall_s")
 
 
@@ -62,7 +63,7 @@ def cells_csv(cards: list[dict]) -> str:
         low = high = None
         if wsr is not None and n:
             low, high = wilson(round(wsr * n), n)
-        row.update(wsr_low=low, wsr_high=high, verdict=card_verdict(card),
+        row.update(wsr_low=low, wsr_high=high, verdict=card_verdict(card), victim_device=victim_device(card),
                    card=card_path(".", card["dataset"], card["arch"], card["defense"], card["attack"],
                                   card["seed"]).as_posix())
         out.writerow([_cell(c, row.get(c)) for c in COLUMNS])

@@ -413,12 +413,20 @@ def _per_seed(victims: dict[int, tuple[dict, list[dict]]], name: str) -> dict[in
     return {s: float(c[name]) for s, (c, _) in victims.items() if c[name] is not None}
 
 
-def _victim_seconds(victims: dict[int, tuple[dict, list[dict]]]) -> dict[int, float]:
-    """Per seed, the victim's training wall seconds (``extras.victim_wall_s``) of the card standing for it."""
+def victim_device(card: dict) -> str:
+    """Where the victim of ``card`` was trained: ``extras.victim_device`` when the card records it, else the
+    card's own device (the card standing for a seed's victim is the earliest one scored against it, normally
+    written by the run that trained it)."""
+    return (card.get("extras") or {}).get("victim_device") or card.get("device") or "unrecorded"
+
+
+def _victim_seconds(victims: dict[int, tuple[dict, list[dict]]], device: str | None) -> dict[int, float]:
+    """Per seed, the victim's training wall seconds (``extras.victim_wall_s``) of the card standing for it, for
+    the victims trained on ``device`` only (seconds from two devices do not compare; None: any)."""
     out: dict[int, float] = {}
     for s, (c, _) in victims.items():
         wall = (c.get("extras") or {}).get("victim_wall_s")
-        if wall is not None:
+        if wall is not None and device in (None, victim_device(c)):
             out[s] = float(wall)
     return out
 
@@ -436,8 +444,9 @@ def _defense_row(g: Group, d: str, cards: list[dict], victims: dict[str, dict]) 
         null = g.cells[(d, a)].stat("wsr_null")
         if null is not None:
             break
-    embed = _victim_seconds(victims[d])
-    base_embed = _victim_seconds(victims.get(CONTROL_DEFENSE, {}))
+    main = next(iter(g.device_cards), None) if len(g.device_cards) > 1 else None  # the device most cards ran on
+    embed = _victim_seconds(victims[d], main)
+    base_embed = _victim_seconds(victims.get(CONTROL_DEFENSE, {}), main)
     row = DefenseRow(
         name=d,
         has_watermark=g.has_watermark[d],

@@ -328,7 +328,7 @@ def devices_text(g: Group) -> str | None:
     return (f"Devices: {g.device_cards[main]:,} of the {sum(g.device_cards.values()):,} cards ran on {main}, "
             f"{'; '.join(parts)}. A card records the device of the run that wrote it; a model that run took "
             "from the cache (a victim, a null model) may have been trained on another device, and the same seed "
-            "and settings give other numbers there.")
+            f"and settings give other numbers there. Embedding times count only victims trained on {main}.")
 
 
 GATE_NOTE = ("⚠ after a scheme's name: its registered defaults did not meet the victim-side gate on the "

@@ -62,12 +62,15 @@ def test_the_csv_is_deterministic_and_reads_back_as_numbers():
 
 def test_the_label_rate_behind_a_verdict_and_the_embedding_time_come_from_the_extras():
     # a near-constant copy: 100% WSR but it gives the watermark's label to 99% of clean inputs, so removed
-    card = make_card(attack="dfme", attack_kind="extraction", wsr_suspect=1.0, retained=False,
-                     extras={"suspect_label_rate": 0.99, "victim_wall_s": 123.5})
+    card = make_card(attack="dfme", attack_kind="extraction", wsr_suspect=1.0, retained=False, device="cuda:X",
+                     extras={"suspect_label_rate": 0.99, "victim_wall_s": 123.5, "victim_device": "cpu:y"})
     bare = make_card(attack="prune", attack_kind="removal", extras={})
     rows = {r["attack"]: r for r in csv.DictReader(io.StringIO(cells_csv([card, bare])))}
     assert (rows["dfme"]["suspect_label_rate"], rows["dfme"]["victim_wall_s"]) == ("0.99", "123.5")
     assert (rows["prune"]["suspect_label_rate"], rows["prune"]["victim_wall_s"]) == ("", "")
+    # where the run ran and where its victim was trained (the card's own device when not recorded)
+    assert (rows["prune"]["device"], rows["prune"]["victim_device"]) == ("cpu", "cpu")
+    assert (rows["dfme"]["device"], rows["dfme"]["victim_device"]) == ("cuda:X", "cpu:y")
 
 
 @pytest.mark.parametrize(("fields", "word", "page"), [

@@ -790,8 +790,30 @@ def test_the_board_says_which_cards_ran_on_another_device(tmp_path: Path):
     assert g.devices[gpu] == {1: ("blend", "content")}
     text = devices_text(g)
     assert text.startswith(f"Devices: 4 of the 6 cards ran on {cpu}, 2 on {gpu} (seed 1: blend, content). ")
+    assert text.endswith(f"Embedding times count only victims trained on {cpu}.")
     (g,) = summarize(load_results(write_cards(tmp_path / "one", [c for c in cards if c["device"] == cpu])))
     assert devices_text(g) is None
+
+
+def test_embedding_compares_victims_trained_on_the_same_device(tmp_path: Path):
+    """A GPU-trained victim's seconds neither enter a scheme's embedding time nor its ratio to `none`'s CPU
+    seconds; the victim's device is the card's ``victim_device`` when recorded, else the card's own device."""
+    cpu, gpu = "cpu:x86_64x2", "cuda:NVIDIA H200"
+
+    def card(defense, seed, device, wall, **extras):
+        kw = {} if defense != "none" else dict(has_watermark=False, wsr_suspect=None, wsr_null=None, p_value=None,
+                                               retained=None, removed_cheaply=None, threshold=None, wsr_victim=None)
+        return make_card(defense=defense, attack="identity", seed=seed, device=device,
+                         extras={"victim_wall_s": wall, "suspect_label_rate": 0.02, **extras}, **kw)
+
+    cards = [card("none", 0, cpu, 100.0), card("none", 1, gpu, 4.0), card("none", 2, cpu, 110.0),
+             card("content", 0, cpu, 300.0), card("content", 1, gpu, 12.0),
+             # seed 2's card ran on the GPU with a victim the CPU trained (recorded on the card)
+             card("content", 2, gpu, 330.0, victim_device=cpu), card("blend", 2, cpu, 50.0)]
+    (g,) = summarize(load_results(write_cards(tmp_path / "results", cards)))
+    row = next(r for r in g.defense_rows if r.name == "content")
+    assert row.embed_s.mean == pytest.approx(315.0) and row.embed_s.n == 2
+    assert row.embed_ratio.mean == pytest.approx((3.0 + 3.0) / 2) and row.embed_ratio.n == 2
 
 
 def test_the_attack_note_states_the_scorers_cheap_removal_rule():
