@@ -111,7 +111,7 @@ def _ranked_html(g: Group) -> str:
         worst_keys = [None if c is None else c.stat("wsr_suspect") for c in worst]
         keys = [None, sort_num(r.acc_cost.mean) if r.acc_cost else "", _pct_key(r.victim_wsr), sort_num(s.survived),
                 *(_pct_key(w) for w in worst_keys), sort_num(len(r.detected_by)) if r.det_total else "",
-                sort_num(r.embed_ratio.mean) if r.embed_ratio else "", None]
+                sort_num(r.embed_ratio.median) if r.embed_ratio else "", None]
         name = code_tag(r.name)
         if r.name in g.gate:
             name += _warn(g, r.name)

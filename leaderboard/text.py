@@ -269,11 +269,12 @@ def victim_wsr_text(name: str, wsr: Stat | None) -> str:
 
 
 def embedding_text(row: DefenseRow) -> str:
-    """The victim's training time against the clean control's: ``×1.9 (480 s)``."""
+    """The victim's training time against the clean control's, medians over seeds: ``×1.9 (480 s)``. Medians,
+    as one training run slowed by a busy machine would drag a mean of three far off."""
     if row.embed_s is None:
         return DASH
-    ratio = f"×{rounded(row.embed_ratio.mean):.1f} " if row.embed_ratio is not None else ""
-    return f"{ratio}({rounded(row.embed_s.mean, 0):,.0f} s)"
+    ratio = f"×{rounded(row.embed_ratio.median):.1f} " if row.embed_ratio is not None else ""
+    return f"{ratio}({rounded(row.embed_s.median, 0):,.0f} s)"
 
 
 def status_counts(groups: list[Group]) -> tuple[int, Counter, int]:

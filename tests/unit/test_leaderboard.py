@@ -797,7 +797,10 @@ def test_the_board_says_which_cards_ran_on_another_device(tmp_path: Path):
 
 def test_embedding_compares_victims_trained_on_the_same_device(tmp_path: Path):
     """A GPU-trained victim's seconds neither enter a scheme's embedding time nor its ratio to `none`'s CPU
-    seconds; the victim's device is the card's ``victim_device`` when recorded, else the card's own device."""
+    seconds; the victim's device is the card's ``victim_device`` when recorded, else the card's own device.
+    The page shows medians over seeds."""
+    from leaderboard.text import embedding_text
+
     cpu, gpu = "cpu:x86_64x2", "cuda:NVIDIA H200"
 
     def card(defense, seed, device, wall, **extras):
@@ -809,11 +812,15 @@ def test_embedding_compares_victims_trained_on_the_same_device(tmp_path: Path):
     cards = [card("none", 0, cpu, 100.0), card("none", 1, gpu, 4.0), card("none", 2, cpu, 110.0),
              card("content", 0, cpu, 300.0), card("content", 1, gpu, 12.0),
              # seed 2's card ran on the GPU with a victim the CPU trained (recorded on the card)
-             card("content", 2, gpu, 330.0, victim_device=cpu), card("blend", 2, cpu, 50.0)]
+             card("content", 2, gpu, 330.0, victim_device=cpu), card("blend", 2, cpu, 50.0),
+             # seed 3's victim trained while the machine was busy: ten times slower
+             card("none", 3, cpu, 100.0), card("content", 3, cpu, 3000.0)]
     (g,) = summarize(load_results(write_cards(tmp_path / "results", cards)))
     row = next(r for r in g.defense_rows if r.name == "content")
-    assert row.embed_s.mean == pytest.approx(315.0) and row.embed_s.n == 2
-    assert row.embed_ratio.mean == pytest.approx((3.0 + 3.0) / 2) and row.embed_ratio.n == 2
+    assert row.embed_s.n == 3 and row.embed_s.median == pytest.approx(330.0)
+    assert row.embed_ratio.n == 3 and row.embed_ratio.median == pytest.approx(3.0)
+    # the page shows the medians: the slowed run does not move them (its mean ratio would read x12.0)
+    assert embedding_text(row) == "×3.0 (330 s)"
 
 
 def test_the_attack_note_states_the_scorers_cheap_removal_rule():
