@@ -15,7 +15,7 @@ import math
 
 from bench.results import card_path
 from leaderboard.intervals import Z95, wilson
-from leaderboard.summary import card_verdict, victim_device
+from leaderboard.summary import card_verdict
 
 __all__ = ["CSV_NAME", "Z95", "wilson", "cells_csv"]
 
@@ -25,9 +25,10 @@ COLUMNS = ("dataset", "arch", "profile", "defense", "attack", "attack_kind", "se
            "threshold", "verdict", "wsr_victim", "clean_acc_victim", "clean_acc_suspect", "fidelity", "queries",
            "epochs", "wall_s", "victim_wall_s", "peak_mem_mb", "device", "victim_device", "error", "card")
 # read from the card's ``extras``: the suspect's own rate of giving the watermark's labels to clean inputs (the
-# verdict needs WSR above it) and the victim's training wall seconds (the embedding cost); ``device`` is where the
-# card's run ran, ``victim_device`` where its victim was trained (as recorded, else the card's device)
-_EXTRAS = ("suspect_label_rate", "victim_wall_s")
+# verdict needs WSR above it), the victim's training wall seconds (the embedding cost) and where the victim was
+# trained, as the card recorded it (blank for cards written before it was recorded); ``device`` is where the
+# card's own run ran
+_EXTRAS = ("suspect_label_rate", "victim_wall_s", "victim_device")
 
 
 _INTEGERS = {"seed", "n_verify", "queries", "epochs"}
@@ -63,7 +64,7 @@ def cells_csv(cards: list[dict]) -> str:
         low = high = None
         if wsr is not None and n:
             low, high = wilson(round(wsr * n), n)
-        row.update(wsr_low=low, wsr_high=high, verdict=card_verdict(card), victim_device=victim_device(card),
+        row.update(wsr_low=low, wsr_high=high, verdict=card_verdict(card),
                    card=card_path(".", card["dataset"], card["arch"], card["defense"], card["attack"],
                                   card["seed"]).as_posix())
         out.writerow([_cell(c, row.get(c)) for c in COLUMNS])

@@ -181,7 +181,8 @@ def render_study(view) -> str:
     if st.see_also:
         lines += ["See also: " + ", ".join(f"[{escape_md(p)}](../../{p})" for p in st.see_also) + ".", ""]
     lines += ["## Summary", "", *study_summary(view), ""]
-    lines += [escape_md(text) + "\n" for g in view.groups for text in (retrained_text(g), devices_text(g)) if text]
+    notes = (text for g in view.groups for text in (retrained_text(g), devices_text(g, embedding=False)))
+    lines += [escape_md(text) + "\n" for text in notes if text]
     for fld, sweeps in study_sweeps(view).items():
         heading, alt, note = sweep_section(fld)
         name = study_figure_name(st.name, fld)

@@ -246,6 +246,10 @@ class Group:
     # device recorded on the cards -> seed -> the schemes with a card made there (device_use), most cards first
     devices: dict[str, dict[int, tuple[str, ...]]] = field(default_factory=dict)
     device_cards: dict[str, int] = field(default_factory=dict)  # device -> how many of the group's cards
+    # (scheme, seed) -> where the victim standing for it was trained (victim_devices), and the device most of
+    # the results' victims were trained on when they were trained on more than one (else None)
+    victim_device: dict[tuple[str, int], str] = field(default_factory=dict)
+    main_device: str | None = None
 
     @property
     def label(self) -> str:
@@ -334,12 +338,17 @@ def _group(dataset: str, arch: str, cards: list[dict], *, defenses: tuple[str, .
         for a in attacks
     }
     g = Group(dataset, arch, seeds, profiles, defenses, attacks, kinds, has_wm, cells, [], [], len(cards))
-    choice = victim_choice(reference if reference is not None else cards)
+    every = reference if reference is not None else cards
+    choice = victim_choice(every)
+    trained_on = victim_devices(every)
     victims = {d: seed_victims(cards, d, choice) for d in defenses}
     g.victims = {d: {seed: rep for seed, (rep, _) in v.items()} for d, v in victims.items()}
     g.retrained = {(d, seed): _retrained(rep, odd) for d in defenses for seed, (rep, odd) in victims[d].items()
                    if odd}
     g.device_cards, g.devices = device_use(cards)
+    g.victim_device = {(d, seed): trained_on[_victim_id(rep)]
+                       for d in defenses for seed, (rep, _) in victims[d].items()}
+    g.main_device = main_victim_device(choice, trained_on)
     g.defense_rows = [_defense_row(g, d, cards, victims) for d in defenses]
     g.attack_rows = [_attack_row(g, a) for a in attacks]
     return g
@@ -413,20 +422,47 @@ def _per_seed(victims: dict[int, tuple[dict, list[dict]]], name: str) -> dict[in
     return {s: float(c[name]) for s, (c, _) in victims.items() if c[name] is not None}
 
 
-def victim_device(card: dict) -> str:
-    """Where the victim of ``card`` was trained: ``extras.victim_device`` when the card records it, else the
-    card's own device (the card standing for a seed's victim is the earliest one scored against it, normally
-    written by the run that trained it)."""
-    return (card.get("extras") or {}).get("victim_device") or card.get("device") or "unrecorded"
+def _victim_id(card: dict) -> tuple:
+    """One victim: its scheme, seed and setting, and the numbers it was scored with (a retrained one differs)."""
+    return (_victim_key(card), _victim_signature(card))
 
 
-def _victim_seconds(victims: dict[int, tuple[dict, list[dict]]], device: str | None) -> dict[int, float]:
+def victim_devices(cards: list[dict]) -> dict[tuple, str]:
+    """Where each victim among ``cards`` was trained (by :func:`_victim_id`): the ``extras.victim_device`` any
+    card scored against it records; where none does (cards written before it was recorded), the device of the
+    earliest such card, which is the run that trained it unless that run wrote no card for it."""
+    recorded: dict[tuple, Counter] = {}
+    first: dict[tuple, dict] = {}
+    for c in cards:
+        if c["clean_acc_victim"] is None:
+            continue
+        vid = _victim_id(c)
+        dev = (c.get("extras") or {}).get("victim_device")
+        if dev:
+            recorded.setdefault(vid, Counter())[dev] += 1
+        if vid not in first or (c.get("created_utc") or "", c["attack"]) < (first[vid].get("created_utc") or "",
+                                                                            first[vid]["attack"]):
+            first[vid] = c
+    return {vid: (recorded[vid].most_common(1)[0][0] if vid in recorded else first[vid].get("device") or
+                  "unrecorded") for vid in first}
+
+
+def main_victim_device(choice: dict[tuple, dict], trained_on: dict[tuple, str]) -> str | None:
+    """The device most of the victims in ``choice`` were trained on, or None when all were trained on one."""
+    counts = Counter(trained_on[_victim_id(rep)] for rep in choice.values())
+    if len(counts) < 2:
+        return None
+    return min(counts, key=lambda dev: (-counts[dev], dev))
+
+
+def _victim_seconds(victims: dict[int, tuple[dict, list[dict]]], trained_on: dict[int, str],
+                    device: str | None) -> dict[int, float]:
     """Per seed, the victim's training wall seconds (``extras.victim_wall_s``) of the card standing for it, for
     the victims trained on ``device`` only (seconds from two devices do not compare; None: any)."""
     out: dict[int, float] = {}
     for s, (c, _) in victims.items():
         wall = (c.get("extras") or {}).get("victim_wall_s")
-        if wall is not None and device in (None, victim_device(c)):
+        if wall is not None and device in (None, trained_on.get(s)):
             out[s] = float(wall)
     return out
 
@@ -444,9 +480,11 @@ def _defense_row(g: Group, d: str, cards: list[dict], victims: dict[str, dict]) 
         null = g.cells[(d, a)].stat("wsr_null")
         if null is not None:
             break
-    main = next(iter(g.device_cards), None) if len(g.device_cards) > 1 else None  # the device most cards ran on
-    embed = _victim_seconds(victims[d], main)
-    base_embed = _victim_seconds(victims.get(CONTROL_DEFENSE, {}), main)
+    def trained_on(name: str) -> dict[int, str]:
+        return {seed: dev for (scheme, seed), dev in g.victim_device.items() if scheme == name}
+
+    embed = _victim_seconds(victims[d], trained_on(d), g.main_device)
+    base_embed = _victim_seconds(victims.get(CONTROL_DEFENSE, {}), trained_on(CONTROL_DEFENSE), g.main_device)
     row = DefenseRow(
         name=d,
         has_watermark=g.has_watermark[d],

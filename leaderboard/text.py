@@ -268,13 +268,16 @@ def victim_wsr_text(name: str, wsr: Stat | None) -> str:
     return pct_stat(wsr)
 
 
-def embedding_text(row: DefenseRow) -> str:
-    """The victim's training time against the clean control's, medians over seeds: ``×1.9 (480 s)``. Medians,
-    as one training run slowed by a busy machine would drag a mean of three far off."""
+def embedding_text(row: DefenseRow, seeds: int | None = None) -> str:
+    """The victim's training time against the clean control's, medians over seeds: ``×1.9 (480 s)``, and
+    ``×1.9 (480 s; 1 seed)`` when fewer victims than ``seeds`` are timed (the others not run, or trained on
+    another device). Medians, as one training run slowed by a busy machine would drag a mean of three far off."""
     if row.embed_s is None:
         return DASH
     ratio = f"×{rounded(row.embed_ratio.median):.1f} " if row.embed_ratio is not None else ""
-    return f"{ratio}({rounded(row.embed_s.median, 0):,.0f} s)"
+    n = row.embed_s.n
+    few = f"; {n} seed{'s' * (n != 1)}" if seeds is not None and n < seeds else ""
+    return f"{ratio}({rounded(row.embed_s.median, 0):,.0f} s{few})"
 
 
 def status_counts(groups: list[Group]) -> tuple[int, Counter, int]:
@@ -299,10 +302,7 @@ def retrained_text(g: Group) -> str | None:
     None when every seed's cards share one."""
     if not g.retrained:
         return None
-    by_seed: dict[int, list[str]] = {}
-    for d, seed in sorted(g.retrained):
-        by_seed.setdefault(seed, []).append(d)
-    where = "; ".join(f"seed {seed}: {', '.join(names)}" for seed, names in sorted(by_seed.items()))
+    where = _by_seed(g.retrained)
     counts = sorted({r.cards for r in g.retrained.values()})
     many = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
     gaps = [(name, [getattr(r, attr) for r in g.retrained.values() if getattr(r, attr) is not None])
@@ -316,20 +316,42 @@ def retrained_text(g: Group) -> str | None:
             "cards share.")
 
 
-def devices_text(g: Group) -> str | None:
-    """One sentence on the devices that made the group's cards (:attr:`Group.devices`), naming where each
-    device but the most used one ran; None when one device made them all."""
-    if len(g.device_cards) < 2:
-        return None
-    main, *others = g.device_cards
+def _by_seed(pairs) -> str:
+    """``seed 0: a, b; seed 1: c`` from (scheme, seed) pairs."""
+    by_seed: dict[int, list[str]] = {}
+    for d, seed in sorted(pairs):
+        by_seed.setdefault(seed, []).append(d)
+    return "; ".join(f"seed {seed}: {', '.join(names)}" for seed, names in sorted(by_seed.items()))
+
+
+def devices_text(g: Group, embedding: bool = True) -> str | None:
+    """One paragraph on the devices behind the group: how many of its cards each device ran, where every
+    device but the most used one ran (:attr:`Group.devices`), and which victims were trained on another device
+    than most victims (:attr:`Group.victim_device`), which the Embedding column (``embedding``: the page has
+    one) leaves out. None when one device did everything."""
     parts = []
-    for dev in others:
-        where = "; ".join(f"seed {seed}: {', '.join(names)}" for seed, names in g.devices[dev].items())
-        parts.append(f"{g.device_cards[dev]:,} on {dev} ({where})")
-    return (f"Devices: {g.device_cards[main]:,} of the {sum(g.device_cards.values()):,} cards ran on {main}, "
-            f"{'; '.join(parts)}. A card records the device of the run that wrote it; a model that run took "
-            "from the cache (a victim, a null model) may have been trained on another device, and the same seed "
-            f"and settings give other numbers there. Embedding times count only victims trained on {main}.")
+    if len(g.device_cards) > 1:
+        main, *others = g.device_cards
+        ran = {dev: [(d, seed) for seed, names in g.devices[dev].items() for d in names] for dev in others}
+        where = "; ".join(f"{g.device_cards[dev]:,} on {dev} ({_by_seed(ran[dev])})" for dev in others)
+        parts.append(f"Devices: {g.device_cards[main]:,} of the {sum(g.device_cards.values()):,} cards ran on "
+                     f"{main}, {where}.")
+    if g.main_device is not None:
+        away: dict[str, list[tuple[str, int]]] = {}
+        for (d, seed), dev in g.victim_device.items():
+            if dev != g.main_device:
+                away.setdefault(dev, []).append((d, seed))
+        if away:
+            parts.append(("Devices: v" if not parts else "V") + "ictims trained on another device than most "
+                         f"({g.main_device}): " + "; ".join(f"on {dev}, {_by_seed(pairs)}"
+                                                            for dev, pairs in sorted(away.items())) + ".")
+            if embedding:
+                parts.append(f"The Embedding column counts only victims trained on {g.main_device}.")
+    if not parts:
+        return None
+    return " ".join(parts) + (" A card records the device of the run that wrote it and, where the cache knew "
+                              "it, its victim's; the same seed and settings give other numbers on another "
+                              "device.")
 
 
 GATE_NOTE = ("⚠ after a scheme's name: its registered defaults did not meet the victim-side gate on the "

@@ -122,6 +122,7 @@ def test_dry_run_says_what_would_run_and_runs_nothing(capsys, tmp_path):
     # the entries record where they were built; a record from another device times nothing here
     from bench.cache import entry_exists, entry_meta
     from bench.planning import estimate, plan_matrix
+    from bench.results import card_path
     from bench.settings import device_name, make_settings
 
     st = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
@@ -129,6 +130,8 @@ def test_dry_run_says_what_would_run_and_runs_nothing(capsys, tmp_path):
     todo, ref = (plan_matrix(st, "none", "identity", seeds, force=True) for seeds in ([1], [0, 1]))
     here = device_name("cpu")
     assert {entry_meta(st.cache_dir, k)["device"] for k in ref.victims if entry_exists(st.cache_dir, k)} == {here}
+    card = json.loads(card_path(tmp_path / "r", "synthetic", "small_cnn", "none", "identity", 0).read_text())
+    assert (card["device"], card["extras"]["victim_device"]) == (here, here)  # the card names its victim's too
 
     def has(key):
         return entry_exists(st.cache_dir, key)

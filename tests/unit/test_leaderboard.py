@@ -775,24 +775,53 @@ def test_the_victim_most_of_a_seeds_cards_share_stands_for_the_seed(tmp_path: Pa
 
 
 def test_the_board_says_which_cards_ran_on_another_device(tmp_path: Path):
-    """Cards made on a GPU beside CPU cards are counted and placed (seed, schemes) in one note; one device: none."""
+    """Cards made on a CPU beside GPU cards are counted and placed (seed, schemes), most cards first, in one
+    note with the victims trained away from most victims; one device for everything: no note."""
     from leaderboard.text import devices_text
 
     cpu, gpu = "cpu:x86_64x2", "cuda:NVIDIA H200"
-    cards = [make_card(defense="content", attack="identity", seed=0, device=cpu),
-             make_card(defense="content", attack="fine_tune", seed=0, device=cpu, attack_kind="removal"),
-             make_card(defense="content", attack="identity", seed=1, device=gpu),
-             make_card(defense="blend", attack="identity", seed=1, device=gpu),
-             make_card(defense="blend", attack="identity", seed=2, device=cpu),
-             make_card(defense="adi", attack="identity", seed=2, device=cpu)]
+    cards = [make_card(defense="content", attack="identity", seed=0, device=gpu),
+             make_card(defense="content", attack="fine_tune", seed=0, device=gpu, attack_kind="removal"),
+             make_card(defense="content", attack="identity", seed=1, device=cpu),
+             make_card(defense="blend", attack="identity", seed=1, device=cpu),
+             make_card(defense="blend", attack="identity", seed=2, device=gpu),
+             make_card(defense="adi", attack="identity", seed=2, device=gpu)]
     (g,) = summarize(load_results(write_cards(tmp_path / "results", cards)))
-    assert g.device_cards == {cpu: 4, gpu: 2}
-    assert g.devices[gpu] == {1: ("blend", "content")}
+    assert g.device_cards == {gpu: 4, cpu: 2} and list(g.device_cards) == [gpu, cpu]
+    assert g.devices[cpu] == {1: ("blend", "content")}
+    assert g.main_device == gpu
     text = devices_text(g)
-    assert text.startswith(f"Devices: 4 of the 6 cards ran on {cpu}, 2 on {gpu} (seed 1: blend, content). ")
-    assert text.endswith(f"Embedding times count only victims trained on {cpu}.")
-    (g,) = summarize(load_results(write_cards(tmp_path / "one", [c for c in cards if c["device"] == cpu])))
+    assert text.startswith(f"Devices: 4 of the 6 cards ran on {gpu}, 2 on {cpu} (seed 1: blend, content). "
+                           f"Victims trained on another device than most ({gpu}): on {cpu}, seed 1: blend, "
+                           f"content. The Embedding column counts only victims trained on {gpu}. ")
+    assert "Embedding" not in devices_text(g, embedding=False)
+    (g,) = summarize(load_results(write_cards(tmp_path / "one", [c for c in cards if c["device"] == gpu])))
     assert devices_text(g) is None
+
+
+def test_victims_trained_elsewhere_are_named_though_every_card_ran_on_one_device(tmp_path: Path):
+    """CPU cards scored against a victim the GPU trained (recorded on the cards): the note names it and the
+    Embedding column leaves it out, though all the cards ran on the CPU."""
+    from leaderboard.text import devices_text, embedding_text
+
+    cpu, gpu = "cpu:x86_64x2", "cuda:NVIDIA H200"
+
+    def card(defense, seed, wall, **extras):
+        return make_card(defense=defense, attack="identity", seed=seed, device=cpu,
+                         extras={"victim_wall_s": wall, "suspect_label_rate": 0.02, **extras})
+
+    cards = [card("content", 0, 300.0), card("content", 1, 18.0, victim_device=gpu), card("content", 2, 320.0),
+             card("blend", 0, 100.0)]
+    (g,) = summarize(load_results(write_cards(tmp_path / "results", cards)))
+    assert g.device_cards == {cpu: 4} and g.main_device == cpu
+    assert g.victim_device[("content", 1)] == gpu
+    assert devices_text(g) == (f"Devices: victims trained on another device than most ({cpu}): on {gpu}, seed 1: "
+                               "content. "
+                               f"The Embedding column counts only victims trained on {cpu}. A card records the "
+                               "device of the run that wrote it and, where the cache knew it, its victim's; the "
+                               "same seed and settings give other numbers on another device.")
+    row = next(r for r in g.defense_rows if r.name == "content")
+    assert embedding_text(row, 3) == "(310 s; 2 seeds)"  # no `none` cards here: no ratio
 
 
 def test_embedding_compares_victims_trained_on_the_same_device(tmp_path: Path):
