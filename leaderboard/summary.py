@@ -386,7 +386,7 @@ def victim_choice(cards: list[dict]) -> dict[tuple, dict]:
             by_key.setdefault(_victim_key(c), []).append(c)
     out = {}
     for key, group in by_key.items():
-        group = sorted(group, key=lambda c: (c.get("created_utc") or "", c["attack"]))
+        group = sorted(group, key=_written)
         counts = Counter(_victim_signature(c) for c in group)
         top = max(counts.values())
         out[key] = next(c for c in group if counts[_victim_signature(c)] == top)
@@ -422,6 +422,11 @@ def _per_seed(victims: dict[int, tuple[dict, list[dict]]], name: str) -> dict[in
     return {s: float(c[name]) for s, (c, _) in victims.items() if c[name] is not None}
 
 
+def _written(card: dict) -> tuple:
+    """The order cards were written in (ties by column), which finds the earliest card scored against a victim."""
+    return (card.get("created_utc") or "", card["attack"])
+
+
 def _victim_id(card: dict) -> tuple:
     """One victim: its scheme, seed and setting, and the numbers it was scored with (a retrained one differs)."""
     return (_victim_key(card), _victim_signature(card))
@@ -440,8 +445,7 @@ def victim_devices(cards: list[dict]) -> dict[tuple, str]:
         dev = (c.get("extras") or {}).get("victim_device")
         if dev:
             recorded.setdefault(vid, Counter())[dev] += 1
-        if vid not in first or (c.get("created_utc") or "", c["attack"]) < (first[vid].get("created_utc") or "",
-                                                                            first[vid]["attack"]):
+        if vid not in first or _written(c) < _written(first[vid]):
             first[vid] = c
     return {vid: (recorded[vid].most_common(1)[0][0] if vid in recorded else first[vid].get("device") or
                   "unrecorded") for vid in first}
