@@ -314,7 +314,7 @@ def _studies_html(sec) -> str:
 def _board_html(g: Group, card_base: str) -> str:
     from leaderboard.markdown import board_rows
     from leaderboard.ranking import RANK_RULE, flips_text
-    from leaderboard.text import CELL_NOTE, CONTROL_NOTE, GATE_NOTE, board_line, devices_text, retrained_text
+    from leaderboard.text import CELL_NOTE, CONTROL_NOTE, GATE_NOTE, api_text, board_line, devices_text, retrained_text
 
     out = ["<section>", f"<h2>{escape_html(board_line(g))}</h2>", "<h3>Ranked summary</h3>", _ranked_html(g),
            f'<p class="note">{inline_md(RANK_RULE)}</p>']
@@ -328,6 +328,8 @@ def _board_html(g: Group, card_base: str) -> str:
     out += [f'<p class="note">{inline_md(retrained)}</p>'] if retrained else []
     devices = devices_text(g)
     out += [f'<p class="note">{inline_md(devices)}</p>'] if devices else []
+    api = api_text(g)
+    out += [f'<p class="note">{inline_md(api)}</p>'] if api else []
     out += [f'<p class="note">{inline_md(CELL_NOTE)}</p>', _LEGEND, f'<p class="note">{inline_md(CONTROL_NOTE)}</p>']
     rows = board_rows(g)
     out += [_threat_html(g, kind, rows, card_base) for kind in THREAT_KINDS if kind in g.kinds.values()]

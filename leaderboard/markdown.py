@@ -99,6 +99,7 @@ def render_markdown(sections, title: str, cost: bool = False) -> str:
         CELL_NOTE,
         CONTROL_NOTE,
         GATE_NOTE,
+        api_text,
         attack_values,
         board_line,
         devices_text,
@@ -123,6 +124,8 @@ def render_markdown(sections, title: str, cost: bool = False) -> str:
         lines += [escape_md(retrained), ""] if retrained else []
         devices = devices_text(g)
         lines += [escape_md(devices), ""] if devices else []
+        api = api_text(g)
+        lines += [escape_md(api), ""] if api else []
         lines += [escape_md(CELL_NOTE), "", escape_md(CONTROL_NOTE), ""]
         lines += kind_tables(g, board_rows(g))
         lines += ["### Attacks", ""]

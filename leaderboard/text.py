@@ -354,6 +354,28 @@ def devices_text(g: Group, embedding: bool = True) -> str | None:
                               "device.")
 
 
+def api_text(g: Group) -> str | None:
+    """One sentence per scheme of the group whose watermark lives in the served answers (:func:`api_embedded`:
+    DAWN), saying why it scores as it does: its model carries no watermark, so what removal attacks (which start
+    from the model's weights) leave is no evidence either way, and only a copy extracted through its API can
+    carry the mark; with the best extraction column as the cards show it. None without such a scheme."""
+    parts = []
+    for d in sorted(d for d in g.defenses if g.has_watermark.get(d) and api_embedded(d)):
+        cells = [c for (dd, _), c in sorted(g.cells.items()) if dd == d and c.votes() is not None]
+        removal = [c for c in cells if c.kind == "removal"]
+        extraction = [c for c in cells if c.kind == "extraction"]
+        text = (f"`{d}` watermarks the API's answers, not the model: the model itself carries no watermark, so "
+                "an attacker who holds its weights has nothing to remove and no copy of them can be proved")
+        if removal and not any(c.survived for c in removal):
+            text += f" (✗ in all {len(removal)} removal columns)"
+        if extraction:
+            best = max(extraction, key=lambda c: (c.stat("wsr_suspect").mean, c.attack))
+            text += (f". Only a copy extracted through the API can carry the mark; the best of its "
+                     f"{len(extraction)} extraction columns is {worst_text(best)}")
+        parts.append(text + ".")
+    return " ".join(parts) if parts else None
+
+
 GATE_NOTE = ("⚠ after a scheme's name: its registered defaults did not meet the victim-side gate on the "
              "tuning seeds (accuracy cost against none <= 2 points and victim WSR >= 90%, docs/protocol.md); the "
              "tuning seeds' cards are on the tuning study page, not on this board.")

@@ -977,3 +977,29 @@ def test_the_published_board_reads_in_a_terminal():
     assert text.splitlines()[first_table].startswith("| Rank | Scheme | Paper |")
     linked = set(re.findall(r"\]\((studies/[a-z-]+\.md)\)", text))
     assert linked and all((root / page).is_file() for page in linked)
+
+
+def test_a_scheme_that_marks_the_api_says_why_removal_cannot_prove_it(tmp_path: Path):
+    """DAWN's watermark lives in the served answers: the board says its model carries none (so every removal
+    column is ✗ by construction) and names its best extraction column from the cards; other schemes: no note."""
+    from leaderboard.text import api_text
+
+    def dawn(attack, kind, wsr, retained=False, seed=0):
+        return make_card(defense="dawn", attack=attack, attack_kind=kind, seed=seed, wsr_suspect=wsr,
+                         retained=retained)
+
+    cards = [dawn("identity", "control", 0.0), dawn("fine_tune", "removal", 0.01), dawn("prune", "removal", 0.0),
+             dawn("soft_label", "extraction", 0.05), dawn("soft_label", "extraction", 0.07, seed=1),
+             dawn("hard_label", "extraction", 0.02), make_card(defense="content")]
+    (g,) = summarize(load_results(write_cards(tmp_path / "results", cards)))
+    assert api_text(g) == (
+        "`dawn` watermarks the API's answers, not the model: the model itself carries no watermark, so an "
+        "attacker who holds its weights has nothing to remove and no copy of them can be proved (✗ in all 2 "
+        "removal columns). Only a copy extracted through the API can carry the mark; the best of its 2 "
+        "extraction columns is soft_label 6.0% ✗ 2/2.")
+    # a removal column the cards call retained: the note does not claim ✗ for all of them
+    cards[1] = dawn("fine_tune", "removal", 0.5, retained=True)
+    (g,) = summarize(load_results(write_cards(tmp_path / "kept", cards)))
+    assert "removal columns" not in api_text(g)
+    (g,) = summarize(load_results(write_cards(tmp_path / "none", cards[-1:])))
+    assert api_text(g) is None
