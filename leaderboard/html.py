@@ -312,9 +312,9 @@ def _studies_html(sec) -> str:
 
 # ------------------------------------------------------------------------------------------------- page
 def _board_html(g: Group, card_base: str) -> str:
-    from leaderboard.markdown import board_rows
-    from leaderboard.ranking import RANK_RULE, flips_text
-    from leaderboard.text import CELL_NOTE, CONTROL_NOTE, GATE_NOTE, api_text, board_line, devices_text, retrained_text
+    from leaderboard.markdown import board_notes, board_rows
+    from leaderboard.ranking import RANK_RULE
+    from leaderboard.text import CELL_NOTE, CONTROL_NOTE, GATE_NOTE, board_line
 
     out = ["<section>", f"<h2>{escape_html(board_line(g))}</h2>", "<h3>Ranked summary</h3>", _ranked_html(g),
            f'<p class="note">{inline_md(RANK_RULE)}</p>']
@@ -322,14 +322,7 @@ def _board_html(g: Group, card_base: str) -> str:
         out.append(f'<p class="note">{inline_md(GATE_NOTE)}</p>')
         out.append('<ul class="note">' + "".join(f"<li>{code_tag(d)}: {escape_html(why)}</li>"
                                                 for d, why in sorted(g.gate.items())) + "</ul>")
-    flips = flips_text(g)
-    out += [f'<p class="note">{inline_md(flips)}</p>'] if flips else []
-    retrained = retrained_text(g)
-    out += [f'<p class="note">{inline_md(retrained)}</p>'] if retrained else []
-    devices = devices_text(g)
-    out += [f'<p class="note">{inline_md(devices)}</p>'] if devices else []
-    api = api_text(g)
-    out += [f'<p class="note">{inline_md(api)}</p>'] if api else []
+    out += [f'<p class="note">{inline_md(note)}</p>' for note in board_notes(g)]
     out += [f'<p class="note">{inline_md(CELL_NOTE)}</p>', _LEGEND, f'<p class="note">{inline_md(CONTROL_NOTE)}</p>']
     rows = board_rows(g)
     out += [_threat_html(g, kind, rows, card_base) for kind in THREAT_KINDS if kind in g.kinds.values()]

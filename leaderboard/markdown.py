@@ -88,10 +88,19 @@ def board_rows(g: Group) -> list[str]:
     return order + rest + ([CONTROL_DEFENSE] if CONTROL_DEFENSE in g.defenses else [])
 
 
+def board_notes(g: Group) -> list[str]:
+    """The notes under a board's ranking, in page order (seed flips, retrained victims, devices, schemes that
+    mark the API's answers), each only where it has something to say: one list for the Markdown and HTML pages."""
+    from leaderboard.ranking import flips_text
+    from leaderboard.text import api_text, devices_text, retrained_text
+
+    return [note for note in (flips_text(g), retrained_text(g), devices_text(g), api_text(g)) if note]
+
+
 def render_markdown(sections, title: str, cost: bool = False) -> str:
     """``LEADERBOARD.md`` of a :class:`leaderboard.sections.Sections`."""
     from leaderboard.plots import COST_NAME, COST_NOTE, HEATMAP_NOTE, heatmap_name
-    from leaderboard.ranking import RANK_RULE, flips_text, ranked_table
+    from leaderboard.ranking import RANK_RULE, ranked_table
     from leaderboard.studypages import OTHER_NAME, study_name
     from leaderboard.text import (
         ATTACK_HEAD,
@@ -99,11 +108,8 @@ def render_markdown(sections, title: str, cost: bool = False) -> str:
         CELL_NOTE,
         CONTROL_NOTE,
         GATE_NOTE,
-        api_text,
         attack_values,
         board_line,
-        devices_text,
-        retrained_text,
     )
 
     lines = [f"# {escape_md(title)}", "", "Rendered by `wmbench leaderboard` from the result cards alone; do not edit.",
@@ -118,14 +124,7 @@ def render_markdown(sections, title: str, cost: bool = False) -> str:
         if g.gate:
             lines += [escape_md(GATE_NOTE), ""]
             lines += [f"- {code(d)}: {escape_md(why)}" for d, why in sorted(g.gate.items())] + [""]
-        flips = flips_text(g)
-        lines += [escape_md(flips), ""] if flips else []
-        retrained = retrained_text(g)
-        lines += [escape_md(retrained), ""] if retrained else []
-        devices = devices_text(g)
-        lines += [escape_md(devices), ""] if devices else []
-        api = api_text(g)
-        lines += [escape_md(api), ""] if api else []
+        lines += [line for note in board_notes(g) for line in (escape_md(note), "")]
         lines += [escape_md(CELL_NOTE), "", escape_md(CONTROL_NOTE), ""]
         lines += kind_tables(g, board_rows(g))
         lines += ["### Attacks", ""]
