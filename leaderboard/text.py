@@ -365,9 +365,9 @@ def api_text(g: Group) -> str | None:
         removal = [c for c in cells if c.kind == "removal"]
         extraction = [c for c in cells if c.kind == "extraction"]
         text = (f"`{d}` watermarks the API's answers, not the model: the model itself carries no watermark, so "
-                "an attacker who holds its weights has nothing to remove and no copy of them can be proved")
-        if removal and not any(c.survived for c in removal):
-            text += f" (✗ in all {len(removal)} removal columns)"
+                "an attacker who holds its weights has nothing to remove")
+        if removal and not any(c.survived for c in removal):  # what the cards show, not only the argument
+            text += f" and no copy of them can be proved (✗ in all {len(removal)} removal columns)"
         if extraction:
             best = max(extraction, key=lambda c: (c.stat("wsr_suspect").mean, c.attack))
             text += (f". Only a copy extracted through the API can carry the mark; the best of its "
