@@ -15,7 +15,7 @@ from torch import nn
 from attacks._common import batched, frozen, subset, substitute
 from bench.api import Context, Target
 from bench.config import ComponentConfig, param
-from bench.train import fit
+from bench.train import fit, precise_forward
 
 
 @dataclass
@@ -67,6 +67,7 @@ def reverse_triggers(
     b = min(batch_size, len(x))
     y_t = torch.tensor(targets, device=device).repeat_interleave(b)
     cost = torch.full((k,), init_cost, device=device)
+    fwd = precise_forward(model, ctx)  # the trigger search at the profile's precision, its losses in fp32
     best_l1 = torch.full((k,), float("inf"), device=device)
     best_mask = torch.zeros(k, 1, h, w, device=device)
     best_pat = torch.zeros(k, c, h, w, device=device)
@@ -79,7 +80,7 @@ def reverse_triggers(
             pat = (torch.tanh(pat_raw) + 1) / 2
             xb = x_dev[idx][None]  # 1 x b x C x H x W
             stamped = (1 - mask[:, None]) * xb + (mask * pat)[:, None]  # k x b x C x H x W
-            logits = model(stamped.flatten(0, 1))
+            logits = fwd(stamped.flatten(0, 1))
             ce = F.cross_entropy(logits, y_t, reduction="none").view(k, b).mean(1)
             l1 = mask.flatten(1).sum(1)
             loss = (ce + cost * l1).sum()

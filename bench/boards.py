@@ -25,6 +25,7 @@ class Board:
     arch: str
     profile: str
     seeds: tuple[int, ...]
+    precision: str = "fp32"  # the training precision its cards were made at (bench.profiles.PRECISIONS)
     left_out: tuple[str, ...] = ()  # registered defenses that belong to a study, not to this board
     extra_columns: tuple[str, ...] = ()  # specs beside every registered attack at its default
     description: str = ""
@@ -65,8 +66,10 @@ class Board:
         return out
 
     def holds(self, card: dict, schemes, labels) -> bool:
-        """Whether ``card`` is one of this board's cells (data set, architecture, profile, seed, scheme, column)."""
-        return ((card["dataset"], card["arch"], card["profile"]) == (self.dataset, self.arch, self.profile)
+        """Whether ``card`` is one of this board's cells (data set, architecture, profile, precision, seed, scheme,
+        column)."""
+        return ((card["dataset"], card["arch"], card["profile"], card.get("precision") or "fp32")
+                == (self.dataset, self.arch, self.profile, self.precision)
                 and card["seed"] in self.seeds and card["defense"] in schemes and card["attack"] in labels)
 
     def select(self, defenses, attacks, defense: str = "*", attack: str = "*") -> tuple[str, str]:
@@ -122,7 +125,7 @@ def spec_match(label: str, pattern: str) -> bool:
 class Study:
     """A declared study: the cards whose scheme matches one of ``defenses`` and whose column matches one of
     ``attacks`` (:func:`spec_match` patterns), at ``seeds`` (any seed when empty) and on the data set,
-    architecture and profile given (any when None). A card may belong to the board and to several studies; a
+    architecture, profile and precision given (any when None). A card may belong to the board and to several studies; a
     card that belongs to none is listed on the leaderboard's "other runs" page."""
 
     name: str
@@ -134,6 +137,7 @@ class Study:
     dataset: str | None = None
     arch: str | None = None
     profile: str | None = None
+    precision: str | None = "fp32"  # training precision of its cards (None: any)
     see_also: tuple[str, ...] = ()  # pages of the repository that discuss it (relative to the repository root)
     swept: bool = False  # a sweep: only the schemes with a card at one of its configured points (``[...]``)
 
@@ -153,8 +157,10 @@ class Study:
 
     def holds(self, card: dict) -> bool:
         return ((not self.seeds or card["seed"] in self.seeds)
-                and all(want is None or card[key] == want
-                        for key, want in (("dataset", self.dataset), ("arch", self.arch), ("profile", self.profile)))
+                and all(want is None or have == want
+                        for have, want in ((card["dataset"], self.dataset), (card["arch"], self.arch),
+                                           (card["profile"], self.profile),
+                                           (card.get("precision") or "fp32", self.precision)))
                 and any(spec_match(card["defense"], p) for p in self.defenses)
                 and any(spec_match(card["attack"], p) for p in self.attacks))
 

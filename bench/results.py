@@ -16,6 +16,7 @@ from typing import Any
 
 from bench.atomic import atomic_write
 from bench.errors import CardError
+from bench.profiles import PRECISIONS
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -72,13 +73,19 @@ FIELDS: dict[str, tuple[tuple[type, ...], bool, str]] = {
     "queries": ((int,), True, ""),
     "epochs": ((int,), True, ""),
     "wall_s": (_F, True, ""),
+    "cpu_s": (_F, True, ""),
+    "threads": ((int,), True, ""),
     "peak_mem_mb": (_F, True, ""),
     "extras": ((dict,), False, ""),
     "versions": ((dict,), False, ""),
     "git_sha": ((str,), True, ""),
     "device": ((str,), False, ""),
+    "precision": ((str,), False, ""),
     "created_utc": ((str,), False, ""),
 }
+# fields added after schema version 1 was published: a card written before them has none, and reads as this
+# (every such card was trained in fp32, its CPU time and threads not recorded)
+ADDED_FIELDS: dict[str, Any] = {"precision": "fp32", "cpu_s": None, "threads": None}
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.=,()+-]")
@@ -99,14 +106,20 @@ def slug(name: str) -> str:
     return safe
 
 
-def card_path(results_dir: str | Path, dataset: str, arch: str, defense: str, attack: str, seed: int) -> Path:
-    return Path(results_dir) / slug(dataset) / slug(arch) / slug(defense) / slug(attack) / f"seed-{seed}.json"
+def card_path(results_dir: str | Path, dataset: str, arch: str, defense: str, attack: str, seed: int,
+              precision: str | None = "fp32") -> Path:
+    """Where a cell's card lives: ``seed-<k>.json``, or ``seed-<k>.<precision>.json`` for a cell trained at another
+    precision than fp32, beside it (so the two never overwrite each other, and every fp32 card stays where it was)."""
+    name = f"seed-{seed}.json" if precision in (None, "fp32") else f"seed-{seed}.{slug(precision)}.json"
+    return Path(results_dir) / slug(dataset) / slug(arch) / slug(defense) / slug(attack) / name
 
 
 def validate_card(card: Any, where: str = "card") -> dict:
     """Check a card against the schema; raise CardError naming the first bad field."""
     if not isinstance(card, dict):
         raise CardError(f"{where}: a card must be a JSON object")
+    for key, default in ADDED_FIELDS.items():
+        card.setdefault(key, default)
     missing = [k for k in FIELDS if k not in card]
     if missing:
         raise CardError(f"{where}: missing field(s) {', '.join(missing)}")
@@ -133,11 +146,13 @@ def validate_card(card: Any, where: str = "card") -> dict:
         raise CardError(f"{where}: schema_version {card['schema_version']} is not {SCHEMA_VERSION}")
     if card["status"] not in STATUSES:
         raise CardError(f"{where}: status {card['status']!r} must be one of {', '.join(STATUSES)}")
+    if card["precision"] not in PRECISIONS:
+        raise CardError(f"{where}: precision {card['precision']!r} must be one of {', '.join(PRECISIONS)}")
     if card["attack_kind"] not in ATTACK_KINDS:
         raise CardError(f"{where}: attack_kind {card['attack_kind']!r} must be one of {', '.join(ATTACK_KINDS)}")
     if card["status"] == "error" and not card["error"]:
         raise CardError(f"{where}: an error card needs its error message")
-    for key in ("queries", "epochs", "wall_s", "peak_mem_mb", "seed"):
+    for key in ("queries", "epochs", "wall_s", "cpu_s", "threads", "peak_mem_mb", "seed"):
         if card[key] is not None and card[key] < 0:
             raise CardError(f"{where}: field {key} must be >= 0")
     return card

@@ -40,6 +40,7 @@ class Settings:
 
 
 def make_settings(*, dataset: str = "fashion-mnist", arch: str | None = None, profile: str = "quick",
+              precision: str | None = None,
               results_dir: str = "results", cache_dir: str = ".wmbench-cache", device: str = "auto",
               data_root: str | None = None, jobs: int = 1, plugins: tuple[str, ...] = (),
               verbose: bool = False) -> Settings:
@@ -53,7 +54,7 @@ def make_settings(*, dataset: str = "fashion-mnist", arch: str | None = None, pr
         raise ConfigError(f"--data-root {str(data_root)[:80]!r} is not a folder; create it (data sets are looked "
                           "for and downloaded there) or leave it out to use ./data and the system copies")
     resolve_device(device)
-    return Settings(dataset=dataset, arch=arch or default_arch(dataset), profile=get_profile(profile),
+    return Settings(dataset=dataset, arch=arch or default_arch(dataset), profile=get_profile(profile, precision),
                 results_dir=str(results_dir), cache_dir=str(cache_dir), device=device, data_root=data_root,
                 jobs=jobs, plugins=tuple(str(Path(p).resolve()) for p in plugins), verbose=verbose,
                 git_sha=git_sha(Path(__file__).resolve().parent.parent))

@@ -6,6 +6,7 @@ pipeline, no DataLoader workers). Randomness comes from the caller's Context onl
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -23,6 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover - bench.api imports this module for Protec
 __all__ = [
     "resolve_device",
     "set_threads",
+    "train_precision",
+    "precise_forward",
     "fit",
     "distill_targets",
     "predict_logits",
@@ -57,6 +60,33 @@ def set_threads(jobs: int = 1) -> int:
     return n
 
 
+def train_precision(ctx: Context) -> contextlib.AbstractContextManager:
+    """The context a training step's forward pass and loss run in: nothing for fp32, bfloat16 autocast on the
+    context's device for ``bf16`` (the profile's ``precision``). Weights, gradients and optimiser state stay in
+    fp32; predictions and verification outside a training step never use it."""
+    precision = getattr(ctx.profile, "precision", "fp32")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device_type=torch.device(ctx.device).type, dtype=torch.bfloat16)
+    raise ConfigError(f"precision {precision!r} is invalid; use fp32 or bf16")
+
+
+def precise_forward(model: nn.Module, ctx: Context) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model``'s forward pass for a training step at the profile's precision, returning fp32 outputs so that
+    every loss is computed in fp32: the model itself at fp32 (the same code path as ever), else a function
+    that runs it under :func:`train_precision`."""
+    if getattr(ctx.profile, "precision", "fp32") == "fp32":
+        return model
+    precision = train_precision(ctx)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with precision:
+            return model(x).float()
+
+    return forward
+
+
 def fit(
     model: nn.Module,
     x: torch.Tensor,
@@ -76,10 +106,12 @@ def fit(
 
     ``loss_fn(logits, y_batch)`` defaults to cross-entropy (which accepts both). ``step_loss(x_batch,
     y_batch)``, instead of ``loss_fn``, computes a batch's loss itself, for methods whose loss needs more than
-    the logits (attention maps, a teacher); both batches are on ``ctx.device``. ``schedule`` is
-    ``cosine`` (the learning rate anneals from ``lr`` to 0 over all steps: on Fashion-MNIST, 6 epochs of
-    small_cnn reach 89.4% instead of 87.5% at a constant rate) or ``constant``. Returns the model in eval
-    mode, on ``ctx.device``.
+    the logits (attention maps, a teacher); both batches are on ``ctx.device``. ``schedule`` is ``cosine``
+    (the learning rate anneals from ``lr`` to 0 over all steps: on Fashion-MNIST, 6 epochs of small_cnn reach
+    89.4% instead of 87.5% at a constant rate) or ``constant``. The steps run at the profile's precision
+    (:func:`precise_forward`; a ``step_loss`` runs whole under :func:`train_precision`). The running loss stays
+    on the device and is read once per epoch, so a GPU never waits for the host inside an epoch. Returns the
+    model in eval mode, on ``ctx.device``.
     """
     if schedule not in ("cosine", "constant"):
         raise ConfigError(f"fit: schedule {schedule!r} must be cosine or constant")
@@ -91,11 +123,14 @@ def fit(
         return model.to(ctx.device).eval()
     device = ctx.device
     model.to(device).train()
+    precision = train_precision(ctx)
     if step_loss is None:
         loss_fn = loss_fn or F.cross_entropy
+        forward = precise_forward(model, ctx)
+        precision = contextlib.nullcontext()  # the forward pass brings its own; the loss is fp32
 
         def step_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-            return loss_fn(model(xb), yb)
+            return loss_fn(forward(xb), yb)
 
     x_dev, y_dev = x.to(device), y.to(device)
     opt = torch.optim.Adam(params if params is not None else model.parameters(), lr=lr)
@@ -105,17 +140,19 @@ def fit(
     bar = tqdm(range(epochs), desc=desc, leave=False, disable=not ctx.verbose, unit="ep")
     for _ in bar:
         perm = torch.randperm(n, generator=ctx.generator).to(device)
-        total = 0.0
+        total = torch.zeros((), device=device)
         for start in range(0, n, batch_size):
             idx = perm[start : start + batch_size]
-            loss = step_loss(x_dev[idx], y_dev[idx])
+            with precision:
+                loss = step_loss(x_dev[idx], y_dev[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if sched is not None:
                 sched.step()
-            total += float(loss.detach()) * len(idx)
-        bar.set_postfix(loss=f"{total / n:.4f}")
+            total += loss.detach().float() * len(idx)
+        if ctx.verbose:
+            bar.set_postfix(loss=f"{float(total) / n:.4f}")
     return model.eval()
 
 

@@ -69,7 +69,8 @@ def compare(published: dict, rerun: dict) -> list[Difference]:
 
 def verify_card(path: str | Path, settings: Settings, *, cache_dir: str | None = None,
                 **run_options) -> tuple[dict, dict, list[Difference]]:
-    """Re-run the cell of the card at ``path`` (its data set, architecture, profile, scheme, column and seed) into
+    """Re-run the cell of the card at ``path`` (its data set, architecture, profile and precision, scheme, column
+    and seed: like with like) into
     a temporary results folder, in ``cache_dir`` or else an empty temporary cache, with ``settings``'s device,
     jobs, data root and plugins; return (published card, re-run card, differences). A card the registered
     components would not make again (another configuration or version: its run id differs) is refused before
@@ -81,8 +82,9 @@ def verify_card(path: str | Path, settings: Settings, *, cache_dir: str | None =
     if published["status"] == "error":
         raise ConfigError(f"{path}: an error card has no numbers to verify; re-run the cell with `wmbench run`")
     with tempfile.TemporaryDirectory(prefix="wmbench-verify-") as tmp:
-        plan = replace(settings, dataset=published["dataset"], arch=published["arch"],
-                       profile=get_profile(published["profile"]), results_dir=str(Path(tmp) / "results"),
+        profile = get_profile(published["profile"], published["precision"])  # like with like
+        plan = replace(settings, dataset=published["dataset"], arch=published["arch"], profile=profile,
+                       results_dir=str(Path(tmp) / "results"),
                        cache_dir=cache_dir or str(Path(tmp) / "cache"))
         seeds = [int(published["seed"])]
         cells = plan_matrix(plan, published["defense"], published["attack"], seeds, force=True).cells

@@ -64,6 +64,7 @@ from bench.config import ComponentConfig, param
 from bench.errors import ConfigError
 from bench.models import model_for_task
 from bench.registry import register_defense
+from bench.train import precise_forward, train_precision
 from defenses._triggers import check_classes, source_mask, verification_from_test
 
 
@@ -247,6 +248,7 @@ class EWE(Defense):
 
         mask = pattern = x_wm = None
         model.train()
+        fwd, precision = precise_forward(model, ctx), train_precision(ctx)  # the profile's precision
         try:
             for epoch in tqdm(range(epochs), desc="ewe", leave=False, disable=not ctx.verbose, unit="ep"):
                 if epoch == pre:
@@ -255,13 +257,15 @@ class EWE(Defense):
                 perm = torch.randperm(n, generator=ctx.generator).to(dev)
                 for b, start in enumerate(range(0, n, bs)):
                     idx = perm[start : start + bs]
-                    step(F.cross_entropy(model(x[idx]), y[idx]))
+                    step(F.cross_entropy(fwd(x[idx]), y[idx]))
                     if x_wm is None or (b + 1) % c.clean_per_wm:
                         continue
                     iw = torch.randint(len(x_wm), (half,), generator=ctx.generator).to(dev)
                     it = torch.randint(len(tgt), (half,), generator=ctx.generator).to(dev)
                     t = temps.clone().requires_grad_(True)
-                    logits, feats = taps(model, torch.cat([x_wm[iw], tgt[it]]))
+                    with precision:  # the features in fp32, so the soft nearest-neighbour loss is computed in fp32
+                        logits, feats = taps(model, torch.cat([x_wm[iw], tgt[it]]))
+                    logits, feats = logits.float(), [f.float() for f in feats]
                     entangle = sum(snnl(f, groups, t[i]) for i, f in enumerate(feats))
                     if c.temperature_lr > 0:
                         t_grad = torch.autograd.grad(entangle, t, retain_graph=True)[0]

@@ -63,7 +63,7 @@ from bench.config import ComponentConfig, param
 from bench.errors import ConfigError
 from bench.models import model_for_task
 from bench.registry import register_defense
-from bench.train import predict_labels
+from bench.train import precise_forward, predict_labels
 from bench.tuning import Grid
 from defenses._mea_closed_form import auto_kl_weight
 from defenses._mea_data import MixedSamples, Pools, epoch_sizes
@@ -238,6 +238,7 @@ class MEADefender(MixedSamples, Defense):
         step = 0
         t0 = time.perf_counter()
         model.train()
+        fwd = precise_forward(model, ctx)  # the training passes at the profile's precision, losses in fp32
         bar = tqdm(range(epochs), desc=desc, leave=False, disable=not ctx.verbose, unit="ep")
         for epoch in bar:
             lam = (c.com_extra_tenth if epoch % 10 == 9 else c.com_extra) if use_com else 0.0
@@ -256,12 +257,12 @@ class MEADefender(MixedSamples, Defense):
                     else:
                         j = torch.randint(n_anchor, (c.anchor_batch,), generator=g).to(anc_a.device)
                     with torch.no_grad():
-                        za, zb = model(torch.cat([anc_a[j], anc_b[j]])).chunk(2)
-                    out = model(torch.cat([xb, anc_w[j]]))
+                        za, zb = fwd(torch.cat([anc_a[j], anc_b[j]])).chunk(2)
+                    out = fwd(torch.cat([xb, anc_w[j]]))
                     z, zw = out[:len(xb)], out[len(xb):]
                     com = combination_loss(zw, za, zb, exclude=None if c.com_target else classes[2])
                 else:
-                    z = model(xb)
+                    z = fwd(xb)
                 if paper:
                     loss = paper_tasks_loss(z, yb, kinds, com, params, task_w, task_trace,
                                             recompute=step % c.mgda_every == 0)

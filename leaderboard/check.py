@@ -146,7 +146,8 @@ def check_leaderboard(results_dir: str | Path, out_dir: str | Path, readme: str 
     results, out = Path(results_dir), Path(out_dir)
     problems = []
     for path, card in iter_cards(results):  # validates every card; raises CardError on the first bad one
-        expected = card_path(results, card["dataset"], card["arch"], card["defense"], card["attack"], card["seed"])
+        expected = card_path(results, card["dataset"], card["arch"], card["defense"], card["attack"], card["seed"],
+                             card["precision"])
         if path.resolve() != expected.resolve():
             problems.append(f"{path}: its fields say it belongs at {expected}; move it there, or delete it and "
                             "re-run its cell")

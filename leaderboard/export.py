@@ -66,6 +66,6 @@ def cells_csv(cards: list[dict]) -> str:
             low, high = wilson(round(wsr * n), n)
         row.update(wsr_low=low, wsr_high=high, verdict=card_verdict(card),
                    card=card_path(".", card["dataset"], card["arch"], card["defense"], card["attack"],
-                                  card["seed"]).as_posix())
+                                  card["seed"], card.get("precision")).as_posix())
         out.writerow([_cell(c, row.get(c)) for c in COLUMNS])
     return buf.getvalue()

@@ -208,7 +208,8 @@ def _seed_verdict(c: dict) -> str:
 def _card_href(card_base: str, c: dict) -> str:
     from bench.results import card_path
 
-    return card_path(card_base, c["dataset"], c["arch"], c["defense"], c["attack"], c["seed"]).as_posix()
+    return card_path(card_base, c["dataset"], c["arch"], c["defense"], c["attack"], c["seed"],
+                     c.get("precision")).as_posix()
 
 
 def _seed_details(g: Group, d: str, cols: list[str], card_base: str) -> str:

@@ -233,9 +233,15 @@ def render_other(cards: list[dict]) -> str:
     rows = []
     for c in cards:
         verdict = verdict_text(c)
-        rows.append([escape_md(f"{c['dataset']} / {c['arch']}"), escape_md(c["profile"]), code(c["defense"]),
+        rows.append([escape_md(f"{c['dataset']} / {c['arch']}"), escape_md(_profile(c)), code(c["defense"]),
                      code(c["attack"]), str(c["seed"]), pct(c.get("clean_acc_victim")), pct(c.get("wsr_suspect")),
                      verdict, code(str(card_path("results", c["dataset"], c["arch"], c["defense"], c["attack"],
-                                                                   c["seed"])))])
+                                                                   c["seed"], c.get("precision"))))])
     head = ["Data / arch", "Profile", "Scheme", "Column", "Seed", "Victim acc", "WSR", "Verdict", "Card"]
     return "\n".join(lines + md_table(head, rows, "lllllrrll")).rstrip("\n") + "\n"
+
+
+def _profile(card: dict) -> str:
+    """A card's profile, with its training precision when that is not fp32 (``quick, bf16``)."""
+    precision = card.get("precision") or "fp32"
+    return card["profile"] if precision == "fp32" else f"{card['profile']}, {precision}"

@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--attack", default="*", help="comma-separated names/wildcards/specs (default: *)")
     run.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0, or the board's)")
     run.add_argument("--profile", default=None, help="smoke | quick | paper (default: quick, or the board's)")
+    _precision_arg(run, "the profile's, or the board's")
     _work_args(run)
     run.add_argument("--force", action="store_true", help="re-run cells whose card exists")
     run.add_argument("--dry-run", action="store_true",
@@ -80,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--arch", default=None, help="architecture (default: the data set's)")
     rep.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     rep.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
+    _precision_arg(rep, "the profile's")
     _work_args(rep)
     rep.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help=argparse.SUPPRESS)
 
@@ -103,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print one result card")
     show.add_argument("card", help="path to a seed-<k>.json card")
     return p
+
+
+def _precision_arg(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--precision", default=None, help=f"training precision: fp32 | bf16 (default: {default}); "
+                        "evaluation and scoring are fp32 either way")
 
 
 def _work_args(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +143,8 @@ def _settings(args, dataset: str, **more):
     """The run settings of a training command's arguments (``_work_args``)."""
     from bench.settings import make_settings
 
-    return make_settings(dataset=dataset, profile=args.profile, results_dir=args.results, cache_dir=args.cache_dir,
+    return make_settings(dataset=dataset, profile=args.profile, precision=getattr(args, "precision", None),
+                         results_dir=args.results, cache_dir=args.cache_dir,
                          device=args.device, data_root=args.data_root, jobs=args.jobs, plugins=tuple(args.plugin),
                          **more)
 
@@ -181,10 +189,11 @@ def _board_run(args) -> tuple[str, str, list[int]]:
 
     board = get_board(args.board)
     for flag, given, fixed in (("--dataset", args.dataset, board.dataset), ("--arch", args.arch, board.arch),
-                               ("--profile", args.profile, board.profile)):
+                               ("--profile", args.profile, board.profile),
+                               ("--precision", args.precision, board.precision)):
         if given is not None and given != fixed:
             raise WmbenchError(f"board {board.name!r} is declared on {flag} {fixed}; drop {flag} {shorten(given)}")
-    args.dataset, args.arch, args.profile = board.dataset, board.arch, board.profile
+    args.dataset, args.arch, args.profile, args.precision = board.dataset, board.arch, board.profile, board.precision
     load_plugins(args.plugin)
     defenses, attacks = board.select(DEFENSES, ATTACKS, args.defense, args.attack)
     return defenses, attacks, _seeds(args.seeds) if args.seeds else list(board.seeds)

@@ -29,7 +29,7 @@ from attacks.extraction._base import ExtractionAttack, ExtractionConfig, outcome
 from bench.api import Context, Outcome, Target
 from bench.config import param
 from bench.registry import register_attack
-from bench.train import fit
+from bench.train import fit, precise_forward
 
 
 class Generator(nn.Module):
@@ -108,6 +108,7 @@ class DFME(ExtractionAttack):
         sched_s = _cosine(opt_s, iters * c.student_steps)
         sched_g = _cosine(opt_g, iters * c.generator_steps)
         seen_x, seen_v = [], []  # every answer bought, for the optional replay
+        student_fwd, gen_fwd = precise_forward(student, ctx), precise_forward(gen, ctx)  # the profile's precision
 
         def ask(x: torch.Tensor) -> torch.Tensor:
             v = centred_log_probs(oracle(x.cpu()))
@@ -129,13 +130,13 @@ class DFME(ExtractionAttack):
                     break
                 gen.train()
                 student.eval()
-                x = gen(latent(b))
+                x = gen_fwd(latent(b))
                 with torch.no_grad():
                     u = torch.randn(b, m, d, generator=ctx.generator).to(dev)
                     u = u / u.norm(dim=2, keepdim=True)
                     xs = x.detach()[:, None] + c.eps * u.view(b, m, *x.shape[1:])
                     both = torch.cat([x.detach()[:, None], xs.clamp(0, 1)], 1).flatten(0, 1)
-                    loss = l1_logits(student(both), ask(both)).view(b, m + 1)
+                    loss = l1_logits(student_fwd(both), ask(both)).view(b, m + 1)
                     slope = (loss[:, 1:] - loss[:, :1]) / c.eps  # b x m directional derivatives
                     grad = (d / m) * (slope[:, :, None] * u).sum(1)
                 opt_g.zero_grad(set_to_none=True)
@@ -148,12 +149,12 @@ class DFME(ExtractionAttack):
                     break
                 gen.train()
                 with torch.no_grad():  # two images at least: BatchNorm in training mode needs them
-                    x = gen(latent(max(b, 2)))[:b]
+                    x = gen_fwd(latent(max(b, 2)))[:b]
                 v = ask(x)
                 if b < 2:  # one last image: nothing to learn from reliably with BatchNorm; keep its answer
                     continue
                 student.train()
-                loss = l1_logits(student(x), v).mean()
+                loss = l1_logits(student_fwd(x), v).mean()
                 opt_s.zero_grad(set_to_none=True)
                 loss.backward()
                 opt_s.step()

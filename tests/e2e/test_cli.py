@@ -25,6 +25,7 @@ def _err(capsys, argv):
         (["run", "--seeds", "a,b"], "--seeds 'a,b' must be comma-separated integers"),
         (["run", "--jobs", "0"], "--jobs 0 must be >= 1"),
         (["run", "--device", "tpu"], "--device 'tpu' is invalid; use auto, cpu or cuda"),
+        (["run", "--precision", "fp16"], "--precision 'fp16' is invalid; use fp32 or bf16"),
         (["run", "--attack", "soft_label[temperature=0]"], "soft_label: temperature=0.0 is invalid; it must be > 0"),
         (["run", "--attack", "soft_label[tempreature=2]"], "did you mean temperature?"),
         (["run", "--arch", "resnet1"], "unknown architecture 'resnet1'"),
@@ -242,3 +243,22 @@ def test_verify_says_which_cards_it_cannot_verify_and_goes_on(capsys, tmp_path):
     assert len(lines) == 2 and "an error card has no numbers to verify" in lines[0]
     assert "its run id differs" in lines[1] and "Traceback" not in err
     assert not list(tmp_path.rglob("*.wm"))  # refused before anything was trained
+
+
+def test_a_bf16_run_writes_its_own_cards_and_verify_reruns_them_at_bf16(capsys, tmp_path):
+    from bench.results import read_card
+
+    base = ["run", "--dataset", "synthetic", "--profile", "test", "--defense", "content", "--attack", "identity",
+            "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), "--device", "cpu", "-q"]
+    assert _err(capsys, base)[0] == 0 and _err(capsys, [*base, "--precision", "bf16"])[0] == 0
+    fp32 = read_card(next((tmp_path / "r").rglob("seed-0.json")))
+    path = next((tmp_path / "r").rglob("seed-0.bf16.json"))
+    bf16 = read_card(path)
+    assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16") and fp32["run_id"] != bf16["run_id"]
+    assert bf16["profile_config"]["precision"] == "bf16" and "precision" not in fp32["profile_config"]
+    assert bf16["cpu_s"] > 0 and bf16["threads"] >= 1
+    # verify re-runs the cell at the card's own precision (at fp32 its run id would differ and it would refuse)
+    code, out, _ = _err(capsys, ["verify", str(path), "--device", "cpu", "-q"])
+    assert code == 0 and "the card agrees with a re-run" in out, out
+    code, _, err = _err(capsys, ["run", "--board", "main", "--precision", "bf16", "--dry-run"])
+    assert code == 2 and "board 'main' is declared on --precision fp32; drop --precision bf16" in err
