@@ -18,6 +18,7 @@ from torch import nn
 
 from bench.codec import cache_codec
 from bench.config import ComponentConfig, build_config
+from bench.errors import WmbenchError
 
 if TYPE_CHECKING:  # pragma: no cover
     from bench.oracle import Oracle
@@ -199,6 +200,16 @@ class Target:
     info: DatasetInfo
     arch: str
     dataset: str
+
+    def ask_pool(self, idx: torch.Tensor) -> torch.Tensor:
+        """The oracle's answers to the pool images ``x_pool[idx]``, counted as queries: the same answers as
+        ``oracle(x_pool[idx])``, read from the oracle's table of answers to the pool when it has one (the
+        runner's oracles: the victim then answers its pool once for every attack on it)."""
+        if self.oracle is None:
+            raise WmbenchError("this target has no oracle to query")
+        if getattr(self.oracle, "has_pool", False):  # any callable oracle will do; ours keep a table
+            return self.oracle.ask_pool(idx)
+        return self.oracle(self.x_pool[idx])
 
 
 @cache_codec("outcome")

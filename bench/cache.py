@@ -27,12 +27,17 @@ from bench.codec import CodecError, from_bytes, to_bytes
 from bench.cost import measure
 from bench.errors import WmbenchError
 
-__all__ = ["Cache", "artifact_key", "CacheStats", "entry_exists", "entry_meta"]
+__all__ = ["Cache", "artifact_key", "remembered_key", "CacheStats", "entry_exists", "entry_meta"]
 
 
 def artifact_key(**parts: Any) -> str:
     text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def remembered_key(parts: dict[str, Any]) -> str:
+    """The key :meth:`Cache.remember` keeps the value of ``parts`` under."""
+    return artifact_key(kind="remembered", **parts)
 
 
 @dataclass
@@ -136,7 +141,7 @@ class Cache:
 
     def remember(self, parts: dict[str, Any], build: Callable[[], Any]) -> Any:
         """A component's value (:meth:`bench.api.Context.remember`): built once per ``parts``, then loaded."""
-        return self.get_or_build(artifact_key(kind="remembered", **parts), build, meta={"remembered": parts})[0]
+        return self.get_or_build(remembered_key(parts), build, meta={"remembered": parts})[0]
 
     def get_or_build(self, key: str, build: Callable[[], Any], meta: dict | None = None) -> tuple[Any, dict]:
         """Load the artifact, or build it (timed, memory-measured), store it and return it. While one process
@@ -159,7 +164,7 @@ class Cache:
             with measure() as cost:
                 obj = build()
             full_meta = dict(meta or {})
-            full_meta.update(wall_s=cost.wall_s, peak_mem_mb=cost.peak_mem_mb, created=time.time(),
+            full_meta.update(wall_s=cost.wall_s, cpu_s=cost.cpu_s, peak_mem_mb=cost.peak_mem_mb, created=time.time(),
                              torch_threads=torch.get_num_threads())
             self.save(key, obj, full_meta)
         self.stats.builds.append(key)

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 
 from bench.api import Outcome
-from bench.jobs import guard, must_load, split_error, worker_cache
+from bench.jobs import guard, must_load, split_error, verify_parts, victim_eval_parts, worker_cache
 from bench.results import new_card, write_card
-from bench.score import names_the_watermark, score_models
+from bench.score import evaluate_victim, names_the_watermark, score_models
 from bench.settings import Settings, device_name, load_task, versions
 from bench.spec import Chain, Spec
 from bench.train import resolve_device
@@ -51,16 +51,26 @@ class Cell:
         protected, victim_meta = must_load(cache, self.victim_key, "victim")
         steps = [must_load(cache, k, "attack result") for k in self.attack_keys]
         outcome = steps[-1][0]
-        nulls = [must_load(cache, k, "null model")[0] for k in self.null_keys]
-        null_models = [n.model for n in nulls if n.model is not None]
+        loaded = [(k, must_load(cache, k, "null model")[0]) for k in self.null_keys]
+        nulls = [n for _, n in loaded]
+        null_models = [(k, n.model) for k, n in loaded if n.model is not None]
         device = resolve_device(settings.device)
+        # what does not depend on this cell's attack is evaluated once per model and kept in the cache, so the
+        # other cells of the victim (and of its null models) load it (docs/performance.md)
+        victim_eval = cache.remember(victim_eval_parts(self.victim_key, self.seed),
+                                     lambda: evaluate_victim(protected, task.x_test, device=device))
+        null_verified = None
+        if protected.has_watermark:
+            null_verified = [cache.remember(verify_parts(self.victim_key, k),
+                                            lambda m=m: list(protected.verify(m, device=device)))
+                             for k, m in null_models]
         scores = score_models(protected=protected, suspect=outcome.model, x_test=task.x_test,
-                              y_test=task.y_test, null_models=null_models if protected.has_watermark else [],
-                              device=device)
+                              y_test=task.y_test, null_models=[m for _, m in null_models] if protected.has_watermark
+                              else [], device=device, victim_eval=victim_eval, null_verified=null_verified)
         extras = scores.pop("extras")
         extras.update(outcome.extras)
-        extras.update(victim_wall_s=victim_meta.get("wall_s"), victim_info=protected.info,
-                      null_models=len(null_models))
+        extras.update(victim_wall_s=victim_meta.get("wall_s"), victim_cpu_s=victim_meta.get("cpu_s"),
+                      victim_info=protected.info, null_models=len(null_models))
         if victim_meta.get("device"):  # where the victim was trained (it may come from another run's cache)
             extras["victim_device"] = victim_meta["device"]
         # the numbers are bit-reproducible for the same torch thread count per job (--jobs N on C cores gives
@@ -81,13 +91,17 @@ class Cell:
         if outcome.score is not None:
             extras["detection_score"] = outcome.score
         if len(steps) > 1:
-            extras["chain"] = [{"attack": a.label, "queries": o.queries, "epochs": o.epochs, "wall_s": m["wall_s"]}
-                               for a, (o, m) in zip(self.attack.steps, steps, strict=True)]
+            extras["chain"] = [{"attack": a.label, "queries": o.queries, "epochs": o.epochs, "wall_s": m["wall_s"],
+                                "cpu_s": m.get("cpu_s")} for a, (o, m) in zip(self.attack.steps, steps, strict=True)]
+        cpu = [m.get("cpu_s") for _, m in steps]
+        step_threads = [m.get("torch_threads") for _, m in steps if m.get("torch_threads") is not None]
         base.update(scores)
         base.update(
             status="ok", error=None, detected=outcome.detected, detected_target=outcome.detected_target,
             queries=sum(int(o.queries) for o, _ in steps), epochs=sum(int(o.epochs) for o, _ in steps),
             wall_s=float(sum(m["wall_s"] for _, m in steps)),
+            cpu_s=float(sum(cpu)) if all(isinstance(v, (int, float)) for v in cpu) else None,
+            threads=max(step_threads) if step_threads else None,
             peak_mem_mb=max((m["peak_mem_mb"] for _, m in steps if m.get("peak_mem_mb") is not None), default=None),
             extras=_jsonable(extras), split=task.split,
         )
@@ -104,6 +118,7 @@ class Cell:
             attack_kind=c["attack_kind"], attack_config=c["attack_config"], seed=self.seed,
             profile=settings.profile.name, profile_config=settings.profile.as_dict(),
             versions=versions(settings.plugins), git_sha=settings.git_sha, device=device_name(settings.device),
+            precision=settings.profile.precision,
         )
 
 

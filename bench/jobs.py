@@ -11,6 +11,7 @@ import sys
 import sysconfig
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from bench.spec import Spec
 from bench.train import resolve_device, set_threads
 
 __all__ = ["VictimJob", "AttackJob", "make_target", "guard", "keyed", "split_error", "worker_cache", "must_load",
-           "job_context"]
+           "job_context", "pool_answers_parts", "victim_eval_parts", "verify_parts"]
 
 _WORKER: dict[str, Any] = {}
 
@@ -176,11 +177,29 @@ class VictimJob:
         return cache.build_or_load(self.key, build, meta=meta)[2]  # False: another run built it
 
 
-def make_target(protected: Protected, attack, task, device: torch.device | str = "cpu") -> Target:
+def pool_answers_parts(model_key: str, seed: int) -> dict:
+    """What the table of a model's answers to the attacker's pool of task ``seed`` is remembered by."""
+    return {"answers": "pool", "model": model_key, "seed": seed}
+
+
+def victim_eval_parts(victim_key: str, seed: int) -> dict:
+    """What a victim's evaluation (:func:`bench.score.evaluate_victim`) is remembered by."""
+    return {"evaluation": "victim", "victim": victim_key, "seed": seed}
+
+
+def verify_parts(victim_key: str, model_key: str) -> dict:
+    """What the verification of ``victim_key``'s watermark on the model ``model_key`` is remembered by."""
+    return {"evaluation": "verify", "victim": victim_key, "model": model_key}
+
+
+def make_target(protected: Protected, attack, task, device: torch.device | str = "cpu",
+                remember: Callable | None = None) -> Target:
     """What ``attack`` may see of a protected model: an oracle for every kind, a white-box *copy* for
-    all kinds but extraction, the attacker's pool; never the watermark secret."""
+    all kinds but extraction, the attacker's pool; never the watermark secret. ``remember(build)`` keeps the
+    oracle's table of answers to the pool (:meth:`bench.oracle.Oracle.ask_pool`)."""
     model = protected.model.to(device).eval()
-    oracle = Oracle(model, num_classes=task.num_classes, serve=protected.serve, **attack.oracle_options())
+    oracle = Oracle(model, num_classes=task.num_classes, serve=protected.serve, pool=task.x_pool, remember=remember,
+                    **attack.oracle_options())
     white_box = attack.kind != "extraction"
     return Target(oracle=oracle, model=copy.deepcopy(model) if white_box else None, x_pool=task.x_pool,
                   y_pool=task.y_pool, info=task.info, arch=task.arch, dataset=task.dataset)
@@ -211,8 +230,11 @@ class AttackJob:
         attack = ATTACKS.create(self.attack.name, **self.attack.config)
         ctx = job_context(settings, self.attack_seed, cache)
 
+        def answers(build):  # the model's answers to the pool: once per model and seed, for every attack on it
+            return cache.remember(pool_answers_parts(self.parent_key, self.seed), build)
+
         def build():
-            target = make_target(protected, attack, task, ctx.device)
+            target = make_target(protected, attack, task, ctx.device, remember=answers)
             out = attack(target, ctx)
             out.model = _to_cpu(out.model)
             if target.oracle is not None:

@@ -12,18 +12,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bench.api import derive_seed
-from bench.cache import artifact_key
+from bench.cache import artifact_key, remembered_key
 from bench.cells import Cell
 from bench.config import config_to_dict
 from bench.errors import ConfigError, WmbenchError
-from bench.jobs import AttackJob, VictimJob
+from bench.jobs import AttackJob, VictimJob, pool_answers_parts, verify_parts, victim_eval_parts
 from bench.registry import ATTACKS, DEFENSES, load_plugins
 from bench.results import card_path, read_card
 from bench.settings import Settings
 from bench.spec import Chain, Spec, expand_chains, expand_specs
 
 __all__ = ["Matrix", "Estimate", "plan_matrix", "cap_jobs", "chain_kind", "describe", "estimate", "estimate_text",
-           "NULL_DEFENSE"]
+           "job_costs", "NULL_DEFENSE"]
 
 NULL_DEFENSE = Spec("none")
 
@@ -95,7 +95,8 @@ def plan_matrix(settings: Settings, defenses: str | list[Spec], attacks: str | l
                               step.label: i["config"] for step, i in zip(a.steps, a_ident, strict=True)}}
                 run_id = artifact_key(kind="cell", defense=d_ident, attack=a_ident, data=data_id, seed=seed,
                                       profile=prof)
-                path = str(card_path(settings.results_dir, settings.dataset, settings.arch, d.label, a.label, seed))
+                path = str(card_path(settings.results_dir, settings.dataset, settings.arch, d.label, a.label, seed,
+                                     settings.profile.precision))
                 owner = paths.setdefault(path, (d.label, a.label))
                 if owner != (d.label, a.label):
                     raise ConfigError(f"{owner[0]} x {owner[1]} and {d.label} x {a.label} would share the card "
@@ -151,6 +152,18 @@ def describe(matrix: Matrix, has: Callable[[str], bool]) -> list[str]:
     if by_step:
         lines.append("attack steps to run: " + ", ".join(f"{label} {n}" for label, n in
                                                            sorted(by_step.items(), key=lambda kv: (-kv[1], kv[0]))))
+    # each of these is computed once per distinct input and kept in the cache (docs/performance.md)
+    tables = {remembered_key(pool_answers_parts(job.parent_key, job.seed)) for job in attacks
+              if ATTACKS.get(job.attack.name).kind == "extraction"}
+    scored = [c for c in matrix.cells if c.attack_keys]
+    evals = {remembered_key(victim_eval_parts(c.victim_key, c.seed)) for c in scored}
+    verifies = {remembered_key(verify_parts(c.victim_key, k)) for c in scored for k in c.null_keys}
+    todo = [sum(not has(k) for k in group) for group in (tables, evals, verifies)]
+    lines.append(f"oracle passes over the attacker's pool: at most {todo[0]} (one per attacked model, shared by "
+                 "every extraction on it; queries an attack makes of its own images come on top)")
+    lines.append(f"evaluations: {todo[1]} victims on the test set ({len(evals) - todo[1]} cached), {todo[2]} "
+                 f"verifications of a watermark on a null model ({len(verifies) - todo[2]} cached), "
+                 f"{len(scored)} suspects scored (one per cell)")
     return lines
 
 
@@ -181,6 +194,27 @@ class Estimate:
     seconds: float
     timed: int
     untimed: int
+
+
+def job_costs(matrix: Matrix, reference: Matrix, meta: Callable[[str], dict | None],
+              device: str | None = None) -> dict[str, float]:
+    """The expected CPU seconds of the jobs of ``matrix`` that ran before at other seeds: the mean recorded
+    ``cpu_s`` (``meta(key)``) of the jobs of ``reference`` with the same seed-free name (:func:`_signatures`),
+    or their ``wall_s`` times their thread count where an entry recorded no CPU time (made before it was
+    recorded); on another device than ``device`` left out. A job never timed is absent. The runner starts the
+    longest first, so that the workers of a phase finish together."""
+    recorded: dict[tuple, list[float]] = {}
+    for key, sig in _signatures(reference).items():
+        found = meta(key) or {}
+        if device is not None and found.get("device") not in (None, device):
+            continue
+        cpu, wall, threads = found.get("cpu_s"), found.get("wall_s"), found.get("torch_threads") or 1
+        if isinstance(cpu, (int, float)):
+            recorded.setdefault(sig, []).append(float(cpu))
+        elif isinstance(wall, (int, float)):
+            recorded.setdefault(sig, []).append(float(wall) * threads)
+    return {key: sum(recorded[sig]) / len(recorded[sig]) for key, sig in _signatures(matrix).items()
+            if sig in recorded}
 
 
 def estimate(matrix: Matrix, reference: Matrix, has: Callable[[str], bool],

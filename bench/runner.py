@@ -17,6 +17,7 @@ cached, so a killed run loses at most the jobs in flight.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import Counter
@@ -31,15 +32,18 @@ from tqdm.auto import tqdm
 
 from bench.atomic import sweep_temporaries
 from bench.backends import check_backend, cluster_settings, use_backend
+from bench.cache import entry_meta
 from bench.cells import Cell, guard_cell
 from bench.errors import WmbenchError
 from bench.jobs import guard, keyed
-from bench.planning import Matrix, cap_jobs, plan_matrix
+from bench.planning import Matrix, cap_jobs, job_costs, plan_matrix
 from bench.results import read_card
-from bench.settings import Settings, preflight
+from bench.settings import Settings, device_name, preflight
 from bench.spec import Spec
 
-__all__ = ["RunSummary", "run", "execute"]
+__all__ = ["RunSummary", "run", "execute", "COST_SEEDS"]
+
+COST_SEEDS = (0, 1, 2, 3, 4)  # the seeds whose recorded jobs say how long this run's jobs take (job_costs)
 
 
 @dataclass
@@ -73,8 +77,12 @@ def _check_dir(path: str, what: str, flag: str) -> None:
         raise WmbenchError(f"{what} {path!r} is not writable; pass a writable {flag}")
 
 
-def execute(settings: Settings, matrix: Matrix, *, progress: bool = True, backend: str | None = None) -> RunSummary:
-    """Run every pending job of ``matrix`` with joblib; never stop on one failure."""
+def execute(settings: Settings, matrix: Matrix, *, progress: bool = True, backend: str | None = None,
+            costs: dict[str, float] | None = None) -> RunSummary:
+    """Run every pending job of ``matrix`` with joblib; never stop on one failure. Within a phase the jobs start
+    longest first by ``costs`` (expected CPU seconds per job key, :func:`bench.planning.job_costs`), those never
+    timed before the others, so that no worker is left with one long job after the rest have finished."""
+    costs = costs or {}
     _check_dir(settings.results_dir, "results directory", "--results")
     _check_dir(settings.cache_dir, "cache directory", "--cache-dir")
     sweep_temporaries(settings.results_dir)  # half-written cards of writers that are gone
@@ -149,7 +157,7 @@ def execute(settings: Settings, matrix: Matrix, *, progress: bool = True, backen
         if not jobs:
             return
         bar.set_postfix_str(label)
-        keys = list(jobs)
+        keys = sorted(jobs, key=lambda k: -costs.get(k, math.inf))  # stable: plan order among equals
         calls = (delayed(keyed)(k, share(len(keys)), guard, jobs[k], settings) for k in keys)
         results = parallel(calls)
         try:
@@ -209,5 +217,10 @@ def run(settings: Settings, defenses: str | list[Spec], attacks: str | list[Spec
     if note and say is not None:
         say(note)
     preflight(settings)
+    costs = None
+    if settings.jobs > 1:  # what the same jobs took at the board's usual seeds orders the work (longest first)
+        reference = plan_matrix(settings, defenses, attacks, sorted({*seeds, *COST_SEEDS}), force=True)
+        costs = job_costs(matrix, reference, lambda key: entry_meta(settings.cache_dir, key),
+                          device_name(settings.device))
     with use_backend(backend, jobs=settings.jobs, scheduler=scheduler) as joblib_backend:
-        return execute(settings, matrix, progress=progress, backend=joblib_backend)
+        return execute(settings, matrix, progress=progress, backend=joblib_backend, costs=costs)

@@ -33,7 +33,7 @@ from bench.api import Protected
 from bench.train import accuracy, predict_labels
 
 __all__ = ["ALPHA", "MAX_ACC_DROP", "binom_sf", "NullResult", "null_wsr", "label_rate", "names_the_watermark",
-           "verdict", "score_models"]
+           "verdict", "evaluate_victim", "score_models"]
 
 ALPHA = 0.01
 MAX_ACC_DROP = 0.05
@@ -71,13 +71,16 @@ class NullResult:
         return (self.hits + 1) / (self.n + 2)
 
 
-def null_wsr(protected: Protected, null_models: list[nn.Module], device="cpu") -> NullResult | None:
+def null_wsr(protected: Protected, null_models: list[nn.Module], device="cpu",
+             verified: list[tuple[float, int]] | None = None) -> NullResult | None:
+    """The null WSR of ``protected``'s watermark over ``null_models``; ``verified`` gives each model's
+    ``protected.verify`` result when it was computed before (the scorer keeps it in the cache)."""
     if not protected.has_watermark or not null_models:
         return None
     best = None
     rates = []
-    for m in null_models:
-        wsr, n = protected.verify(m, device=device)
+    for i, m in enumerate(null_models):
+        wsr, n = verified[i] if verified is not None else protected.verify(m, device=device)
         rates.append(wsr)
         hits = round(wsr * n)
         if best is None or hits > best[0]:
@@ -130,6 +133,16 @@ def verdict(*, wsr: float, label_rate: float, threshold: float, p_value: float, 
     return retained, bool(not retained and acc_victim - acc_suspect <= MAX_ACC_DROP)
 
 
+def evaluate_victim(protected: Protected, x_test: torch.Tensor, device="cpu") -> dict:
+    """What every cell of a victim needs of it, computed once per victim (the scorer keeps it in the cache):
+    its labels for the test set (``pred``) and, when it carries a watermark, its verification result
+    (``wsr``, ``n``). Always in fp32, whatever the training precision."""
+    out: dict = {"pred": predict_labels(protected.model, x_test, device=device).cpu()}
+    if protected.has_watermark:
+        out["wsr"], out["n"] = protected.verify(protected.model, device=device)
+    return out
+
+
 def score_models(
     *,
     protected: Protected,
@@ -138,10 +151,15 @@ def score_models(
     y_test: torch.Tensor,
     null_models: list[nn.Module],
     device="cpu",
+    victim_eval: dict | None = None,
+    null_verified: list[tuple[float, int]] | None = None,
 ) -> dict:
-    """Card fields for one cell whose attack produced a suspect model (or None for detection-only)."""
-    victim = protected.model
-    victim_pred = predict_labels(victim, x_test, device=device)
+    """Card fields for one cell whose attack produced a suspect model (or None for detection-only).
+
+    ``victim_eval`` (:func:`evaluate_victim`) and ``null_verified`` (each null model's ``protected.verify``)
+    are what other cells of the same victim computed already; without them they are computed here."""
+    victim_eval = victim_eval if victim_eval is not None else evaluate_victim(protected, x_test, device=device)
+    victim_pred = victim_eval["pred"]
     acc_v = float((victim_pred == y_test).float().mean())
     out: dict = {
         "clean_acc_victim": acc_v,
@@ -166,9 +184,8 @@ def score_models(
         return out
     threshold = protected.threshold if protected.threshold is not None else 0.3
     out["threshold"] = threshold
-    out["wsr_victim"], n = protected.verify(victim, device=device)
-    out["n_verify"] = n
-    null = null_wsr(protected, null_models, device=device)
+    out["wsr_victim"], out["n_verify"] = victim_eval["wsr"], victim_eval["n"]
+    null = null_wsr(protected, null_models, device=device, verified=null_verified)
     if null is not None:
         out["wsr_null"] = null.wsr
         out["extras"]["wsr_null_per_model"] = list(null.per_model)

@@ -50,12 +50,12 @@ class ExtractionAttack(Attack):
 def query_pool(target: Target, ctx: Context, queries: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Query the oracle on a random subset of the attacker's pool of at most ``queries`` images (None = all).
 
-    Returns the images and the oracle's answers.
+    Returns the images and the oracle's answers (read from its table of answers to the pool,
+    :meth:`bench.api.Target.ask_pool`: the same answers, counted the same, computed once per victim).
     """
     n = min(len(target.x_pool), queries or len(target.x_pool))
     idx = torch.randperm(len(target.x_pool), generator=ctx.generator)[:n]
-    x = target.x_pool[idx]
-    return x, target.oracle(x)
+    return target.x_pool[idx], target.ask_pool(idx)
 
 
 def outcome(student: nn.Module, target: Target, arch: str | None, epochs: int, **extras: Any) -> Outcome:

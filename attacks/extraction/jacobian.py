@@ -66,7 +66,7 @@ class Jacobian(ExtractionAttack):
         n0 = min(c.seed_size, len(target.x_pool), budget)
         idx = torch.randperm(len(target.x_pool), generator=ctx.generator)[:n0]
         x = target.x_pool[idx]
-        y = oracle(x).argmax(1)
+        y = target.ask_pool(idx).argmax(1)
         student = substitute(target, ctx, c.arch)
         epochs = c.epochs or p.attack_epochs
         trained = 0

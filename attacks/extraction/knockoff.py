@@ -35,7 +35,7 @@ from bench.api import Context, Outcome, Target
 from bench.config import param
 from bench.errors import ConfigError
 from bench.registry import register_attack
-from bench.train import distill_targets, fit
+from bench.train import distill_targets, fit, precise_forward
 
 POOLS = ("in_dist", "mnist5k")
 DIVERSITY_WINDOW = 256  # recent answers the diversity reward compares against
@@ -137,7 +137,7 @@ class Knockoff(ExtractionAttack):
         if c.strategy == "random":
             idx = torch.randperm(len(pool_x), generator=ctx.generator)[:n]
             x = pool_x[idx]
-            answers = target.oracle(x)
+            answers = target.ask_pool(idx) if c.pool == "in_dist" else target.oracle(x)
         else:
             arms = pool_y if c.actions == "labels" else kmeans(
                 F.adaptive_avg_pool2d(pool_x, 7).flatten(1), c.clusters, ctx.rng)
@@ -158,6 +158,7 @@ class Knockoff(ExtractionAttack):
         h = np.zeros(k)
         online = substitute(target, ctx.child("online"), c.arch).to(ctx.device).train()
         opt = torch.optim.Adam(online.parameters(), lr=c.lr or p.lr)
+        fwd = precise_forward(online, ctx)
         scales = [_Standardizer() for _ in range(3)]
         baseline = _Standardizer()
         recent: deque[torch.Tensor] = deque(maxlen=DIVERSITY_WINDOW)
@@ -174,10 +175,11 @@ class Knockoff(ExtractionAttack):
                     a = int(ctx.rng.choice(k, p=_softmax(h, [len(m) > 0 for m in members])))
                 chosen.append(a)
                 picked.append(members[a].pop())
-            xb = pool_x[torch.tensor(picked)]
-            yb = target.oracle(xb)
+            rows = torch.tensor(picked)
+            xb = pool_x[rows]
+            yb = target.ask_pool(rows) if self.config.pool == "in_dist" else target.oracle(xb)
             tb = distill_targets(yb, 1.0)
-            loss_each = -(tb.to(ctx.device) * F.log_softmax(online(xb.to(ctx.device)), 1)).sum(1)
+            loss_each = -(tb.to(ctx.device) * F.log_softmax(fwd(xb.to(ctx.device)), 1)).sum(1)
             top2 = tb.topk(2, dim=1).values
             certainty = top2[:, 0] - top2[:, 1]
             diversity = (tb - torch.stack(list(recent)).mean(0)).clamp_min(0).sum(1) if recent else 0 * certainty

@@ -299,6 +299,14 @@ def test_a_cell_is_scored_as_soon_as_its_models_exist(finished, tmp_path, jobs):
     assert df.loc["peek", "extras"]["cards_seen"] == ["identity"]
 
 
+def _models(cache: Path) -> list[Path]:
+    """The complete model entries of a cache (not the evaluations and oracle answers it remembers)."""
+    from bench.cache import entry_exists, entry_meta
+
+    return [p for p in cache.rglob("*.wm") if entry_exists(cache, p.stem)
+            and "remembered" not in (entry_meta(cache, p.stem) or {})]
+
+
 def test_killed_run_resumes_without_duplicates_or_corrupt_cards(tmp_path):
     import signal
     import time
@@ -314,7 +322,7 @@ def test_killed_run_resumes_without_duplicates_or_corrupt_cards(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = len(list(cache.rglob("*.sha256")))
+    done_before = len(_models(cache))
     assert done_before >= 3
     again = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
@@ -324,7 +332,7 @@ def test_killed_run_resumes_without_duplicates_or_corrupt_cards(tmp_path):
     assert len(set(df.path)) == 6
     assert not list(results.rglob(".tmp-*"))
     # what was finished before the kill was not trained again
-    total = len(list(cache.rglob("*.sha256")))
+    total = len(_models(cache))
     trained = again.stdout.split("models trained: ")[1]
     victims, attacks = int(trained.split(" victims")[0]), int(trained.split(", ")[1].split(" by attacks")[0])
     assert victims + attacks == total - done_before
@@ -364,3 +372,50 @@ def test_worker_keeps_its_caches_when_memory_grows(tmp_path):
         assert executor.submit(os.getpid).result() == pid
     finally:
         executor.shutdown(kill_workers=True)
+
+
+def test_a_second_cell_on_the_same_models_queries_and_evaluates_nothing_again(finished, tmp_path, monkeypatch):
+    """hard_label on the victim and null model soft_label already attacked: it trains only its own copies; the
+    victim answers no query (the pool's answers are cached), and the victim's evaluation and the watermark's
+    verification on the null model are loaded, not computed again."""
+    import bench.cells
+    from bench.api import Protected
+    from bench.oracle import Oracle
+
+    _, plan, _ = finished
+    served, evaluated, verified = [], [], []
+    real_served, real_eval, real_verify = Oracle._served, bench.cells.evaluate_victim, Protected.verify
+    monkeypatch.setattr(Oracle, "_served", lambda self, x: served.append(len(x)) or real_served(self, x))
+    monkeypatch.setattr(bench.cells, "evaluate_victim", lambda *a, **k: evaluated.append(1) or real_eval(*a, **k))
+    monkeypatch.setattr(Protected, "verify", lambda self, m, **k: verified.append(m) or real_verify(self, m, **k))
+    p = make_settings(dataset="synthetic", profile="test", results_dir=str(tmp_path / "r"),
+                      cache_dir=plan.cache_dir, device="cpu")
+    matrix = plan_matrix(p, "content[rate=0.1]", "hard_label", [0])
+    summary = execute(p, matrix, progress=False)  # --jobs 1: in this process, where the counters are
+    assert summary.counts["ok"] == 1 and summary.built["victims"] == 0
+    assert summary.built["attacks"] == 1 + plan.profile.null_models
+    assert served == [] and evaluated == []
+    # verified: the suspect and the null models' hard_label copies, which are new; not the null model itself
+    assert len(verified) == 1 + plan.profile.null_models
+    card = read_card(matrix.cells[0].card)
+    assert card["queries"] == plan.profile.attacker_pool and card["retained"] is not None
+
+
+def test_jobs_start_longest_first_by_what_the_same_jobs_cost_at_other_seeds(tmp_path, monkeypatch):
+    from bench.jobs import VictimJob
+    from bench.planning import job_costs
+
+    p = _plan(tmp_path)
+    matrix = plan_matrix(p, SLICE_DEFENSES, "identity", [1])
+    reference = plan_matrix(p, SLICE_DEFENSES, "identity", [0, 1], force=True)
+    at_seed_0 = [k for k, job in reference.victims.items() if job.seed == 0]  # the null model, none, content
+    recorded = {at_seed_0[0]: {"cpu_s": 5.0}, at_seed_0[1]: {"wall_s": 4.0, "torch_threads": 2},
+                at_seed_0[2]: {"cpu_s": 9.0, "device": "cuda:Some GPU"}}  # another device's time says nothing
+    costs = job_costs(matrix, reference, recorded.get, "cpu")
+    keys = list(matrix.victims)
+    assert costs == {keys[0]: 5.0, keys[1]: 8.0}  # wall seconds x threads where no CPU time was recorded
+    order: list[str] = []
+    real = VictimJob.__call__
+    monkeypatch.setattr(VictimJob, "__call__", lambda self, s: order.append(self.key) or real(self, s))
+    execute(p, matrix, progress=False, costs=costs)  # --jobs 1: in this process, in dispatch order
+    assert order == [keys[2], keys[1], keys[0]]  # the never-timed one first, then the longest
