@@ -20,18 +20,19 @@ from leaderboard.summary import card_verdict
 __all__ = ["CSV_NAME", "Z95", "wilson", "cells_csv"]
 
 CSV_NAME = "cells.csv"
-COLUMNS = ("dataset", "arch", "profile", "defense", "attack", "attack_kind", "seed", "status", "has_watermark",
-           "wsr_suspect", "wsr_low", "wsr_high", "n_verify", "suspect_label_rate", "wsr_null", "p_value",
-           "threshold", "verdict", "wsr_victim", "clean_acc_victim", "clean_acc_suspect", "fidelity", "queries",
-           "epochs", "wall_s", "victim_wall_s", "peak_mem_mb", "device", "victim_device", "error", "card")
+COLUMNS = ("dataset", "arch", "profile", "precision", "defense", "attack", "attack_kind", "seed", "status",
+           "has_watermark", "wsr_suspect", "wsr_low", "wsr_high", "n_verify", "suspect_label_rate", "wsr_null",
+           "p_value", "threshold", "verdict", "wsr_victim", "clean_acc_victim", "clean_acc_suspect", "fidelity",
+           "queries", "epochs", "wall_s", "cpu_s", "threads", "victim_wall_s", "victim_cpu_s", "peak_mem_mb",
+           "device", "victim_device", "error", "card")
 # read from the card's ``extras``: the suspect's own rate of giving the watermark's labels to clean inputs (the
-# verdict needs WSR above it), the victim's training wall seconds (the embedding cost) and where the victim was
-# trained, as the card recorded it (blank for cards written before it was recorded); ``device`` is where the
-# card's own run ran
-_EXTRAS = ("suspect_label_rate", "victim_wall_s", "victim_device")
+# verdict needs WSR above it), the victim's training wall and CPU seconds (the embedding cost) and where the
+# victim was trained, as the card recorded it (blank for cards written before it was recorded); ``device`` is
+# where the card's own run ran; ``cpu_s`` and ``threads`` are blank for cards made before they were recorded
+_EXTRAS = ("suspect_label_rate", "victim_wall_s", "victim_cpu_s", "victim_device")
 
 
-_INTEGERS = {"seed", "n_verify", "queries", "epochs"}
+_INTEGERS = {"seed", "n_verify", "queries", "epochs", "threads"}
 
 
 def _cell(column: str, value) -> str:
@@ -55,7 +56,8 @@ def cells_csv(cards: list[dict]) -> str:
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(COLUMNS)
-    key = lambda c: (c["dataset"], c["arch"], c["defense"], c["attack"], c["seed"], c["profile"])  # noqa: E731
+    key = lambda c: (c["dataset"], c["arch"], c["defense"], c["attack"], c["seed"], c["profile"],  # noqa: E731
+                     c.get("precision") or "fp32")
     for card in sorted(cards, key=key):
         row = dict(card)
         extras = card.get("extras") or {}

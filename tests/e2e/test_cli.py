@@ -108,6 +108,11 @@ def test_dry_run_says_what_would_run_and_runs_nothing(capsys, tmp_path):
     # two victims, and on the null model for content's cells
     assert "3 victims and null models (0 cached), 9 attack steps (0 cached)" in out
     assert "attack steps to run: identity 3, prune 3, soft_label 3" in out
+    # soft_label on the two victims and the null model reads one table of answers per model; content's two cells
+    # share its verification on the null model, and each verifies on its own copy of it
+    assert "oracle passes over the attacker's pool: at most 3 (one per attacked model" in out
+    assert ("evaluations: 2 victims on the test set (0 cached), 3 verifications of a watermark on a null model "
+            "(0 cached), 4 suspects scored (one per cell)") in out
     assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()  # nothing written, not even folders
     one = [*argv]
     one[one.index("--defense") + 1], one[one.index("--attack") + 1] = "none", "identity"
