@@ -16,7 +16,7 @@ from bench.errors import WmbenchError
 from bench.spec import is_configured
 from leaderboard.drawn import save_figure
 from leaderboard.summary import KIND_ORDER, NOT_RUN, Group, defense_sort_key
-from leaderboard.sweeps import QUERIES_FIELD, SchemeSweep, Sweep, cost_points, sweep_axis, sweep_fields
+from leaderboard.sweeps import QUERIES_FIELD, SchemeSweep, Sweep, cost_clock, cost_points, sweep_axis, sweep_fields
 from leaderboard.text import (
     DASH,
     MARK_BAD,
@@ -350,8 +350,9 @@ def cost_schemes(defenses: list[str]) -> list[str]:
 
 def render_cost(groups: list[Group], path: Path) -> Path:
     """One panel per dataset/arch group with a point (:func:`cost_points`): the suspect's WSR versus the
-    attack's wall seconds (log-scaled), colour per scheme, marker per attack kind, filled = retained,
-    hollow = removed, dashed = the claim threshold; small panels name the attack of each point."""
+    attack's CPU seconds, or wall seconds for cards made before CPU time was recorded (log-scaled), colour per
+    scheme, marker per attack kind, filled = retained, hollow = removed, dashed = the claim threshold; small
+    panels name the attack of each point."""
     import matplotlib
     import matplotlib.ticker
     from matplotlib.figure import Figure
@@ -391,7 +392,7 @@ def render_cost(groups: list[Group], path: Path) -> Path:
             ax.set_xlim(min(xs) / 3.3, max(xs) * 3.3)  # a span of more than a decade always has a labelled tick
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            ax.set_xlabel("attack wall seconds (log scale)")
+            ax.set_xlabel(f"attack {'CPU' if cost_clock(g) == 'cpu' else 'wall'} seconds (log scale)")
             ax.set_ylim(-0.03, 1.03)
             ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
             ax.set_ylabel("WSR of the suspect model")

@@ -210,6 +210,7 @@ class AttackRow:
     wall_s: Stat | None
     epochs: Stat | None = None
     peak_mem_mb: Stat | None = None
+    cpu_s: Stat | None = None  # only when every ok card records its CPU seconds (cards before them record none)
 
 
 @dataclass(frozen=True)
@@ -563,4 +564,6 @@ def _attack_row(g: Group, a: str) -> AttackRow:
         wall_s=Stat.of(card["wall_s"] for card in ok_cards),
         epochs=Stat.of(card["epochs"] for card in ok_cards),
         peak_mem_mb=Stat.of(card["peak_mem_mb"] for card in ok_cards),
+        cpu_s=Stat.of(card["cpu_s"] for card in ok_cards)
+        if all(card.get("cpu_s") is not None for card in ok_cards) else None,
     )

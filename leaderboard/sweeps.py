@@ -201,8 +201,9 @@ def find_scheme_sweeps(groups: list[Group]) -> list[SchemeSweep]:
 
 @dataclass(frozen=True)
 class CostPoint:
-    """One watermarked scheme under one attack that leaves a suspect model: the attack's mean wall seconds
-    and the suspect's mean WSR over the cell's ok seeds that report both."""
+    """One watermarked scheme under one attack that leaves a suspect model: the attack's mean seconds (CPU
+    seconds where every card of its group records them, else wall seconds: :func:`cost_clock`; the field keeps
+    its old name) and the suspect's mean WSR over the cell's ok seeds that report both."""
 
     defense: str
     attack: str
@@ -213,9 +214,17 @@ class CostPoint:
     thresholds: tuple[float, ...]
 
 
+def cost_clock(g: Group) -> str:
+    """``cpu`` when every ok card of the group records its CPU seconds, else ``wall`` (cards made before CPU
+    time was recorded): one clock for the whole figure, never a mix."""
+    cards = [c for cell in g.cells.values() for c in cell.ok]
+    return "cpu" if cards and all(c.get("cpu_s") is not None for c in cards) else "wall"
+
+
 def cost_points(g: Group) -> list[CostPoint]:
     """The points of the cost-versus-WSR figure for one group, in table order (detection attacks, which
-    leave no suspect model, and schemes without a watermark have none)."""
+    leave no suspect model, and schemes without a watermark have none), timed by :func:`cost_clock`."""
+    field = "cpu_s" if cost_clock(g) == "cpu" else "wall_s"
     points = []
     for d in g.defenses:
         if not g.has_watermark[d]:
@@ -224,10 +233,10 @@ def cost_points(g: Group) -> list[CostPoint]:
             cell = g.cells[(d, a)]
             if cell.kind == "detection" or cell.status != "ok":
                 continue
-            cards = [c for c in cell.ok if c["wall_s"] is not None and c["wsr_suspect"] is not None]
+            cards = [c for c in cell.ok if c[field] is not None and c["wsr_suspect"] is not None]
             if not cards:
                 continue
-            wall = Stat.of(c["wall_s"] for c in cards)
+            wall = Stat.of(c[field] for c in cards)
             wsr = Stat.of(c["wsr_suspect"] for c in cards)
             thresholds = tuple(sorted({c["threshold"] for c in cards if c["threshold"] is not None}))
             points.append(CostPoint(d, a, cell.kind, wall.mean, wsr.mean, cell.survived, thresholds))

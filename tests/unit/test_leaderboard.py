@@ -636,12 +636,30 @@ def test_attack_cost_median_and_mean(tmp_path: Path):
     assert (row.epochs.median, row.epochs.mean) == (4.0, 4.0)
     assert (row.peak_mem_mb.median, row.peak_mem_mb.mean) == (280.0, 440.0)
     text = render(root, tmp_path / "out")["markdown"].read_text(encoding="utf-8")
-    assert "| Wall s (median / mean) | Queries (median / mean) | Epochs (median / mean) | " \
+    assert "| CPU s (median / mean) | Queries (median / mean) | Epochs (median / mean) | " \
            "Peak mem MB (median / mean) |" in text
+    # these cards predate CPU time: their wall seconds, marked as such
     line = next(x for x in text.splitlines() if x.startswith("| `soft_label` | extraction |"))
-    assert line.endswith("| 3.0 / 4.8 | 1,000 / 1,500 | 4 / 4 | 280 / 440 |")
+    assert line.endswith("| 3.0 / 4.8 wall | 1,000 / 1,500 | 4 / 4 | 280 / 440 |")
     line = next(x for x in text.splitlines() if x.startswith("| `neural_cleanse` |"))
-    assert line.endswith("| 30.0 / 30.0 | 0 / 0 | 0 / 0 | 100 / 100 |")
+    assert line.endswith("| 30.0 / 30.0 wall | 0 / 0 | 0 / 0 | 100 / 100 |")
+
+
+def test_the_cost_column_and_figure_use_cpu_seconds_when_every_card_records_them(tmp_path: Path):
+    from leaderboard.sweeps import cost_clock, cost_points
+
+    timed = [{**c, "cpu_s": 2 * c["wall_s"] if c["wall_s"] is not None else None} for c in cost_cards()]
+    root = write_cards(tmp_path / "cpu", timed)
+    (g,) = summarize(load_results(root))
+    row = next(r for r in g.attack_rows if r.name == "soft_label")
+    assert (row.cpu_s.median, row.cpu_s.mean) == (6.0, pytest.approx(19.0 / 2))
+    assert cost_clock(g) == "cpu" and cost_points(g)[0].wall_s == pytest.approx(10.0)  # CPU seconds now
+    text = render(root, tmp_path / "out")["markdown"].read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith("| `soft_label` | extraction |"))
+    assert "| 6.0 / 9.5 | 1,000 / 1,500 |" in line
+    timed[0]["cpu_s"] = None  # one card made before CPU time was recorded: wall seconds for all, never a mix
+    (g,) = summarize(load_results(write_cards(tmp_path / "mixed", timed)))
+    assert cost_clock(g) == "wall" and next(r for r in g.attack_rows if r.name == "soft_label").cpu_s is None
 
 
 def test_cost_points_and_figure(tmp_path: Path):
@@ -661,7 +679,7 @@ def test_cost_points_and_figure(tmp_path: Path):
     assert "30% claim threshold" in text and "log scale" in text
     page = paths["html"].read_text(encoding="utf-8")
     assert '<img src="figures/cost_vs_wsr.png"' in page and "<h2>Attack cost versus WSR</h2>" in page
-    assert "<th>Wall s (median / mean)</th>" in page
+    assert "<th>CPU s (median / mean)</th>" in page
 
 
 def test_no_watermark_no_cost_figure_and_no_stale_one(golden_results: Path, tmp_path: Path):
