@@ -182,8 +182,9 @@ class DefenseRow:
     victim_wsr: Stat | None
     null_wsr: Stat | None  # the identity (control attack) cell's null WSR
     threshold: tuple[float, float] | None  # (min, max) over cards
-    embed_s: Stat | None = None  # wall seconds of the victim's training (the embedding), per seed
+    embed_s: Stat | None = None  # seconds of the victim's training (the embedding), per seed, on embed_clock
     embed_ratio: Stat | None = None  # that, divided by the clean control's on the same seed
+    embed_clock: str = "wall"  # "cpu" when the cards of the row's and the control's victims all record CPU time
     survived: int = 0
     total: int = 0  # extraction + removal attacks with an ok cell and a verdict
     worst: dict[str, CellSummary | None] = field(default_factory=dict)  # per kind in ROBUSTNESS_KINDS
@@ -460,13 +461,21 @@ def main_victim_device(choice: dict[tuple, dict], trained_on: dict[tuple, str]) 
     return min(counts, key=lambda dev: (-counts[dev], dev))
 
 
+def _victim_clock(*victims: dict[int, tuple[dict, list[dict]]]) -> str:
+    """``cpu`` when the card standing for every victim of ``victims`` records the victim's CPU seconds, else
+    ``wall`` (cards made before CPU time was recorded): one clock for a ratio, never a mix."""
+    cards = [c for group in victims for c, _ in group.values()]
+    return "cpu" if cards and all((c.get("extras") or {}).get("victim_cpu_s") is not None for c in cards) else "wall"
+
+
 def _victim_seconds(victims: dict[int, tuple[dict, list[dict]]], trained_on: dict[int, str],
-                    device: str | None) -> dict[int, float]:
-    """Per seed, the victim's training wall seconds (``extras.victim_wall_s``) of the card standing for it, for
-    the victims trained on ``device`` only (seconds from two devices do not compare; None: any)."""
+                    device: str | None, clock: str = "wall") -> dict[int, float]:
+    """Per seed, the victim's training seconds on ``clock`` (``extras.victim_cpu_s`` or ``victim_wall_s``) of
+    the card standing for it, for the victims trained on ``device`` only (seconds from two devices do not
+    compare; None: any)."""
     out: dict[int, float] = {}
     for s, (c, _) in victims.items():
-        wall = (c.get("extras") or {}).get("victim_wall_s")
+        wall = (c.get("extras") or {}).get(f"victim_{clock}_s")
         if wall is not None and device in (None, trained_on.get(s)):
             out[s] = float(wall)
     return out
@@ -488,8 +497,10 @@ def _defense_row(g: Group, d: str, cards: list[dict], victims: dict[str, dict]) 
     def trained_on(name: str) -> dict[int, str]:
         return {seed: dev for (scheme, seed), dev in g.victim_device.items() if scheme == name}
 
-    embed = _victim_seconds(victims[d], trained_on(d), g.main_device)
-    base_embed = _victim_seconds(victims.get(CONTROL_DEFENSE, {}), trained_on(CONTROL_DEFENSE), g.main_device)
+    clock = _victim_clock(victims[d], victims.get(CONTROL_DEFENSE, {}))
+    embed = _victim_seconds(victims[d], trained_on(d), g.main_device, clock)
+    base_embed = _victim_seconds(victims.get(CONTROL_DEFENSE, {}), trained_on(CONTROL_DEFENSE), g.main_device,
+                                 clock)
     row = DefenseRow(
         name=d,
         has_watermark=g.has_watermark[d],
@@ -500,6 +511,7 @@ def _defense_row(g: Group, d: str, cards: list[dict], victims: dict[str, dict]) 
         threshold=(min(thresholds), max(thresholds)) if thresholds else None,
         embed_s=Stat.of(embed.values()),
         embed_ratio=Stat.of(embed[s] / base_embed[s] for s in sorted(embed) if base_embed.get(s)),
+        embed_clock=clock,
     )
     if not row.has_watermark:
         return row

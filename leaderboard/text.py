@@ -269,15 +269,17 @@ def victim_wsr_text(name: str, wsr: Stat | None) -> str:
 
 
 def embedding_text(row: DefenseRow, seeds: int | None = None) -> str:
-    """The victim's training time against the clean control's, medians over seeds: ``×1.9 (480 s)``, and
-    ``×1.9 (480 s; 1 seed)`` when fewer victims than ``seeds`` are timed (the others not run, or trained on
-    another device). Medians, as one training run slowed by a busy machine would drag a mean of three far off."""
+    """The victim's training time against the clean control's, medians over seeds: ``×1.9 (480 s)`` in wall
+    seconds, ``×1.9 (900 CPU-s)`` in CPU seconds (where every card of both records them), and ``×1.9 (480 s;
+    1 seed)`` when fewer victims than ``seeds`` are timed (the others not run, or trained on another device).
+    Medians, as one training run slowed by a busy machine would drag a mean of three far off."""
     if row.embed_s is None:
         return DASH
     ratio = f"×{rounded(row.embed_ratio.median):.1f} " if row.embed_ratio is not None else ""
     n = row.embed_s.n
     few = f"; {n} seed{'s' * (n != 1)}" if seeds is not None and n < seeds else ""
-    return f"{ratio}({rounded(row.embed_s.median, 0):,.0f} s{few})"
+    unit = "CPU-s" if row.embed_clock == "cpu" else "s"
+    return f"{ratio}({rounded(row.embed_s.median, 0):,.0f} {unit}{few})"
 
 
 def status_counts(groups: list[Group]) -> tuple[int, Counter, int]:

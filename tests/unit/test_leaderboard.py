@@ -867,7 +867,30 @@ def test_embedding_compares_victims_trained_on_the_same_device(tmp_path: Path):
     assert row.embed_s.n == 3 and row.embed_s.median == pytest.approx(330.0)
     assert row.embed_ratio.n == 3 and row.embed_ratio.median == pytest.approx(3.0)
     # the page shows the medians: the slowed run does not move them (its mean ratio would read x12.0)
-    assert embedding_text(row) == "×3.0 (330 s)"
+    assert embedding_text(row) == "×3.0 (330 s)" and row.embed_clock == "wall"
+
+
+def test_embedding_uses_cpu_seconds_where_the_cards_of_both_victims_record_them(tmp_path: Path):
+    from leaderboard.text import embedding_text
+
+    def card(defense, seed, wall, cpu):
+        kw = {} if defense != "none" else dict(has_watermark=False, wsr_suspect=None, wsr_null=None, p_value=None,
+                                               retained=None, removed_cheaply=None, threshold=None, wsr_victim=None)
+        extras = {"victim_wall_s": wall, "suspect_label_rate": 0.02}
+        if cpu is not None:
+            extras["victim_cpu_s"] = cpu
+        return make_card(defense=defense, attack="identity", seed=seed, extras=extras, **kw)
+
+    # seed 1's content victim ran beside other work: its wall time doubled, its CPU time did not
+    cards = [card("none", 0, 50.0, 100.0), card("none", 1, 50.0, 100.0),
+             card("content", 0, 100.0, 200.0), card("content", 1, 200.0, 220.0)]
+    (g,) = summarize(load_results(write_cards(tmp_path / "cpu", cards)))
+    row = next(r for r in g.defense_rows if r.name == "content")
+    assert row.embed_clock == "cpu" and embedding_text(row) == "×2.1 (210 CPU-s)"
+    cards[0] = card("none", 0, 50.0, None)  # the control's card of seed 0 predates CPU time: wall for the row
+    (g,) = summarize(load_results(write_cards(tmp_path / "wall", cards)))
+    row = next(r for r in g.defense_rows if r.name == "content")
+    assert row.embed_clock == "wall" and embedding_text(row) == "×3.0 (150 s)"
 
 
 def test_the_attack_note_states_the_scorers_cheap_removal_rule():
