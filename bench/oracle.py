@@ -124,8 +124,8 @@ class Oracle:
             build = lambda: self._served(self._pool)  # noqa: E731
             table = self._remember(build) if self._remember is not None else build()
             if not isinstance(table, torch.Tensor) or table.shape != (len(self._pool), self.num_classes):
-                raise WmbenchError("the cached table of the oracle's answers does not fit the pool; "
-                                   "clear the cache entry (or run with --force) to rebuild it")
+                raise WmbenchError("the cached table of the oracle's answers does not fit the pool (a cache "
+                                   "written by something else?); run again with an empty --cache-dir")
             self._table = table
         return self._format(self._table[idx])
 
