@@ -157,7 +157,7 @@ class SchemeSweep:
 
     def victim(self, defense: str, name: str) -> Stat | None:
         """A victim-level field (``clean_acc_victim``, ``wsr_victim``) over the common seeds, one value per seed:
-        the group's victim for that seed (:func:`leaderboard.summary.seed_victims`)."""
+        the group's victim for that seed (:func:`leaderboard.victims.seed_victims`)."""
         reps = self.group.victims.get(defense, {})
         return Stat.of(rep[name] for seed, rep in sorted(reps.items()) if not self.seeds or seed in self.seeds)
 
